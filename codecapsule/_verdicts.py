@@ -1,0 +1,91 @@
+"""From stages to a verdict: the one judging policy every engine shares (pure, no I/O)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from ._jobs import Job, Limits
+from ._results import Result, Stage, Verdict
+
+# A program that dies of its own memory error under a memory limit ran out of memory, whichever runtime said so.
+_OUT_OF_MEMORY = re.compile(
+    r"^MemoryError\b|\bjava\.lang\.OutOfMemoryError\b|JavaScript heap out of memory|\bstd::bad_alloc\b"
+    r"|Cannot allocate memory|out of memory",
+    re.MULTILINE,
+)
+
+
+def stage_failed(stage: Stage) -> bool:
+    return stage.status is not None or (stage.exit_code not in (0, None)) or stage.signal is not None
+
+
+def run_verdict(run: Stage, limits: Limits) -> Verdict:
+    """Verdict for a run stage alone."""
+    if run.status == "XX":
+        return Verdict.INTERNAL_ERROR
+    if run.status == "TO":
+        return Verdict.TIME_LIMIT
+    if run.status in ("OL", "EL"):
+        return Verdict.OUTPUT_LIMIT
+    if run.status == "ML":
+        return Verdict.MEMORY_LIMIT
+    if not stage_failed(run):
+        return Verdict.OK
+    if limits.memory is not None and _OUT_OF_MEMORY.search(run.stderr[-4000:]):
+        return Verdict.MEMORY_LIMIT
+    if run.signal is not None or run.status == "SG":
+        return Verdict.SIGNAL
+    return Verdict.RUNTIME_ERROR
+
+
+def normalise_output(text: str) -> list[str]:
+    """Lines with trailing whitespace removed and trailing empty lines dropped (Judge0's comparison)."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def compare_output(actual: str, expected: str) -> str | None:
+    """None when they match; otherwise a unified diff (expected → actual)."""
+    want, got = normalise_output(expected), normalise_output(actual)
+    if want == got:
+        return None
+    return "\n".join(difflib.unified_diff(want, got, "expected", "actual", lineterm="", n=2))
+
+
+def judge(
+    job: Job,
+    *,
+    engine: str,
+    version: str,
+    compile: Stage | None,
+    run: Stage | None,
+    limits: Limits,
+) -> Result:
+    """Build the Result of a job from its stages.
+
+    A failed compile stage is a compile error and there is no run stage (Piston copies ``compile`` into
+    ``run`` when compilation fails: the run never happened).
+    """
+    if compile is not None and stage_failed(compile):
+        return Result(job.language, version, engine, Verdict.COMPILE_ERROR, compile=compile, run=None,
+                      expected=job.expect, limits=limits, name=job.name)
+    if run is None:
+        return Result(job.language, version, engine, Verdict.INTERNAL_ERROR, compile=compile,
+                      error="the engine returned no run stage", expected=job.expect, limits=limits, name=job.name)
+    verdict = run_verdict(run, limits)
+    diff = None
+    if verdict is Verdict.OK and job.expect is not None:
+        diff = compare_output(run.stdout, job.expect)
+        if diff is not None:
+            verdict = Verdict.WRONG_ANSWER
+    return Result(job.language, version, engine, verdict, compile=compile, run=run, expected=job.expect,
+                  diff=diff, limits=limits, name=job.name)
+
+
+def internal_error(job: Job, engine: str, exc: BaseException) -> Result:
+    """A Result standing for a job the engine could not run (batches keep going)."""
+    return Result(job.language, job.version, engine, Verdict.INTERNAL_ERROR, error=f"{type(exc).__name__}: {exc}",
+                  expected=job.expect, limits=job.limits, name=job.name, exception=exc)
