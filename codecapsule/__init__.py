@@ -89,8 +89,18 @@ def execute(
     output that differs (trailing whitespace aside) gives verdict ``wrong_answer`` and a diff.
     A crashing program is not an exception: look at ``result.verdict``.
     """
-    return default_client().execute(source, language, stdin=stdin, args=args, files=files, version=version,
-                                    limits=limits, expect=expect, timeout=timeout, memory=memory)
+    return default_client().execute(
+        source,
+        language,
+        stdin=stdin,
+        args=args,
+        files=files,
+        version=version,
+        limits=limits,
+        expect=expect,
+        timeout=timeout,
+        memory=memory,
+    )
 
 
 async def aexecute(
@@ -108,13 +118,21 @@ async def aexecute(
 ) -> Result:
     """The asynchronous :func:`execute` (a short-lived AsyncClient sharing nothing with other calls)."""
     async with AsyncClient() as client:
-        return await client.execute(source, language, stdin=stdin, args=args, files=files, version=version,
-                                    limits=limits, expect=expect, timeout=timeout, memory=memory)
+        return await client.execute(
+            source,
+            language,
+            stdin=stdin,
+            args=args,
+            files=files,
+            version=version,
+            limits=limits,
+            expect=expect,
+            timeout=timeout,
+            memory=memory,
+        )
 
 
-def execute_many(
-    jobs: Iterable[JobLike], *, concurrency: int = 8, progress: bool | Progress = False
-) -> list[Result]:
+def execute_many(jobs: Iterable[JobLike], *, concurrency: int = 8, progress: bool | Progress = False) -> list[Result]:
     """Run many jobs (Job objects or dicts of :func:`execute` arguments), results in order."""
     return default_client().execute_many(jobs, concurrency=concurrency, progress=progress)
 

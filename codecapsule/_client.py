@@ -74,16 +74,35 @@ class _ClientCore:
         name: str | None = None,
     ) -> Job:
         """The Job that :meth:`execute` would run, with the client's default timeout/memory filled in."""
-        job = Job.create(source, language, stdin=stdin, args=args, files=files, version=version, limits=limits,
-                         expect=expect, timeout=timeout, memory=memory, name=name)
+        job = Job.create(
+            source,
+            language,
+            stdin=stdin,
+            args=args,
+            files=files,
+            version=version,
+            limits=limits,
+            expect=expect,
+            timeout=timeout,
+            memory=memory,
+            name=name,
+        )
         return self._with_defaults(job)
 
     def _with_defaults(self, job: Job) -> Job:
         defaults = Limits(run_timeout=self.settings.timeout, memory=self.settings.memory)
         if defaults == Limits():
             return job
-        return Job(job.language, job.files, job.stdin, job.args, job.version, job.limits.over(defaults),
-                   job.expect, job.name)
+        return Job(
+            job.language,
+            job.files,
+            job.stdin,
+            job.args,
+            job.version,
+            job.limits.over(defaults),
+            job.expect,
+            job.name,
+        )
 
     def _wants_piston(self, job: Job, engine: EngineChoice | None) -> bool:
         if job.lang.sql:
@@ -107,8 +126,13 @@ class _ClientCore:
                 from .engines.duckdb import DuckDBEngine
 
                 s = self.settings
-                self._duckdb = DuckDBEngine(database=s.database, read_only=s.database_read_only,
-                                            sandbox=s.sql_sandbox, memory_limit=s.sql_memory, max_rows=s.max_rows)
+                self._duckdb = DuckDBEngine(
+                    database=s.database,
+                    read_only=s.database_read_only,
+                    sandbox=s.sql_sandbox,
+                    memory_limit=s.sql_memory,
+                    max_rows=s.max_rows,
+                )
             return self._duckdb
 
     def _local_engine(self) -> LocalEngine:
@@ -272,8 +296,7 @@ class AsyncClient(_ClientCore):
             self._piston = AsyncPistonEngine(self.settings)
         return self._piston
 
-    async def execute(self, source: str, language: str, *, engine: EngineChoice | None = None,
-                      **kwargs: Any) -> Result:
+    async def execute(self, source: str, language: str, *, engine: EngineChoice | None = None, **kwargs: Any) -> Result:
         return await self.run(self.job(source, language, **kwargs), engine=engine)
 
     async def run(self, job: Job, *, engine: EngineChoice | None = None) -> Result:
@@ -338,8 +361,15 @@ def _unbuildable(item: JobLike, exc: Exception) -> Result:
 
     language = str(item.get("language", "?")) if isinstance(item, Mapping) else "?"
     name = item.get("name") if isinstance(item, Mapping) else None
-    return Result(language, "", "client", Verdict.INTERNAL_ERROR, error=f"{type(exc).__name__}: {exc}",
-                  name=name, exception=exc)
+    return Result(
+        language,
+        "",
+        "client",
+        Verdict.INTERNAL_ERROR,
+        error=f"{type(exc).__name__}: {exc}",
+        name=name,
+        exception=exc,
+    )
 
 
 # Type used by the module-level helpers in __init__.

@@ -227,7 +227,12 @@ class RateLimited(HTTPStatusError):
     """429: too many requests; ``retry_after`` seconds if the server said."""
 
     def __init__(
-        self, message: str, *, url: str = "", status_code: int = 429, body: str = "",
+        self,
+        message: str,
+        *,
+        url: str = "",
+        status_code: int = 429,
+        body: str = "",
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message, url=url, status_code=status_code, body=body)

@@ -42,7 +42,11 @@ class File:
 
     def to_dict(self) -> dict[str, str]:
         if isinstance(self.content, bytes):
-            return {"name": self.name, "content": base64.b64encode(self.content).decode(), "encoding": "base64"}
+            return {
+                "name": self.name,
+                "content": base64.b64encode(self.content).decode(),
+                "encoding": "base64",
+            }
         return {"name": self.name, "content": self.content, "encoding": "utf8"}
 
     @classmethod
@@ -65,15 +69,15 @@ class Limits:
     Readable strings are accepted: ``Limits(run_timeout="500ms", memory="256MB")``.
     """
 
-    compile_timeout: float | None = None   # wall clock for the compile stage
-    run_timeout: float | None = None       # wall clock for the run stage
+    compile_timeout: float | None = None  # wall clock for the compile stage
+    run_timeout: float | None = None  # wall clock for the run stage
     compile_cpu_time: float | None = None
     run_cpu_time: float | None = None
-    memory: int | None = None              # run stage memory
+    memory: int | None = None  # run stage memory
     compile_memory: int | None = None
-    processes: int | None = None           # processes/threads at once
-    output: int | None = None              # bytes kept per stream (stdout, stderr); more → output_limit
-    file_size: int | None = None           # largest file the program may write
+    processes: int | None = None  # processes/threads at once
+    output: int | None = None  # bytes kept per stream (stdout, stderr); more → output_limit
+    file_size: int | None = None  # largest file the program may write
 
     def __post_init__(self) -> None:
         for name in _TIME_FIELDS:
@@ -92,9 +96,8 @@ class Limits:
                 object.__setattr__(self, name, size)
         for name in _COUNT_FIELDS:
             value = getattr(self, name)
-            if value is not None:
-                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
-                    raise InvalidLimit(f"{name} must be a whole number between 1 and 4096, not {value!r}.")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096):
+                raise InvalidLimit(f"{name} must be a whole number between 1 and 4096, not {value!r}.")
 
     @classmethod
     def coerce(cls, value: Limits | Mapping[str, Any] | None) -> Limits:
@@ -116,7 +119,10 @@ class Limits:
 
     def over(self, defaults: Limits) -> Limits:
         """These limits, with ``defaults`` filling every field that is None."""
-        return replace(defaults, **{f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None})
+        return replace(
+            defaults,
+            **{f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None},
+        )
 
     def to_dict(self) -> dict[str, float | int | None]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -126,14 +132,14 @@ class Limits:
 class Job:
     """One program to run: the language, its files (the first is the entry point), input and limits."""
 
-    language: str                       # canonical name (resolved from any alias)
+    language: str  # canonical name (resolved from any alias)
     files: tuple[File, ...]
     stdin: str = ""
     args: tuple[str, ...] = ()
     version: str = "*"
     limits: Limits = field(default_factory=Limits)
-    expect: str | None = None           # expected stdout: a mismatch is wrong_answer
-    name: str | None = None             # a label for batches (student id, test case)
+    expect: str | None = None  # expected stdout: a mismatch is wrong_answer
+    name: str | None = None  # a label for batches (student id, test case)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "language", resolve(self.language).name)
@@ -195,12 +201,25 @@ class Job:
         lim = Limits.coerce(limits).merged(run_timeout=timeout, memory=memory)
         if expect is not None and not isinstance(expect, str):
             raise InvalidRequest(f"expect must be the expected stdout as a str, not {type(expect).__name__}.")
-        return cls(lang.name, (main, *extra), stdin=stdin, args=tuple(args), version=version, limits=lim,
-                   expect=expect, name=name)
+        return cls(
+            lang.name,
+            (main, *extra),
+            stdin=stdin,
+            args=tuple(args),
+            version=version,
+            limits=lim,
+            expect=expect,
+            name=name,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "language": self.language, "files": [f.to_dict() for f in self.files], "stdin": self.stdin,
-            "args": list(self.args), "version": self.version, "limits": self.limits.to_dict(),
-            "expect": self.expect, "name": self.name,
+            "language": self.language,
+            "files": [f.to_dict() for f in self.files],
+            "stdin": self.stdin,
+            "args": list(self.args),
+            "version": self.version,
+            "limits": self.limits.to_dict(),
+            "expect": self.expect,
+            "name": self.name,
         }

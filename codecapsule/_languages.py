@@ -11,10 +11,10 @@ from ._errors import UnknownLanguage
 
 @dataclass(frozen=True)
 class Language:
-    name: str                  # canonical name, as Piston spells it
+    name: str  # canonical name, as Piston spells it
     aliases: tuple[str, ...]
-    extension: str             # source file extension, with the dot
-    compiled: bool             # has a separate compile stage (locally; Piston's java has none)
+    extension: str  # source file extension, with the dot
+    compiled: bool  # has a separate compile stage (locally; Piston's java has none)
     sql: bool = False
     display: str = ""
 
@@ -26,7 +26,9 @@ class Language:
         return f"main{self.extension}"
 
 
-_JAVA_PUBLIC_CLASS = re.compile(r"\bpublic\s+(?:final\s+|abstract\s+)*(?:class|record|enum|interface)\s+([A-Za-z_$][\w$]*)")
+_JAVA_PUBLIC_CLASS = re.compile(
+    r"\bpublic\s+(?:final\s+|abstract\s+)*(?:class|record|enum|interface)\s+([A-Za-z_$][\w$]*)"
+)
 _JAVA_COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.DOTALL)
 
 
@@ -36,7 +38,13 @@ def _strip_java_comments(source: str) -> str:
 
 LANGUAGES: tuple[Language, ...] = (
     Language("python", ("py", "py3", "python3", "python3.11", "python3.12"), ".py", False, display="Python"),
-    Language("javascript", ("js", "node", "nodejs", "node-js", "node-javascript"), ".js", False, display="JavaScript"),
+    Language(
+        "javascript",
+        ("js", "node", "nodejs", "node-js", "node-javascript"),
+        ".js",
+        False,
+        display="JavaScript",
+    ),
     Language("java", (), ".java", True, display="Java"),
     Language("c", ("gcc",), ".c", True, display="C"),
     Language("c++", ("cpp", "g++", "cxx", "cc"), ".cpp", True, display="C++"),
@@ -57,8 +65,11 @@ def names() -> tuple[str, ...]:
 def resolve(language: str) -> Language:
     """The Language for a name or alias (case-insensitive); :class:`UnknownLanguage` with a suggestion otherwise."""
     if not isinstance(language, str):
-        raise UnknownLanguage(f"language must be a string such as 'python', not {language!r}.", language=str(language),
-                              available=names())
+        raise UnknownLanguage(
+            f"language must be a string such as 'python', not {language!r}.",
+            language=str(language),
+            available=names(),
+        )
     key = language.strip().lower()
     found = _BY_NAME.get(key)
     if found is not None:

@@ -74,7 +74,7 @@ class WidgetProgress(_Tally):
         self.bar = widgets.IntProgress(value=0, min=0, max=max(total, 1), description="running")
         self.label = widgets.Label(value=f"0/{total}")
         self.box = widgets.HBox([self.bar, self.label])
-        display(self.box)
+        display(self.box)  # type: ignore[no-untyped-call]
 
     def advance(self, result: Result | None) -> None:
         done, summary = self.add(result)

@@ -1,38 +1,515 @@
-"""One renderer for Result: plain text (terminals, nbconvert) and escaped HTML (notebooks). Minimal version."""
+"""One renderer for :class:`~codecapsule.Result`: escaped HTML for notebooks, plain text for terminals.
+
+Used by ``%%capsule``, by ``display(result)`` / ``Result._repr_html_`` and by ``str(result)``, so a
+result looks the same wherever it is shown. Everything the program printed is escaped: a student printing
+``</pre><script>…`` gets that text on screen, never markup. No ``<script>``, no ``<style>`` element:
+only inline styles that use JupyterLab's CSS variables (with fallbacks readable on light and dark
+backgrounds), so the output survives nbconvert, VS Code and sanitising viewers.
+
+Pure functions, no I/O and no heavy imports.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ._units import format_duration, format_size
 
 if TYPE_CHECKING:
-    from ._results import Result
+    from ._results import Result, Stage, Table
+
+__all__ = [
+    "DEFAULT_MAX_LINES",
+    "DEFAULT_MAX_ROWS",
+    "Block",
+    "default_main_file",
+    "map_locations",
+    "render_html",
+    "render_text",
+    "status_line",
+]
+
+DEFAULT_MAX_ROWS = 10  # SQL rows shown under a cell (Capsule.displaylimit)
+DEFAULT_MAX_LINES = 200  # output lines shown before the rest is collapsed
+_MAX_CHARS = 20_000  # characters shown before the rest is collapsed (one very long line)
+_MAX_CELL_CHARS = 200  # characters of one SQL value shown
+
+# -- compiler / interpreter locations → the cell's own lines -----------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def default_main_file(language: str) -> str:
+    """The entry file name engines give a ``language`` program (Java, no public class: ``Main.java``)."""
+    from ._errors import UnknownLanguage
+    from ._languages import resolve
+
+    try:
+        return resolve(language).main_file_name("")
+    except UnknownLanguage:
+        return ""
+
+
+def map_locations(text: str, main_file: str, *, line_offset: int = 0, other_files: Sequence[str] = ()) -> str:
+    """Rewrite locations in the program's files (compiler errors, tracebacks) as lines of the notebook cells.
+
+    ``main.cpp:3:5: error`` → ``line 3, col 5: error``; ``Main.java:3: error`` → ``line 3: error``;
+    ``File "/tmp/x/main.py", line 3`` → ``cell, line 3``; ``(/tmp/x/main.js:3:7)`` → ``(line 3, col 7)``;
+    gcc's ``main.c: In function 'main':`` → ``In function 'main':``. A directory before the name (the engine's
+    work directory) is dropped. Locations in ``other_files`` (files saved from other cells) keep their name:
+    ``Point.java:3`` → ``Point.java line 3``. Other files are untouched.
+
+    ``line_offset`` turns a line of the file into a line of its cell: cell line = file line + offset. It is 1
+    for ``%%capsule`` cells (the magic's own line is the cell's line 1, not part of the program), 0 when the
+    program is the whole text, negative when lines were prepended; a location outside the cell is left as it
+    was. gcc's source excerpts (``    3 |   x = 1``) are renumbered the same way.
+    """
+    for name in (main_file, *other_files):
+        if name and name in text:
+            text = _map_file(text, name, line_offset, "" if name == main_file else f"{name} ")
+    if line_offset and _GUTTER.search(text):
+
+        def gutter(m: re.Match[str]) -> str:
+            n = int(m.group(2)) + line_offset
+            width = len(m.group(1)) + len(m.group(2))
+            return (str(n).rjust(width) if n >= 1 else m.group(1) + m.group(2)) + m.group(3)
+
+        text = _GUTTER.sub(gutter, text)
+    return text
+
+
+_GUTTER = re.compile(r"(?m)^( *)(\d+)( \| )")
+
+
+def _map_file(text: str, name: str, line_offset: int, label: str) -> str:
+    # the file name, optionally behind a directory, not glued to a longer name on its left
+    path = r"(?<![\w.\-/])(?:/?[^\s:()\"'<>]*/)?" + re.escape(name)
+
+    def line_no(raw: str) -> int | None:
+        n = int(raw) + line_offset
+        return n if n >= 1 else None
+
+    def py_frame(m: re.Match[str]) -> str:
+        n = line_no(m.group(1))
+        return m.group(0) if n is None else f"{label or 'cell, '}line {n}"
+
+    def location(m: re.Match[str]) -> str:
+        n = line_no(m.group(1))
+        if n is None:
+            return m.group(0)
+        return f"{label}line {n}, col {m.group(2)}" if m.group(2) else f"{label}line {n}"
+
+    text = re.sub(r'File "' + path + r'", line (\d+)', py_frame, text)
+    text = re.sub(path + r":(\d+)(?::(\d+))?(?!\d)", location, text)
+    # gcc's "main.c: In function 'main':" / "main.c: At top level:" context lines
+    return re.sub(r"(?m)^" + path + r": (?=\S)", label, text)
+
+
+def _clean(text: str) -> str:
+    """Terminal colour codes and stray control characters removed (they render as garbage in HTML)."""
+    return _CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n")))
+
+
+# -- what to show: a list of blocks shared by the text and HTML renderers ----------------------------------
+
+
+class Block(NamedTuple):
+    """One piece of a rendered result. ``kind``: stdout, stderr, compile, note, diff, error, table, status."""
+
+    kind: str
+    text: str = ""
+    tone: str = "info"  # info, ok, warn, error: colour of notes
+    label: str = ""
+
+
+_TONE_OF = {
+    "ok": "ok",
+    "wrong_answer": "warn",
+    "time_limit": "warn",
+    "memory_limit": "warn",
+    "output_limit": "warn",
+    "compile_error": "error",
+    "runtime_error": "error",
+    "signal": "error",
+    "internal_error": "error",
+}
+_STOPPED = ("time_limit", "memory_limit", "output_limit")  # killed: the exit code says nothing
+_ICON = {"ok": "✓", "warn": "⚠", "error": "✗", "info": "ℹ"}
 
 
 def status_line(result: Result) -> str:
-    parts = [result.verdict.value]
-    if result.exit_code is not None:
-        parts.append(f"exit {result.exit_code}")
-    parts.append(f"{result.engine} {result.language} {result.version}".strip())
-    return " · ".join(parts)
-
-
-def render_text(result: Result) -> str:
-    lines = []
-    if result.compile is not None and result.compile.stderr and result.run is None:
-        lines.append(result.compile.stderr.rstrip("\n"))
-    if result.stdout:
-        lines.append(result.stdout.rstrip("\n"))
-    if result.run is not None and result.run.stderr:
-        lines.append(result.run.stderr.rstrip("\n"))
+    """``✓ ok · exit 0 · 120 ms · 12.3 MiB · local · java 17.0.9`` — the compact footer of every result."""
+    verdict = result.verdict.value
+    parts = [f"{_ICON[_TONE_OF.get(verdict, 'info')]} {verdict}"]
     if result.table is not None:
-        lines.append(" | ".join(result.table.columns))
-        lines.extend(" | ".join(str(v) for v in row) for row in result.table.rows[:20])
-    if result.error:
-        lines.append(result.error)
-    lines.append(f"[{status_line(result)}]")
-    return "\n".join(lines)
+        rows = result.table.total_rows
+        parts.append(f"{rows:,} row{'' if rows == 1 else 's'}")
+    stage = result.run if result.run is not None else result.compile
+    if verdict == "signal" and stage is not None and stage.signal:
+        parts.append(f"signal {stage.signal}")
+    elif result.exit_code is not None and result.language != "sql" and verdict not in _STOPPED:
+        parts.append(f"exit {result.exit_code}")
+    if result.wall_time is not None:
+        parts.append(format_duration(result.wall_time))
+    if result.memory is not None:
+        parts.append(format_size(result.memory))
+    parts.append(result.engine)
+    parts.append(f"{result.language} {result.version}".strip())
+    return " · ".join(p for p in parts if p)
 
 
-def render_html(result: Result) -> str:
-    return f"<pre>{escape(render_text(result))}</pre>"
+def _limit_note(result: Result) -> str | None:
+    verdict, lim = result.verdict.value, result.limits
+    if verdict == "time_limit":
+        limit = f" (limit {format_duration(lim.run_timeout)})" if lim.run_timeout else ""
+        ran = f" after {format_duration(result.wall_time)}" if result.wall_time else ""
+        return (
+            f"Time limit: the program was stopped{ran}{limit}. Anything it printed before that is shown "
+            "below. Look for a loop that never ends, or a slow algorithm."
+        )
+    if verdict == "memory_limit":
+        limit = f" of {format_size(lim.memory)}" if lim.memory else ""
+        return (
+            f"Memory limit: the program needed more than its memory limit{limit} and was stopped. "
+            "Output printed before that is shown below."
+        )
+    if verdict == "output_limit":
+        limit = f" ({format_size(lim.output)} per stream)" if lim.output else ""
+        return (
+            f"Output limit: the program printed more than the output limit{limit} and was stopped. "
+            "The first part of its output is shown below."
+        )
+    return None
+
+
+def _verdict_note(result: Result) -> tuple[str, str] | None:
+    """The banner for a verdict that needs explaining: (tone, text)."""
+    verdict = result.verdict.value
+    limit = _limit_note(result)
+    if limit is not None:
+        return "warn", limit
+    if verdict == "compile_error":
+        return (
+            "error",
+            "Compile error: the program did not compile. Line numbers are the lines of the cell.",
+        )
+    if verdict == "wrong_answer":
+        return "warn", "Wrong answer: the output differs from the expected output (diff below)."
+    if verdict == "signal":
+        stage = result.run
+        sig = f" ({stage.signal})" if stage is not None and stage.signal else ""
+        hint = " — often an invalid memory access" if stage is not None and stage.signal == "SIGSEGV" else ""
+        return "error", f"The program was killed by a signal{sig}{hint}."
+    if verdict == "internal_error":
+        why = f": {result.error}" if result.error else "."
+        return "error", f"CodeCapsule could not run this program{why}"
+    return None
+
+
+def _stage_text(stage: Stage | None, stream: str) -> str:
+    return _clean(getattr(stage, stream)) if stage is not None else ""
+
+
+def _blocks(
+    result: Result,
+    *,
+    main_file: str | None,
+    line_offset: int,
+    other_files: Sequence[str],
+    note: tuple[str, str] | None,
+) -> list[Block]:
+    main = default_main_file(result.language) if main_file is None else main_file
+
+    def where(text: str) -> str:
+        return map_locations(text, main, line_offset=line_offset, other_files=other_files)
+
+    blocks: list[Block] = []
+    if note is not None:
+        blocks.append(Block("note", note[1], tone=note[0]))
+    banner = _verdict_note(result)
+    if banner is not None:
+        blocks.append(Block("note", banner[1], tone=banner[0]))
+
+    if result.run is None and result.compile is not None:
+        # did not compile: the compiler's words are the output (mapped to the cell's lines)
+        text = "\n".join(
+            t
+            for t in (_stage_text(result.compile, "stdout"), _stage_text(result.compile, "stderr"))
+            if t.strip()
+        )
+        blocks.append(Block("compile", where(text), label="compiler"))
+    else:
+        if result.compile is not None and result.compile.stderr.strip():
+            # warnings from a successful compile
+            warn = where(_stage_text(result.compile, "stderr"))
+            blocks.append(Block("stderr", warn, label="compiler warnings"))
+        # a SQL result's stdout is the table as CSV (what expect= compares): the table itself is shown instead
+        stdout = _stage_text(result.run, "stdout") if result.table is None else ""
+        stderr = _stage_text(result.run, "stderr")
+        if result.error and stderr.strip() == _clean(result.error).strip():
+            stderr = ""  # the same message is shown once, as the error block below
+        if stdout:
+            blocks.append(Block("stdout", stdout, label="stdout"))
+        if stderr:
+            blocks.append(Block("stderr", where(stderr), label="stderr"))
+        if result.table is None and not stdout and not stderr and not result.error and result.run is not None:
+            blocks.append(Block("empty", "(no result rows)" if result.language == "sql" else "(no output)"))
+    if result.verdict.value == "wrong_answer" and result.diff:
+        blocks.append(Block("diff", _clean(result.diff), label="expected → your output"))
+    if result.table is not None:
+        blocks.append(Block("table"))
+    if result.error and result.verdict.value != "internal_error":
+        # SQL errors (DuckDB's message with its LINE n: excerpt) and other engine explanations
+        blocks.append(Block("error", _clean(result.error), label="error"))
+    return blocks
+
+
+# -- plain text --------------------------------------------------------------------------------------------
+
+
+def _collapse_text(text: str, max_lines: int) -> str:
+    text = text.rstrip("\n")
+    lines = text.split("\n")
+    if len(lines) > max_lines:
+        more = len(lines) - max_lines
+        return "\n".join(lines[:max_lines]) + f"\n… {more:,} more line{'s' if more != 1 else ''} not shown"
+    if len(text) > _MAX_CHARS:
+        return text[:_MAX_CHARS] + f"\n… {len(text) - _MAX_CHARS:,} more characters not shown"
+    return text
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        text = repr(value)
+        if len(text) > 12:
+            text = f"{value:.6g}"
+    elif isinstance(value, bytes):
+        text = repr(value)
+    else:
+        text = str(value)
+    return text if len(text) <= _MAX_CELL_CHARS else text[: _MAX_CELL_CHARS - 1] + "…"
+
+
+def _rows_footer(table: Table, shown: int) -> str | None:
+    if shown >= table.total_rows and not table.truncated:
+        return None
+    total = max(table.total_rows, shown)
+    return f"showing {shown:,} of {total:,} rows"
+
+
+def _table_text(table: Table, max_rows: int) -> str:
+    rows = [[_format_value(v).replace("\n", "\\n") for v in row] for row in table.rows[:max_rows]]
+    header = list(table.columns)
+    widths = [min(40, max([len(h)] + [len(r[i]) for r in rows])) for i, h in enumerate(header)]
+
+    def fit(cell: str, width: int) -> str:
+        return cell if len(cell) <= width else cell[: width - 1] + "…"
+
+    def line(cells: Sequence[str]) -> str:
+        return " | ".join(fit(c, w).ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip()
+
+    out = [line(header), "-+-".join("-" * w for w in widths)]
+    out.extend(line(r) for r in rows)
+    footer = _rows_footer(table, len(rows))
+    if footer:
+        out.append(f"({footer})")
+    return "\n".join(out)
+
+
+def render_text(
+    result: Result,
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    max_lines: int = DEFAULT_MAX_LINES,
+    main_file: str | None = None,
+    line_offset: int = 0,
+    other_files: Sequence[str] = (),
+    note: tuple[str, str] | None = None,
+) -> str:
+    """The result as plain text (terminals, nbconvert, VS Code's text fallback). No colour codes.
+
+    ``note`` is an extra ``(tone, text)`` banner such as ``("ok", "expected compile_error")``. ``main_file``
+    (default: the language's usual name), ``line_offset`` and ``other_files`` map compiler and traceback
+    locations to the cells' lines: see :func:`map_locations`.
+    """
+    out: list[str] = []
+    if result.name:
+        out.append(f"== {result.name} ==")
+    for block in _blocks(
+        result, main_file=main_file, line_offset=line_offset, other_files=other_files, note=note
+    ):
+        if block.kind == "note":
+            out.append(f"{_ICON[block.tone]} {block.text}")
+        elif block.kind == "stdout":
+            out.append(_collapse_text(block.text, max_lines))
+        elif block.kind == "empty":
+            out.append(block.text)
+        elif block.kind == "table" and result.table is not None:
+            out.append(_table_text(result.table, max_rows))
+        else:
+            out.append(f"--- {block.label} ---")
+            out.append(_collapse_text(block.text, max_lines))
+    out.append(f"[{status_line(result)}]")
+    return "\n".join(out)
+
+
+# -- HTML --------------------------------------------------------------------------------------------------
+
+# JupyterLab's variables first; the fallbacks are translucent so they read on light and dark backgrounds.
+_COLOR = {
+    "ok": "var(--jp-success-color1, #2e7d32)",
+    "warn": "var(--jp-warn-color1, #e65100)",
+    "error": "var(--jp-error-color1, #d32f2f)",
+    "info": "var(--jp-info-color1, #0277bd)",
+}
+_BACKGROUND = {
+    "ok": "rgba(76, 175, 80, 0.12)",
+    "warn": "rgba(255, 152, 0, 0.14)",
+    "error": "var(--jp-rendermime-error-background, rgba(244, 67, 54, 0.12))",
+    "info": "rgba(3, 169, 244, 0.10)",
+}
+_PRE = (
+    "margin:0;padding:4px 6px;white-space:pre-wrap;word-break:break-word;background:transparent;"
+    "color:inherit;font-family:var(--jp-code-font-family, monospace);font-size:inherit;line-height:1.35"
+)
+_LABEL = "font-size:85%;opacity:0.75;margin:4px 0 0 0;font-family:var(--jp-ui-font-family, sans-serif)"
+
+
+def _pre(text: str, *, style: str = "", cls: str) -> str:
+    return f'<pre class="{cls}" style="{_PRE};{style}">{escape(text)}</pre>'
+
+
+def _collapse_html(text: str, max_lines: int, *, style: str, cls: str) -> str:
+    """A ``<pre>`` of the first lines, and the rest inside a closed ``<details>`` ("show all")."""
+    text = text.rstrip("\n")
+    lines = text.split("\n")
+    if len(lines) > max_lines:
+        head, rest = "\n".join(lines[:max_lines]), "\n".join(lines[max_lines:])
+        summary = f"show all {len(lines):,} lines ({len(lines) - max_lines:,} more)"
+    elif len(text) > _MAX_CHARS:
+        head, rest = text[:_MAX_CHARS], text[_MAX_CHARS:]
+        summary = f"show all {len(text):,} characters ({len(rest):,} more)"
+    else:
+        return _pre(text, style=style, cls=cls)
+    return (
+        _pre(head, style=style, cls=cls)
+        + f'<details class="cc-more"><summary style="cursor:pointer;{_LABEL}">{escape(summary)}</summary>'
+        + _pre(rest, style=style, cls=cls)
+        + "</details>"
+    )
+
+
+def _diff_html(diff: str) -> str:
+    rows = []
+    for line in diff.split("\n"):
+        if line.startswith(("---", "+++")):
+            style = "opacity:0.7"
+        elif line.startswith("-"):
+            style = f"background:{_BACKGROUND['error']}"
+        elif line.startswith("+"):
+            style = f"background:{_BACKGROUND['ok']}"
+        elif line.startswith("@@"):
+            style = f"color:{_COLOR['info']}"
+        else:
+            style = ""
+        rows.append(f'<span style="display:block;{style}">{escape(line) or " "}</span>')
+    return f'<pre class="cc-diff" style="{_PRE}">{"".join(rows)}</pre>'
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)) or type(
+        value
+    ).__name__ == "Decimal"
+
+
+def _table_html(table: Table, max_rows: int) -> str:
+    cell = "padding:2px 8px;border-bottom:1px solid var(--jp-border-color2, rgba(128,128,128,0.3));"
+    head = "".join(
+        f'<th title="{escape(t)}" style="{cell}text-align:left;font-weight:600">{escape(c)}</th>'
+        for c, t in zip(table.columns, table.types or ("",) * len(table.columns), strict=False)
+    )
+    body = []
+    shown = table.rows[:max_rows]
+    for row in shown:
+        tds = []
+        for value in row:
+            align = "right" if _is_number(value) else "left"
+            if value is None:
+                tds.append(f'<td style="{cell}text-align:left;opacity:0.55;font-style:italic">NULL</td>')
+            else:
+                tds.append(
+                    f'<td style="{cell}text-align:{align};white-space:pre">'
+                    f"{escape(_format_value(value))}</td>"
+                )
+        body.append(f"<tr>{''.join(tds)}</tr>")
+    footer = _rows_footer(table, len(shown))
+    foot = f'<div class="cc-rows" style="{_LABEL}">{escape(footer)}</div>' if footer else ""
+    return (
+        f'<table class="cc-table" style="border-collapse:collapse;margin:2px 0;font-size:inherit">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{foot}"
+    )
+
+
+def render_html(
+    result: Result,
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    max_lines: int = DEFAULT_MAX_LINES,
+    main_file: str | None = None,
+    line_offset: int = 0,
+    other_files: Sequence[str] = (),
+    note: tuple[str, str] | None = None,
+) -> str:
+    """The result as one self-contained, escaped HTML fragment (same arguments as :func:`render_text`)."""
+    verdict = result.verdict.value
+    parts = [
+        f'<div class="codecapsule-result" data-verdict="{escape(verdict)}" '
+        'style="font-size:var(--jp-code-font-size, 13px);color:inherit">'
+    ]
+    if result.name:
+        parts.append(f'<div style="font-weight:600;{_LABEL}">{escape(result.name)}</div>')
+    for block in _blocks(
+        result, main_file=main_file, line_offset=line_offset, other_files=other_files, note=note
+    ):
+        if block.kind == "note":
+            parts.append(
+                f'<div class="cc-note cc-{block.tone}" style="border-left:3px solid {_COLOR[block.tone]};'
+                f"background:{_BACKGROUND[block.tone]};padding:3px 8px;margin:2px 0;"
+                f'font-family:var(--jp-ui-font-family, sans-serif)">'
+                f'<span style="color:{_COLOR[block.tone]};font-weight:600">{_ICON[block.tone]}</span> '
+                f"{escape(block.text)}</div>"
+            )
+        elif block.kind == "stdout":
+            parts.append(_collapse_html(block.text, max_lines, style="", cls="cc-stdout"))
+        elif block.kind == "empty":
+            parts.append(
+                f'<div class="cc-empty" style="{_LABEL};font-style:italic">{escape(block.text)}</div>'
+            )
+        elif block.kind in ("stderr", "compile", "error"):
+            parts.append(f'<div style="{_LABEL};color:{_COLOR["error"]}">{escape(block.label)}</div>')
+            style = f"border-left:3px solid {_COLOR['error']};background:{_BACKGROUND['error']}"
+            parts.append(_collapse_html(block.text, max_lines, style=style, cls=f"cc-{block.kind}"))
+        elif block.kind == "diff":
+            parts.append(f'<div style="{_LABEL}">diff: − expected, + your output</div>')
+            parts.append(_diff_html(block.text))
+        elif block.kind == "table" and result.table is not None:
+            parts.append(_table_html(result.table, max_rows))
+    tone = _TONE_OF.get(verdict, "info")
+    head, _, tail = status_line(result).partition(" · ")
+    parts.append(
+        f'<div class="cc-status" title="{escape(result.verdict.description)}" style="{_LABEL}">'
+        f'<span style="color:{_COLOR[tone]};font-weight:600">{escape(head)}</span> · {escape(tail)}</div>'
+    )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def table_text(table: Table, max_rows: int = 20) -> str:
+    """A SQL table as aligned plain text with a "showing N of M rows" footer (used by the CLI)."""
+    return _table_text(table, max_rows)

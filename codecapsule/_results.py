@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ._jobs import Limits
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import pyarrow
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """What happened to the program. Compares equal to its string value (``r.verdict == "ok"``)."""
 
     OK = "ok"
@@ -60,15 +60,15 @@ class Stage:
 
     stdout: str = ""
     stderr: str = ""
-    output: str = ""                      # stdout and stderr interleaved, as far as the engine knows
+    output: str = ""  # stdout and stderr interleaved, as far as the engine knows
     exit_code: int | None = None
-    signal: str | None = None             # "SIGKILL", "SIGSEGV", ...
+    signal: str | None = None  # "SIGKILL", "SIGSEGV", ...
     status: str | None = None
     message: str | None = None
-    wall_time: float | None = None        # seconds
-    cpu_time: float | None = None         # seconds
-    memory: int | None = None             # bytes (peak)
-    truncated: bool = False               # stdout/stderr were cut at the output limit
+    wall_time: float | None = None  # seconds
+    cpu_time: float | None = None  # seconds
+    memory: int | None = None  # bytes (peak)
+    truncated: bool = False  # stdout/stderr were cut at the output limit
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -123,13 +123,23 @@ class Table:
         return pd.DataFrame.from_records(list(self.rows), columns=list(self.columns))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"columns": list(self.columns), "types": list(self.types), "rows": [list(r) for r in self.rows],
-                "total_rows": self.total_rows, "truncated": self.truncated}
+        return {
+            "columns": list(self.columns),
+            "types": list(self.types),
+            "rows": [list(r) for r in self.rows],
+            "total_rows": self.total_rows,
+            "truncated": self.truncated,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Table:
-        return cls(tuple(d["columns"]), tuple(d["types"]), tuple(tuple(r) for r in d["rows"]),
-                   int(d["total_rows"]), bool(d.get("truncated", False)))
+        return cls(
+            tuple(d["columns"]),
+            tuple(d["types"]),
+            tuple(tuple(r) for r in d["rows"]),
+            int(d["total_rows"]),
+            bool(d.get("truncated", False)),
+        )
 
 
 @dataclass(frozen=True)
@@ -149,7 +159,7 @@ class Result:
     table: Table | None = None
     expected: str | None = None
     diff: str | None = None
-    error: str | None = None              # engine-side explanation for internal_error, or SQL's error message
+    error: str | None = None  # engine-side explanation for internal_error, or SQL's error message
     limits: Limits = field(default_factory=Limits)
     name: str | None = None
     exception: BaseException | None = field(default=None, repr=False, compare=False)
@@ -200,13 +210,19 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "language": self.language, "version": self.version, "engine": self.engine,
-            "verdict": self.verdict.value, "ok": self.ok,
+            "language": self.language,
+            "version": self.version,
+            "engine": self.engine,
+            "verdict": self.verdict.value,
+            "ok": self.ok,
             "compile": self.compile.to_dict() if self.compile else None,
             "run": self.run.to_dict() if self.run else None,
             "table": self.table.to_dict() if self.table else None,
-            "expected": self.expected, "diff": self.diff, "error": self.error,
-            "limits": self.limits.to_dict(), "name": self.name,
+            "expected": self.expected,
+            "diff": self.diff,
+            "error": self.error,
+            "limits": self.limits.to_dict(),
+            "name": self.name,
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -215,11 +231,16 @@ class Result:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Result:
         return cls(
-            language=d["language"], version=d["version"], engine=d["engine"], verdict=Verdict(d["verdict"]),
+            language=d["language"],
+            version=d["version"],
+            engine=d["engine"],
+            verdict=Verdict(d["verdict"]),
             compile=Stage.from_dict(d["compile"]) if d.get("compile") else None,
             run=Stage.from_dict(d["run"]) if d.get("run") else None,
             table=Table.from_dict(d["table"]) if d.get("table") else None,
-            expected=d.get("expected"), diff=d.get("diff"), error=d.get("error"),
+            expected=d.get("expected"),
+            diff=d.get("diff"),
+            error=d.get("error"),
             limits=Limits(**{k: v for k, v in (d.get("limits") or {}).items() if v is not None}),
             name=d.get("name"),
         )

@@ -98,7 +98,10 @@ class Settings:
     @property
     def access_headers(self) -> dict[str, str]:
         if self.access_client_id and self.access_client_secret:
-            return {"CF-Access-Client-Id": self.access_client_id, "CF-Access-Client-Secret": self.access_client_secret}
+            return {
+                "CF-Access-Client-Id": self.access_client_id,
+                "CF-Access-Client-Secret": self.access_client_secret,
+            }
         return {}
 
     def with_(self, **changes: Any) -> Settings:

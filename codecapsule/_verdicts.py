@@ -70,22 +70,59 @@ def judge(
     ``run`` when compilation fails: the run never happened).
     """
     if compile is not None and stage_failed(compile):
-        return Result(job.language, version, engine, Verdict.COMPILE_ERROR, compile=compile, run=None,
-                      expected=job.expect, limits=limits, name=job.name)
+        return Result(
+            job.language,
+            version,
+            engine,
+            Verdict.COMPILE_ERROR,
+            compile=compile,
+            run=None,
+            expected=job.expect,
+            limits=limits,
+            name=job.name,
+        )
     if run is None:
-        return Result(job.language, version, engine, Verdict.INTERNAL_ERROR, compile=compile,
-                      error="the engine returned no run stage", expected=job.expect, limits=limits, name=job.name)
+        return Result(
+            job.language,
+            version,
+            engine,
+            Verdict.INTERNAL_ERROR,
+            compile=compile,
+            error="the engine returned no run stage",
+            expected=job.expect,
+            limits=limits,
+            name=job.name,
+        )
     verdict = run_verdict(run, limits)
     diff = None
     if verdict is Verdict.OK and job.expect is not None:
         diff = compare_output(run.stdout, job.expect)
         if diff is not None:
             verdict = Verdict.WRONG_ANSWER
-    return Result(job.language, version, engine, verdict, compile=compile, run=run, expected=job.expect,
-                  diff=diff, limits=limits, name=job.name)
+    return Result(
+        job.language,
+        version,
+        engine,
+        verdict,
+        compile=compile,
+        run=run,
+        expected=job.expect,
+        diff=diff,
+        limits=limits,
+        name=job.name,
+    )
 
 
 def internal_error(job: Job, engine: str, exc: BaseException) -> Result:
     """A Result standing for a job the engine could not run (batches keep going)."""
-    return Result(job.language, job.version, engine, Verdict.INTERNAL_ERROR, error=f"{type(exc).__name__}: {exc}",
-                  expected=job.expect, limits=job.limits, name=job.name, exception=exc)
+    return Result(
+        job.language,
+        job.version,
+        engine,
+        Verdict.INTERNAL_ERROR,
+        error=f"{type(exc).__name__}: {exc}",
+        expected=job.expect,
+        limits=job.limits,
+        name=job.name,
+        exception=exc,
+    )

@@ -1,11 +1,14 @@
 """Render the cloud-init file every Piston VM boots with, from a :class:`ClusterSpec` and the tunnel token.
 
-The template lives in ``cloud_init/codecapsule.yaml.tmpl`` in the repository and is shipped inside the wheel as
+The template lives in ``cloud_init/codecapsule.yaml.tmpl`` in the repository and is shipped inside the wheel
+as
 ``codecapsule/_cloud_init/``. Placeholders look like ``@@{name}``; every value is validated here first (single
-line, printable ASCII, a strict character set) and shell-quoted where it lands in a script, so nothing in a spec
+line, printable ASCII, a strict character set) and shell-quoted where it lands in a script, so nothing in a
+spec
 can break the YAML or inject a command.
 
-The rendered text contains the tunnel token (a secret): callers put it into the VMs' custom data and never print it.
+The rendered text contains the tunnel token (a secret): callers put it into the VMs' custom data and never
+print it.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ _RESERVED_LIMITS = {"BIND_ADDRESS", "DATA_DIRECTORY"}
 
 
 def load_template() -> str:
-    """The template text: from the installed package first, else from the repository's ``cloud_init/`` folder."""
+    """The template text: from the installed package, else from the repository's ``cloud_init/`` folder."""
     try:
         resource = resources.files("codecapsule").joinpath("_cloud_init", TEMPLATE_NAME)
         if resource.is_file():
@@ -72,7 +75,8 @@ def validate_runtime(language: str, version: str) -> tuple[str, str]:
     """Check a Piston package name and version (e.g. ``("python", "3.12.0")``); returns them unchanged."""
     if not isinstance(language, str) or not _LANGUAGE.match(language):
         raise InvalidRequest(
-            f"runtime language {language!r} is not a Piston package name (letters, digits, '+', '.', '_', '-'), "
+            f"runtime language {language!r} is not a Piston package name (letters, digits, '+', '.', '_', "
+            f"'-'), "
             "e.g. 'python', 'node', 'gcc', 'java', 'rust'."
         )
     if not isinstance(version, str) or not _VERSION.match(version):
@@ -113,7 +117,8 @@ def _validated_limits(spec: ClusterSpec) -> list[tuple[str, str]]:
             raise InvalidRequest(f"piston_limits: {name} is given twice.")
         if not _PRINTABLE.match(value):
             raise InvalidRequest(
-                f"piston_limits: the value of {name} must be one line of printable ASCII (at most 4096 characters)."
+                f"piston_limits: the value of {name} must be one line of printable ASCII (at most 4096 "
+                f"characters)."
             )
         names.add(name)
         out.append((name, value))
@@ -121,7 +126,7 @@ def _validated_limits(spec: ClusterSpec) -> list[tuple[str, str]]:
 
 
 def _substitute(template: str, values: dict[str, str | list[str]]) -> str:
-    """Replace ``@@{name}`` placeholders. A list value becomes several lines at the placeholder's indentation."""
+    """Replace ``@@{name}`` placeholders; a list value becomes lines at the placeholder's indentation."""
 
     def indent_of(match: re.Match[str]) -> str:
         line_start = template.rfind("\n", 0, match.start()) + 1
@@ -131,7 +136,9 @@ def _substitute(template: str, values: dict[str, str | list[str]]) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in values:
-            raise KeyError(f"cloud-init template placeholder @@{{{name}}} has no value (template and code differ)")
+            raise KeyError(
+                f"cloud-init template placeholder @@{{{name}}} has no value (template and code differ)"
+            )
         value = values[name]
         if isinstance(value, list):
             return ("\n" + indent_of(match)).join(value)
@@ -144,7 +151,7 @@ def _substitute(template: str, values: dict[str, str | list[str]]) -> str:
 
 
 def render_cloud_init(spec: ClusterSpec, tunnel_token: str) -> str:
-    """The exact ``#cloud-config`` text for the VMs' custom data (contains the tunnel token: never print it)."""
+    """The exact ``#cloud-config`` text for the VMs' custom data (holds the tunnel token: never print it)."""
     if not isinstance(tunnel_token, str) or not _TOKEN.match(tunnel_token):
         # Never echo the value: it is a secret.
         raise InvalidRequest(
@@ -169,11 +176,11 @@ def render_cloud_init(spec: ClusterSpec, tunnel_token: str) -> str:
 
 
 def custom_data_sha256(custom_data: str) -> str:
-    """The hex SHA-256 of the custom data; stored as a VMSS tag so a deploy can tell whether the model changed."""
+    """The hex SHA-256 of the custom data: a VMSS tag that tells a deploy whether the model changed."""
     return hashlib.sha256(custom_data.encode("utf-8")).hexdigest()
 
 
 def runtimes_tag(runtimes: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:
-    """A compact, sorted ``language=version`` list for the ``codecapsule-runtimes`` tag (Azure allows 256 chars)."""
+    """A sorted ``language=version`` list for the ``codecapsule-runtimes`` tag (at most 256 characters)."""
     text = ",".join(sorted(f"{language}={version}" for language, version in runtimes))
     return text if len(text) <= 256 else text[:253] + "..."

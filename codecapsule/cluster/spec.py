@@ -199,4 +199,3 @@ class ClusterSpec:
         from .cloud_init import render_cloud_init
 
         return render_cloud_init(self, tunnel_token=tunnel_token)
-

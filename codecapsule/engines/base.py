@@ -13,9 +13,9 @@ from .._results import Result
 class EngineInfo:
     """What an engine is and how well it isolates programs — shown by ``codecapsule engine`` and ``%capsule engine``."""
 
-    name: str                                  # "local", "piston", "duckdb"
-    isolation: str                             # one plain sentence
-    endpoint: str | None = None                # Piston URL (never with credentials)
+    name: str  # "local", "piston", "duckdb"
+    isolation: str  # one plain sentence
+    endpoint: str | None = None  # Piston URL (never with credentials)
     languages: dict[str, str] = field(default_factory=dict)  # language → version / toolchain found
     notes: tuple[str, ...] = ()
 

@@ -1,9 +1,9 @@
 """Certificates made at test time so fake cloud APIs can be served over real HTTPS on 127.0.0.1.
 
 The Azure SDK's bearer-token policy refuses plain ``http://``, so the fake ARM server speaks TLS. We mint a
-throwaway certificate authority and a server certificate it signs (SAN ``127.0.0.1`` and ``localhost``). The CA
-certificate is what a client passes as its CA bundle (``connection_verify=``). A separate CA and leaf (rather than one
-self-signed leaf) keeps OpenSSL's strict X.509 checks (Python ≥ 3.13 enables ``VERIFY_X509_STRICT``) happy.
+throwaway certificate authority and a server certificate it signs (SAN ``127.0.0.1`` and ``localhost``).
+The CA certificate is what a client passes as its CA bundle (``connection_verify=``). A separate CA and leaf
+(rather than one self-signed leaf) keeps OpenSSL's strict X.509 checks (``VERIFY_X509_STRICT``) happy.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ class TestCertificate:
         return ctx
 
 
-def make_test_certificate(directory: str | Path | None = None, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
-                          ) -> TestCertificate:
+def make_test_certificate(
+    directory: str | Path | None = None, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+) -> TestCertificate:
     """Create a CA and a server certificate for ``hosts`` and write them as PEM files.
 
     ``directory`` defaults to a new temporary directory (the caller removes it, e.g. pytest's ``tmp_path``).
@@ -49,7 +50,7 @@ def make_test_certificate(directory: str | Path | None = None, *, hosts: tuple[s
 
     out = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="codecapsule-tls-"))
     out.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     not_before, not_after = now - dt.timedelta(minutes=5), now + dt.timedelta(days=2)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -66,9 +67,15 @@ def make_test_certificate(directory: str | Path | None = None, *, hosts: tuple[s
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -94,9 +101,15 @@ def make_test_certificate(directory: str | Path | None = None, *, hosts: tuple[s
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )

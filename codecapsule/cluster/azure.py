@@ -1,0 +1,1110 @@
+"""The Azure side of a cluster: resource group, private network with NAT, VM Scale Set and CPU autoscale.
+
+:class:`AzureProvider` talks to Azure Resource Manager with the official ``azure-mgmt-*`` clients. Everything
+it deploys is idempotent: each resource is read first and written only when it is missing or differs from the
+spec, so re-running :meth:`AzureProvider.deploy` after a failure resumes where it stopped. Request bodies are
+built from the SDK model classes (the "hybrid" models of compute ≥ 38 / network ≥ 31 send a plain dict as-is,
+in REST shape).
+
+The ``azure.*`` packages are slow to import, so they are imported inside the methods that use them and the
+clients are created once per provider.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from .._errors import CloudAPIError, InvalidRequest, MissingCredentials, OperationFailed
+from .plan import Change
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+    from .spec import ClusterSpec
+
+__all__ = [
+    "CLOUD_INIT_SHA_TAG",
+    "RUNTIMES_TAG",
+    "AutoscaleState",
+    "AzureProvider",
+    "AzureStatus",
+    "Instance",
+]
+
+#: VMSS tag holding the SHA-256 of the cloud-init text the model was last deployed with.
+CLOUD_INIT_SHA_TAG = "codecapsule-cloud-init-sha256"
+#: VMSS tag holding the runtimes the cloud-init installs (e.g. "python-3.12.0,node-20.11.1").
+RUNTIMES_TAG = "codecapsule-runtimes"
+
+_DENY_RULE = "deny-all-inbound-from-internet"
+_CPU_METRIC = "Percentage CPU"
+_POWER_STATES = {
+    "running": "running",
+    "starting": "starting",
+    "stopped": "stopped",
+    "stopping": "stopped",
+    "deallocated": "deallocated",
+    "deallocating": "deallocated",
+}
+
+
+def _quiet(_message: str) -> None:
+    """The default progress callback: say nothing."""
+
+
+# -- public value types --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One VM of the scale set."""
+
+    instance_id: str  # "0", "1", ...
+    name: str  # e.g. "codecapsule-piston_0"
+    provisioning_state: str  # "Succeeded", "Creating", "Failed", ...
+    power_state: str  # "running" | "starting" | "stopped" | "deallocated" | "unknown"
+    latest_model: bool | None  # latestModelApplied
+
+
+@dataclass(frozen=True)
+class AutoscaleState:
+    """The CPU autoscale setting of the scale set."""
+
+    enabled: bool
+    minimum: int
+    maximum: int
+    default: int
+    scale_out_cpu: float
+    scale_in_cpu: float
+
+
+@dataclass(frozen=True)
+class AzureStatus:
+    """What exists in Azure right now."""
+
+    resource_group_exists: bool
+    vmss_exists: bool
+    capacity: int | None
+    vm_size: str | None
+    provisioning_state: str | None
+    instances: tuple[Instance, ...]
+    autoscale: AutoscaleState | None
+    tags: dict[str, str] = field(default_factory=dict)  # the VMSS tags
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+
+
+def _dig(obj: Any, *names: str) -> Any:
+    """``obj.a.b.c``, or None as soon as a step is missing (SDK models leave absent fields as None)."""
+    for name in names:
+        if obj is None:
+            return None
+        obj = getattr(obj, name, None)
+    return obj
+
+
+def _text(value: Any) -> str:
+    """An SDK value as plain text: enum members (``str`` mix-ins print as ``Cls.MEMBER``) give their value."""
+    return str(value.value) if isinstance(value, Enum) else str(value)
+
+
+def _same_id(a: Any, b: Any) -> bool:
+    return isinstance(a, str) and isinstance(b, str) and a.lower() == b.lower()
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _throwaway_ssh_public_key() -> str:
+    """A fresh ed25519 *public* key whose private half is discarded at once.
+
+    Azure refuses a Linux scale set that has password authentication disabled and no SSH key. The VMs need no
+    login at all (run command works without SSH, and cloudflared dials out), so when the spec supplies no key
+    we give Azure a key that nobody holds: nothing secret is created or stored.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    public = Ed25519PrivateKey.generate().public_key()  # the private key is garbage-collected right here
+    raw = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return raw.decode("ascii") + " codecapsule-no-login"
+
+
+def _error_parts(exc: Any) -> tuple[str, str]:
+    """(code, message) of an azure-core HttpResponseError, without the SDK's multi-line decoration."""
+    error = getattr(exc, "error", None)
+    code = str(getattr(error, "code", "") or "")
+    message = str(getattr(error, "message", "") or "")
+    if not message:
+        message = str(getattr(exc, "message", "") or exc).strip().splitlines()[0] if str(exc).strip() else ""
+        match = re.match(r"^\((?P<code>[^)]+)\)\s*(?P<msg>.*)$", message)
+        if match:
+            code = code or match["code"]
+            message = match["msg"]
+    return code or "Unknown", message.strip() or "no details given"
+
+
+def _hint(code: str, status: int | None) -> str:
+    """What to do about an Azure error, by its code."""
+    lowered = code.lower()
+    if status == 403 or "authorization" in lowered:
+        return "The signed-in identity lacks permission: it needs the Contributor role on the subscription."
+    if lowered in ("resourcegroupnotfound", "resourcenotfound", "notfound"):
+        return "Nothing is deployed there yet: run deploy first."
+    if lowered == "resourcegroupbeingdeleted":
+        return "The resource group is still being deleted: wait until that finishes, then deploy again."
+    if "quota" in lowered or lowered in ("skunotavailable", "allocationfailed", "zonalallocationfailed"):
+        return (
+            "Azure has no capacity or quota for this VM size here: choose another vm_size or location, or "
+            "request more quota."
+        )
+    if lowered == "operationnotallowed":
+        return "Azure does not allow this in the current state (e.g. a stopped VM): check status() and retry."
+    if status == 409 or lowered == "conflict":
+        return "Another operation is still running on it: wait for it to finish and try again."
+    if status == 429:
+        return "Azure is throttling requests: wait a minute and try again."
+    return "Fix the cause and try again."
+
+
+# -- the provider --------------------------------------------------------------------------------------------
+
+
+class AzureProvider:
+    """Create, inspect, scale and delete the Azure resources of one :class:`ClusterSpec`.
+
+    ``credential`` is any ``azure.core.credentials.TokenCredential`` (usually ``DefaultAzureCredential()``).
+    Clients are built on first use with ``base_url=spec.azure_endpoint``,
+    ``connection_verify=spec.azure_ca_bundle`` (if set) and ``polling_interval=spec.poll_interval`` (if set).
+    """
+
+    def __init__(self, spec: ClusterSpec, credential: TokenCredential) -> None:
+        self.spec = spec
+        self._credential = credential
+        self._clients: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"AzureProvider(resource_group={self.spec.resource_group!r}, location={self.spec.location!r}, "
+            f"endpoint={self.spec.azure_endpoint!r})"
+        )
+
+    def close(self) -> None:
+        """Close the HTTP sessions of the clients built so far (they are rebuilt on next use)."""
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            client.close()
+
+    def __enter__(self) -> AzureProvider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- clients ---------------------------------------------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"base_url": self.spec.azure_endpoint}
+        if self.spec.azure_ca_bundle:
+            kwargs["connection_verify"] = self.spec.azure_ca_bundle
+        if self.spec.poll_interval is not None:
+            kwargs["polling_interval"] = self.spec.poll_interval
+        return kwargs
+
+    def _client(self, kind: str) -> Any:
+        client = self._clients.get(kind)
+        if client is not None:
+            return client
+        factory: Any
+        if kind == "resource":
+            from azure.mgmt.resource.resources import ResourceManagementClient as factory
+        elif kind == "network":
+            from azure.mgmt.network import NetworkManagementClient as factory
+        elif kind == "compute":
+            from azure.mgmt.compute import ComputeManagementClient as factory
+        else:
+            from azure.mgmt.monitor import MonitorManagementClient as factory
+        client = factory(self._credential, self.spec.subscription_id, **self._client_kwargs())
+        self._clients[kind] = client
+        return client
+
+    # -- ids -------------------------------------------------------------------------------------------------
+
+    @property
+    def resource_group_id(self) -> str:
+        return f"/subscriptions/{self.spec.subscription_id}/resourceGroups/{self.spec.resource_group}"
+
+    def _id(self, provider_type: str, name: str) -> str:
+        return f"{self.resource_group_id}/providers/{provider_type}/{name}"
+
+    @property
+    def nsg_id(self) -> str:
+        return self._id("Microsoft.Network/networkSecurityGroups", self.spec.nsg_name)
+
+    @property
+    def public_ip_id(self) -> str:
+        return self._id("Microsoft.Network/publicIPAddresses", self.spec.public_ip_name)
+
+    @property
+    def nat_gateway_id(self) -> str:
+        return self._id("Microsoft.Network/natGateways", self.spec.nat_gateway_name)
+
+    @property
+    def subnet_id(self) -> str:
+        return (
+            self._id("Microsoft.Network/virtualNetworks", self.spec.vnet_name)
+            + f"/subnets/{self.spec.subnet_name}"
+        )
+
+    @property
+    def vmss_id(self) -> str:
+        return self._id("Microsoft.Compute/virtualMachineScaleSets", self.spec.vmss_name)
+
+    # -- error translation -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _call(self, action: str) -> Iterator[None]:
+        """Turn SDK exceptions raised while doing ``action`` into CodeCapsule errors with a next step."""
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+
+        try:
+            yield
+        except ClientAuthenticationError as exc:
+            if exc.response is None:  # the credential itself could not produce a token
+                detail = (str(exc.message or exc).strip().splitlines() or ["no details"])[0]
+                raise MissingCredentials(
+                    f"Could not get an Azure access token while {action}: {detail}. Sign in with `az login` "
+                    "(or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET for a service "
+                    "principal) "
+                    "and try again."
+                ) from None
+            code, message = _error_parts(exc)
+            raise CloudAPIError(
+                f"Azure refused the credentials while {action} (HTTP {exc.status_code}, {code}: {message}). "
+                f"Sign in again with `az login` and check that the identity may use subscription "
+                f"{self.spec.subscription_id}.",
+                service="azure",
+                status_code=exc.status_code,
+                code=code,
+            ) from None
+        except HttpResponseError as exc:
+            code, message = _error_parts(exc)
+            raise CloudAPIError(
+                f"Azure refused {action} (HTTP {exc.status_code}, {code}: {message}). "
+                f"{_hint(code, exc.status_code)}",
+                service="azure",
+                status_code=exc.status_code,
+                code=code,
+            ) from None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise CloudAPIError(
+                f"Could not reach Azure Resource Manager at {self.spec.azure_endpoint} while {action}: "
+                f"{type(exc).__name__}: {exc}. Check the network connection (and azure_endpoint / "
+                "azure_ca_bundle) and try again.",
+                service="azure",
+                code=type(exc).__name__,
+            ) from None
+
+    def _wait(
+        self,
+        action: str,
+        resource: str,
+        start: Callable[[], Any],
+        *,
+        retry: str = "run deploy again: it resumes where it stopped",
+    ) -> Any:
+        """Start a long-running operation and wait for it; a Failed end becomes :class:`OperationFailed`."""
+        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+        from azure.core.polling.base_polling import OperationFailed as _LroFailed
+
+        with self._call(action):
+            poller = start()
+            try:
+                return poller.result()
+            except HttpResponseError as exc:
+                if isinstance(exc, ClientAuthenticationError) or not isinstance(exc.__cause__, _LroFailed):
+                    raise
+                code, message = _error_parts(exc)
+                raise OperationFailed(
+                    f"Azure could not finish {action}: {resource} ended in the Failed state "
+                    f"({code}: {message}). "
+                    f"{_hint(code, None)} Then {retry}."
+                ) from None
+
+    def _get(self, action: str, getter: Callable[[], Any]) -> Any:
+        """A GET that returns None for a missing resource (or a missing resource group)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with self._call(action):
+            try:
+                return getter()
+            except ResourceNotFoundError:
+                return None
+
+    # -- desired state (SDK models) --------------------------------------------------------------------------
+
+    def _nsg_model(self) -> Any:
+        from azure.mgmt.network import models as n
+
+        deny = n.SecurityRule(
+            name=_DENY_RULE,
+            properties=n.SecurityRulePropertiesFormat(
+                priority=100,
+                direction="Inbound",
+                access="Deny",
+                protocol="*",
+                source_address_prefix="Internet",
+                source_port_range="*",
+                destination_address_prefix="*",
+                destination_port_range="*",
+                description="CodeCapsule VMs accept no connections from the internet.",
+            ),
+        )
+        # The VMs need no inbound traffic at all: cloudflared dials out to Cloudflare.
+        return n.NetworkSecurityGroup(
+            location=self.spec.location,
+            tags=self.spec.tag_dict,
+            properties=n.NetworkSecurityGroupPropertiesFormat(security_rules=[deny]),
+        )
+
+    def _public_ip_model(self) -> Any:
+        from azure.mgmt.network import models as n
+
+        return n.PublicIPAddress(
+            location=self.spec.location,
+            tags=self.spec.tag_dict,
+            sku=n.PublicIPAddressSku(name="Standard", tier="Regional"),
+            properties=n.PublicIPAddressPropertiesFormat(
+                public_ip_allocation_method="Static", public_ip_address_version="IPv4"
+            ),
+        )
+
+    def _nat_model(self) -> Any:
+        from azure.mgmt.network import models as n
+
+        return n.NatGateway(
+            location=self.spec.location,
+            tags=self.spec.tag_dict,
+            sku=n.NatGatewaySku(name="Standard"),
+            properties=n.NatGatewayPropertiesFormat(
+                public_ip_addresses=[n.SubResource(id=self.public_ip_id)], idle_timeout_in_minutes=4
+            ),
+        )
+
+    def _vnet_model(self) -> Any:
+        from azure.mgmt.network import models as n
+
+        # New subnets are private (no default outbound access): the NAT gateway gives the VMs their way out to
+        # Cloudflare, Docker's registry and apt; the NSG keeps inbound closed.
+        subnet = n.Subnet(
+            name=self.spec.subnet_name,
+            properties=n.SubnetPropertiesFormat(
+                address_prefix=self.spec.subnet_prefix,
+                network_security_group=n.NetworkSecurityGroup(id=self.nsg_id),
+                nat_gateway=n.SubResource(id=self.nat_gateway_id),
+                default_outbound_access=False,
+            ),
+        )
+        return n.VirtualNetwork(
+            location=self.spec.location,
+            tags=self.spec.tag_dict,
+            properties=n.VirtualNetworkPropertiesFormat(
+                address_space=n.AddressSpace(address_prefixes=[self.spec.vnet_prefix]), subnets=[subnet]
+            ),
+        )
+
+    def _computer_name_prefix(self) -> str:
+        prefix = re.sub(r"[^a-z0-9-]", "-", self.spec.vmss_name.lower())[:15].strip("-")
+        return prefix or "codecapsule"
+
+    def _vmss_model(self, custom_data: str, tags: dict[str, str], capacity: int, ssh_key: str) -> Any:
+        from azure.mgmt.compute import models as c
+
+        s = self.spec
+        os_profile = c.VirtualMachineScaleSetOSProfile(
+            computer_name_prefix=self._computer_name_prefix(),
+            admin_username=s.admin_username,
+            custom_data=base64.b64encode(custom_data.encode("utf-8")).decode("ascii"),
+            linux_configuration=c.LinuxConfiguration(
+                disable_password_authentication=True,
+                ssh=c.SshConfiguration(
+                    public_keys=[
+                        c.SshPublicKey(
+                            path=f"/home/{s.admin_username}/.ssh/authorized_keys", key_data=ssh_key
+                        )
+                    ]
+                ),
+            ),
+        )
+        storage_profile = c.VirtualMachineScaleSetStorageProfile(
+            image_reference=c.ImageReference(
+                publisher=s.image_publisher, offer=s.image_offer, sku=s.image_sku, version=s.image_version
+            ),
+            os_disk=c.VirtualMachineScaleSetOSDisk(
+                create_option="FromImage",
+                managed_disk=c.VirtualMachineScaleSetManagedDiskParameters(
+                    storage_account_type="Standard_LRS"
+                ),
+            ),
+        )
+        ip_config = c.VirtualMachineScaleSetIPConfiguration(
+            name="ipconfig1",
+            # no public_ip_address_configuration: the VMs get no public IPs
+            properties=c.VirtualMachineScaleSetIPConfigurationProperties(
+                primary=True, subnet=c.ApiEntityReference(id=self.subnet_id)
+            ),
+        )
+        nic = c.VirtualMachineScaleSetNetworkConfiguration(
+            name=f"{s.vmss_name}-nic",
+            properties=c.VirtualMachineScaleSetNetworkConfigurationProperties(
+                primary=True, ip_configurations=[ip_config]
+            ),
+        )
+        return c.VirtualMachineScaleSet(
+            location=s.location,
+            tags=tags,
+            sku=c.Sku(name=s.vm_size, tier="Standard", capacity=capacity),
+            properties=c.VirtualMachineScaleSetProperties(
+                orchestration_mode="Uniform",
+                overprovision=False,  # overprovisioned extra VMs would each start cloudflared and Piston
+                upgrade_policy=c.UpgradePolicy(mode="Manual"),
+                virtual_machine_profile=c.VirtualMachineScaleSetVMProfile(
+                    os_profile=os_profile,
+                    storage_profile=storage_profile,
+                    network_profile=c.VirtualMachineScaleSetNetworkProfile(
+                        network_interface_configurations=[nic]
+                    ),
+                ),
+            ),
+        )
+
+    def _autoscale_model(
+        self,
+        *,
+        minimum: int,
+        maximum: int,
+        default: int,
+        scale_out_cpu: float,
+        scale_in_cpu: float,
+        enabled: bool,
+    ) -> Any:
+        from azure.mgmt.monitor import models as m
+
+        def rule(operator: str, threshold: float, direction: str) -> Any:
+            return m.ScaleRule(
+                metric_trigger=m.MetricTrigger(
+                    metric_name=_CPU_METRIC,
+                    metric_namespace="microsoft.compute/virtualmachinescalesets",
+                    metric_resource_uri=self.vmss_id,
+                    time_grain=timedelta(minutes=1),
+                    statistic="Average",
+                    time_window=timedelta(minutes=5),
+                    time_aggregation="Average",
+                    operator=operator,
+                    threshold=threshold,
+                ),
+                scale_action=m.ScaleAction(
+                    direction=direction, type="ChangeCount", value="1", cooldown=timedelta(minutes=5)
+                ),
+            )
+
+        return m.AutoscaleSettingResource(
+            location=self.spec.location,
+            tags=self.spec.tag_dict,
+            enabled=enabled,  # the SDK's default is False: a setting that never scales
+            target_resource_uri=self.vmss_id,
+            target_resource_location=self.spec.location,
+            profiles=[
+                m.AutoscaleProfile(
+                    name="default",
+                    capacity=m.ScaleCapacity(
+                        minimum=str(minimum), maximum=str(maximum), default=str(default)
+                    ),
+                    rules=[
+                        rule("GreaterThan", scale_out_cpu, "Increase"),
+                        rule("LessThan", scale_in_cpu, "Decrease"),
+                    ],
+                )
+            ],
+        )
+
+    # -- reading current state -------------------------------------------------------------------------------
+
+    def _rg_exists(self) -> bool:
+        with self._call(f"checking resource group {self.spec.resource_group}"):
+            return bool(self._client("resource").resource_groups.check_existence(self.spec.resource_group))
+
+    def _get_nsg(self) -> Any:
+        nc = self._client("network")
+        return self._get(
+            f"reading network security group {self.spec.nsg_name}",
+            lambda: nc.network_security_groups.get(self.spec.resource_group, self.spec.nsg_name),
+        )
+
+    def _get_public_ip(self) -> Any:
+        nc = self._client("network")
+        return self._get(
+            f"reading public IP {self.spec.public_ip_name}",
+            lambda: nc.public_ip_addresses.get(self.spec.resource_group, self.spec.public_ip_name),
+        )
+
+    def _get_nat(self) -> Any:
+        nc = self._client("network")
+        return self._get(
+            f"reading NAT gateway {self.spec.nat_gateway_name}",
+            lambda: nc.nat_gateways.get(self.spec.resource_group, self.spec.nat_gateway_name),
+        )
+
+    def _get_vnet(self) -> Any:
+        nc = self._client("network")
+        return self._get(
+            f"reading virtual network {self.spec.vnet_name}",
+            lambda: nc.virtual_networks.get(self.spec.resource_group, self.spec.vnet_name),
+        )
+
+    def _get_vmss(self) -> Any:
+        cc = self._client("compute")
+        return self._get(
+            f"reading VM scale set {self.spec.vmss_name}",
+            lambda: cc.virtual_machine_scale_sets.get(self.spec.resource_group, self.spec.vmss_name),
+        )
+
+    def _get_autoscale(self) -> Any:
+        mc = self._client("monitor")
+        return self._get(
+            f"reading autoscale setting {self.spec.autoscale_name}",
+            lambda: mc.autoscale_settings.get(self.spec.resource_group, self.spec.autoscale_name),
+        )
+
+    # -- comparing current with desired (shared by plan and deploy) ------------------------------------------
+
+    def _nsg_change(self, nsg: Any) -> tuple[str, str]:
+        if nsg is None:
+            return "create", "denies all inbound traffic from the internet"
+        for rule in nsg.security_rules or []:
+            if (
+                rule.priority == 100
+                and _text(rule.direction).lower() == "inbound"
+                and _text(rule.access).lower() == "deny"
+                and _text(rule.source_address_prefix).lower() == "internet"
+                and rule.destination_port_range == "*"
+                and rule.protocol == "*"
+            ):
+                return "unchanged", ""
+        return "update", "add the priority-100 rule denying all inbound traffic from the internet"
+
+    def _public_ip_change(self, ip: Any) -> tuple[str, str]:
+        if ip is None:
+            return "create", "Standard, static (outbound address of the NAT gateway)"
+        if _dig(ip, "sku", "name") != "Standard" or _text(ip.public_ip_allocation_method) != "Static":
+            return "update", "make it a Standard static address"
+        return "unchanged", ""
+
+    def _nat_change(self, nat: Any) -> tuple[str, str]:
+        if nat is None:
+            return "create", f"outbound internet access for subnet {self.spec.subnet_name}"
+        if not any(_same_id(ref.id, self.public_ip_id) for ref in nat.public_ip_addresses or []):
+            return "update", f"attach public IP {self.spec.public_ip_name}"
+        return "unchanged", ""
+
+    def _vnet_change(self, vnet: Any) -> tuple[str, str]:
+        s = self.spec
+        if vnet is None:
+            return (
+                "create",
+                f"{s.vnet_prefix}, private subnet {s.subnet_name} {s.subnet_prefix} with NSG and NAT",
+            )
+        problems = []
+        if s.vnet_prefix not in (_dig(vnet, "address_space", "address_prefixes") or []):
+            problems.append(f"address space {s.vnet_prefix}")
+        subnet = next((x for x in vnet.subnets or [] if str(x.name).lower() == s.subnet_name.lower()), None)
+        if subnet is None:
+            problems.append(f"add subnet {s.subnet_name}")
+        else:
+            if subnet.address_prefix != s.subnet_prefix:
+                problems.append(f"subnet prefix {s.subnet_prefix}")
+            if not _same_id(_dig(subnet, "network_security_group", "id"), self.nsg_id):
+                problems.append(f"attach NSG {s.nsg_name}")
+            if not _same_id(_dig(subnet, "nat_gateway", "id"), self.nat_gateway_id):
+                problems.append(f"attach NAT gateway {s.nat_gateway_name}")
+        return ("update", ", ".join(problems)) if problems else ("unchanged", "")
+
+    def _vmss_change(self, vmss: Any, desired_tags: dict[str, str]) -> tuple[str, str]:
+        s = self.spec
+        if vmss is None:
+            return "create", f"{s.vm_size} × {s.capacity}, Uniform, no public IPs"
+        reasons = []
+        if vmss.provisioning_state == "Failed":
+            reasons.append("the last operation failed; retry it")
+        if _dig(vmss, "sku", "name") != s.vm_size:
+            reasons.append(f"size {_dig(vmss, 'sku', 'name')} → {s.vm_size}")
+        tags = dict(vmss.tags or {})
+        for key, value in desired_tags.items():
+            if tags.get(key) != value:
+                reasons.append(
+                    "cloud-init changed"
+                    if key == CLOUD_INIT_SHA_TAG
+                    else "runtimes changed"
+                    if key == RUNTIMES_TAG
+                    else f"tag {key}"
+                )
+        if vmss.overprovision is not False or _text(_dig(vmss, "upgrade_policy", "mode")) != "Manual":
+            reasons.append("overprovision off, manual upgrades")
+        return ("update", ", ".join(reasons)) if reasons else ("unchanged", "")
+
+    def _autoscale_change(self, setting: Any) -> tuple[str, str]:
+        s = self.spec
+        if setting is None:
+            return "create", (
+                f"{s.min_capacity}..{s.max_capacity} instances, CPU > {s.scale_out_cpu}% → +1, "
+                f"< {s.scale_in_cpu}% → −1"
+            )
+        if not _same_id(setting.target_resource_uri, self.vmss_id) or self._autoscale_state(setting) is None:
+            return "update", f"target {s.vmss_name} with the CPU rules"
+        return "unchanged", ""
+
+    # -- plan ------------------------------------------------------------------------------------------------
+
+    def plan(self, *, custom_data_sha256: str | None, runtimes_tag: str | None) -> list[Change]:
+        """What :meth:`deploy` would do, one :class:`Change` per resource. Reads only."""
+        s = self.spec
+        desired: dict[str, str] = {}
+        if custom_data_sha256 is not None:
+            desired[CLOUD_INIT_SHA_TAG] = custom_data_sha256
+        if runtimes_tag is not None:
+            desired[RUNTIMES_TAG] = runtimes_tag
+        rg = self._rg_exists()
+        get = (lambda f: f()) if rg else (lambda f: None)  # inside a missing group everything is missing
+        pairs = [
+            ("resource group", s.resource_group, ("unchanged", "") if rg else ("create", s.location)),
+            ("network security group", s.nsg_name, self._nsg_change(get(self._get_nsg))),
+            ("public IP", s.public_ip_name, self._public_ip_change(get(self._get_public_ip))),
+            ("NAT gateway", s.nat_gateway_name, self._nat_change(get(self._get_nat))),
+            ("virtual network", s.vnet_name, self._vnet_change(get(self._get_vnet))),
+            ("VM scale set", s.vmss_name, self._vmss_change(get(self._get_vmss), desired)),
+            ("autoscale setting", s.autoscale_name, self._autoscale_change(get(self._get_autoscale))),
+        ]
+        return [
+            Change(action, kind, name, detail)  # type: ignore[arg-type]
+            for kind, name, (action, detail) in pairs
+        ]
+
+    # -- deploy ----------------------------------------------------------------------------------------------
+
+    def deploy(
+        self, custom_data: str, *, tags: dict[str, str], progress: Callable[[str], None] = _quiet
+    ) -> None:
+        """Create or update every Azure resource; skip what already matches; resume after a failure.
+
+        ``custom_data`` is the cloud-init text (it contains the tunnel token: it is never logged or shown).
+        ``tags`` are merged over the spec's tags on the scale set; the SHA-256 of ``custom_data`` is added
+        under :data:`CLOUD_INIT_SHA_TAG` if missing. An existing scale set keeps its current capacity
+        (autoscale owns it) and an existing autoscale setting keeps its bounds (change them with
+        :meth:`autoscale`).
+        """
+        s = self.spec
+        rc, nc, cc, mc = (self._client(k) for k in ("resource", "network", "compute", "monitor"))
+        vmss_tags = {**s.tag_dict, **tags}
+        vmss_tags.setdefault(CLOUD_INIT_SHA_TAG, _sha256(custom_data))
+
+        if self._rg_exists():
+            progress(f"Resource group {s.resource_group} exists.")
+        else:
+            from azure.mgmt.resource.resources.models import ResourceGroup
+
+            progress(f"Creating resource group {s.resource_group} in {s.location}…")
+            with self._call(f"creating resource group {s.resource_group}"):
+                rc.resource_groups.create_or_update(
+                    s.resource_group, ResourceGroup(location=s.location, tags=s.tag_dict)
+                )
+
+        def step(kind: str, name: str, change: tuple[str, str], start: Callable[[], Any]) -> None:
+            action, detail = change
+            if action == "unchanged":
+                progress(f"{kind[0].upper()}{kind[1:]} {name} is up to date.")
+                return
+            verb = "Creating" if action == "create" else "Updating"
+            progress(f"{verb} {kind} {name}" + (f" ({detail})" if detail else "") + "…")
+            self._wait(f"{verb.lower()} {kind} {name}", f"{kind} {name}", start)
+
+        rg_name = s.resource_group
+        step(
+            "network security group",
+            s.nsg_name,
+            self._nsg_change(self._get_nsg()),
+            lambda: nc.network_security_groups.begin_create_or_update(rg_name, s.nsg_name, self._nsg_model()),
+        )
+        step(
+            "public IP",
+            s.public_ip_name,
+            self._public_ip_change(self._get_public_ip()),
+            lambda: nc.public_ip_addresses.begin_create_or_update(
+                rg_name, s.public_ip_name, self._public_ip_model()
+            ),
+        )
+        step(
+            "NAT gateway",
+            s.nat_gateway_name,
+            self._nat_change(self._get_nat()),
+            lambda: nc.nat_gateways.begin_create_or_update(rg_name, s.nat_gateway_name, self._nat_model()),
+        )
+        step(
+            "virtual network",
+            s.vnet_name,
+            self._vnet_change(self._get_vnet()),
+            lambda: nc.virtual_networks.begin_create_or_update(rg_name, s.vnet_name, self._vnet_model()),
+        )
+
+        vmss = self._get_vmss()
+        change = self._vmss_change(vmss, vmss_tags)
+        if change[0] == "update" and "cloud-init changed" in change[1]:
+            change = (change[0], change[1] + "; running instances keep the old one until reimaged")
+        capacity = int(_dig(vmss, "sku", "capacity") or 0) if vmss is not None else s.capacity
+        existing_keys = (
+            _dig(vmss, "virtual_machine_profile", "os_profile", "linux_configuration", "ssh", "public_keys")
+            or []
+        )
+        # Keep the key already on the scale set when the spec has none: Azure refuses to change it in place.
+        ssh_key = (
+            s.ssh_public_key
+            or (existing_keys[0].key_data if existing_keys else None)
+            or _throwaway_ssh_public_key()
+        )
+        step(
+            "VM scale set",
+            s.vmss_name,
+            change,
+            lambda: cc.virtual_machine_scale_sets.begin_create_or_update(
+                rg_name, s.vmss_name, self._vmss_model(custom_data, vmss_tags, capacity, ssh_key)
+            ),
+        )
+
+        setting = self._get_autoscale()
+        action, detail = self._autoscale_change(setting)
+        if action == "unchanged":
+            progress(f"Autoscale setting {s.autoscale_name} is up to date.")
+        else:
+            state = self._autoscale_state(setting) if setting is not None else None
+            model = self._autoscale_model(
+                minimum=state.minimum if state else s.min_capacity,
+                maximum=state.maximum if state else s.max_capacity,
+                default=state.default if state else s.capacity,
+                scale_out_cpu=state.scale_out_cpu if state else s.scale_out_cpu,
+                scale_in_cpu=state.scale_in_cpu if state else s.scale_in_cpu,
+                enabled=state.enabled if state else True,
+            )
+            progress(
+                f"{'Creating' if action == 'create' else 'Updating'} autoscale setting {s.autoscale_name} "
+                f"({detail})…"
+            )
+            with self._call(f"writing autoscale setting {s.autoscale_name}"):
+                mc.autoscale_settings.create_or_update(rg_name, s.autoscale_name, model)
+        progress(f"Azure resources in {s.resource_group} are ready.")
+
+    # -- status ----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _autoscale_state(setting: Any) -> AutoscaleState | None:
+        profiles = setting.profiles or []
+        if not profiles:
+            return None
+        cap = profiles[0].capacity
+        out_cpu = in_cpu = None
+        for rule in profiles[0].rules or []:
+            trigger, action = rule.metric_trigger, rule.scale_action
+            if trigger.metric_name != _CPU_METRIC:
+                continue
+            if (
+                _text(trigger.operator) in ("GreaterThan", "GreaterThanOrEqual")
+                and _text(action.direction) == "Increase"
+            ):
+                out_cpu = float(trigger.threshold)
+            if (
+                _text(trigger.operator) in ("LessThan", "LessThanOrEqual")
+                and _text(action.direction) == "Decrease"
+            ):
+                in_cpu = float(trigger.threshold)
+        if out_cpu is None or in_cpu is None:
+            return None
+        return AutoscaleState(
+            enabled=bool(setting.enabled),
+            minimum=int(cap.minimum),
+            maximum=int(cap.maximum),
+            default=int(cap.default),
+            scale_out_cpu=out_cpu,
+            scale_in_cpu=in_cpu,
+        )
+
+    def status(self) -> AzureStatus:
+        """What exists now: the resource group, the scale set, its instances and the autoscale setting."""
+        if not self._rg_exists():
+            return AzureStatus(False, False, None, None, None, (), None, {})
+        vmss = self._get_vmss()
+        setting = self._get_autoscale()
+        return AzureStatus(
+            resource_group_exists=True,
+            vmss_exists=vmss is not None,
+            capacity=int(vmss.sku.capacity) if vmss is not None and vmss.sku is not None else None,
+            vm_size=_dig(vmss, "sku", "name"),
+            provisioning_state=_text(vmss.provisioning_state)
+            if vmss is not None and vmss.provisioning_state
+            else None,
+            instances=tuple(self.instances()) if vmss is not None else (),
+            autoscale=self._autoscale_state(setting) if setting is not None else None,
+            tags=dict(_dig(vmss, "tags") or {}),
+        )
+
+    def instances(self) -> list[Instance]:
+        """The VMs of the scale set with their provisioning and power states ([] if there is no scale set)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        cc = self._client("compute")
+        with self._call(f"listing the instances of {self.spec.vmss_name}"):
+            try:
+                vms = list(
+                    cc.virtual_machine_scale_set_vms.list(
+                        self.spec.resource_group, self.spec.vmss_name, expand="instanceView"
+                    )
+                )
+            except ResourceNotFoundError:
+                return []
+        result = []
+        for vm in vms:
+            power = "unknown"
+            for status in _dig(vm, "instance_view", "statuses") or []:
+                code = str(status.code or "")
+                if code.startswith("PowerState/"):
+                    power = _POWER_STATES.get(code.split("/", 1)[1].lower(), "unknown")
+            result.append(
+                Instance(
+                    instance_id=str(vm.instance_id),
+                    name=str(vm.name),
+                    provisioning_state=_text(vm.provisioning_state or "Unknown"),
+                    power_state=power,
+                    latest_model=vm.latest_model_applied,
+                )
+            )
+        return sorted(result, key=lambda i: int(i.instance_id) if i.instance_id.isdigit() else 0)
+
+    # -- operations ------------------------------------------------------------------------------------------
+
+    def _require_vmss(self, action: str) -> Any:
+        vmss = self._get_vmss()
+        if vmss is None:
+            raise CloudAPIError(
+                f"Cannot {action}: VM scale set {self.spec.vmss_name} does not exist in resource group "
+                f"{self.spec.resource_group}. Run deploy first.",
+                service="azure",
+                status_code=404,
+                code="ResourceNotFound",
+            )
+        return vmss
+
+    def scale(self, capacity: int, *, progress: Callable[[str], None] = _quiet) -> None:
+        """Set the number of VMs. If autoscale is on and ``capacity`` lies outside its bounds, the bounds move
+        to include it first (otherwise autoscale would undo the change); ``progress`` says so."""
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 <= capacity <= 1000:
+            raise InvalidRequest(f"capacity must be a whole number between 0 and 1000, not {capacity!r}.")
+        s = self.spec
+        vmss = self._require_vmss(f"scale to {capacity}")
+        setting = self._get_autoscale()
+        state = self._autoscale_state(setting) if setting is not None else None
+        if (
+            setting is not None
+            and state is not None
+            and state.enabled
+            and not state.minimum <= capacity <= state.maximum
+        ):
+            low, high = min(state.minimum, capacity), max(state.maximum, capacity)
+            progress(
+                f"Capacity {capacity} is outside the autoscale range {state.minimum}..{state.maximum}; "
+                f"moving the range to {low}..{high} so autoscale keeps it."
+            )
+            cap = setting.profiles[0].capacity
+            cap.minimum, cap.maximum = str(low), str(high)
+            cap.default = str(min(max(int(cap.default), low), high))
+            with self._call(f"moving the bounds of autoscale setting {s.autoscale_name}"):
+                self._client("monitor").autoscale_settings.create_or_update(
+                    s.resource_group, s.autoscale_name, setting
+                )
+        from azure.mgmt.compute import models as c
+
+        progress(f"Scaling {s.vmss_name} from {_dig(vmss, 'sku', 'capacity')} to {capacity} instances…")
+        cc = self._client("compute")
+        self._wait(
+            f"scaling {s.vmss_name} to {capacity}",
+            f"VM scale set {s.vmss_name}",
+            lambda: cc.virtual_machine_scale_sets.begin_update(
+                s.resource_group, s.vmss_name, c.VirtualMachineScaleSetUpdate(sku=c.Sku(capacity=capacity))
+            ),
+            retry="call scale again",
+        )
+        progress(f"{s.vmss_name} now has capacity {capacity}.")
+
+    def autoscale(
+        self, *, minimum: int, maximum: int, scale_out_cpu: float, scale_in_cpu: float, enabled: bool
+    ) -> AutoscaleState:
+        """Write the autoscale setting (bounds, CPU thresholds, on/off) and return what Azure stored."""
+        if not (isinstance(minimum, int) and isinstance(maximum, int)) or not 0 <= minimum <= maximum <= 1000:
+            raise InvalidRequest(
+                f"autoscale bounds must satisfy 0 ≤ minimum ≤ maximum ≤ 1000, got {minimum}..{maximum}."
+            )
+        if not 0 < scale_in_cpu < scale_out_cpu < 100:
+            raise InvalidRequest(
+                f"CPU thresholds must satisfy 0 < scale_in_cpu < scale_out_cpu < 100, got "
+                f"scale_in_cpu={scale_in_cpu}, scale_out_cpu={scale_out_cpu}."
+            )
+        s = self.spec
+        vmss = self._require_vmss("configure autoscale")
+        setting = self._get_autoscale()
+        previous = self._autoscale_state(setting) if setting is not None else None
+        wish = previous.default if previous else int(_dig(vmss, "sku", "capacity") or minimum)
+        model = self._autoscale_model(
+            minimum=minimum,
+            maximum=maximum,
+            default=min(max(wish, minimum), maximum),
+            scale_out_cpu=scale_out_cpu,
+            scale_in_cpu=scale_in_cpu,
+            enabled=enabled,
+        )
+        with self._call(f"writing autoscale setting {s.autoscale_name}"):
+            stored = self._client("monitor").autoscale_settings.create_or_update(
+                s.resource_group, s.autoscale_name, model
+            )
+        state = self._autoscale_state(stored)
+        if state is None:  # Azure echoes what we sent; this only happens if someone else rewrote it meanwhile
+            raise CloudAPIError(
+                f"Autoscale setting {s.autoscale_name} came back without the CPU rules; run deploy again.",
+                service="azure",
+                code="UnexpectedShape",
+            )
+        return state
+
+    def update_model(self, custom_data: str, *, tags: dict[str, str]) -> None:
+        """Give the scale-set model a new cloud-init (instances created from now on use it; reimage the
+        running ones with :meth:`reimage`)."""
+        from azure.mgmt.compute import models as c
+
+        s = self.spec
+        vmss = self._require_vmss("update the VM model")
+        merged = {**dict(vmss.tags or {}), **s.tag_dict, **tags}
+        # the hash always describes the custom data now in the model, never a stale one
+        merged[CLOUD_INIT_SHA_TAG] = tags.get(CLOUD_INIT_SHA_TAG) or _sha256(custom_data)
+        update = c.VirtualMachineScaleSetUpdate(
+            tags=merged,
+            properties=c.VirtualMachineScaleSetUpdateProperties(
+                virtual_machine_profile=c.VirtualMachineScaleSetUpdateVMProfile(
+                    os_profile=c.VirtualMachineScaleSetUpdateOSProfile(
+                        custom_data=base64.b64encode(custom_data.encode("utf-8")).decode("ascii")
+                    )
+                )
+            ),
+        )
+        cc = self._client("compute")
+        self._wait(
+            f"updating the model of {s.vmss_name}",
+            f"VM scale set {s.vmss_name}",
+            lambda: cc.virtual_machine_scale_sets.begin_update(s.resource_group, s.vmss_name, update),
+            retry="call update_model again",
+        )
+
+    def run_command(self, instance_id: str, script: list[str]) -> str:
+        """Run a shell script on one instance (RunShellScript, as root) and return Azure's message text:
+        ``"Enable succeeded: \\n[stdout]\\n...\\n[stderr]\\n..."`` (Azure keeps only the last few KB)."""
+        from azure.mgmt.compute import models as c
+
+        s = self.spec
+        cc = self._client("compute")
+        result = self._wait(
+            f"running a command on instance {instance_id} of {s.vmss_name}",
+            f"the run command on instance {instance_id}",
+            lambda: cc.virtual_machine_scale_set_vms.begin_run_command(
+                s.resource_group,
+                s.vmss_name,
+                str(instance_id),
+                c.RunCommandInput(command_id="RunShellScript", script=list(script)),
+            ),
+            retry="run the command again",
+        )
+        values = _dig(result, "value") or []
+        return str(values[0].message or "") if values else ""
+
+    def reimage(self, instance_ids: list[str] | None = None) -> None:
+        """Rebuild instances from the current model so cloud-init runs again (None = all instances).
+
+        With the Manual upgrade policy an instance keeps its old model (including its custom data) until it is
+        upgraded, so instances not on the latest model are upgraded first, then reimaged.
+        """
+        from azure.mgmt.compute import models as c
+
+        s = self.spec
+        self._require_vmss("reimage")
+        current = self.instances()
+        known = {i.instance_id for i in current}
+        wanted = [str(i) for i in instance_ids] if instance_ids is not None else sorted(known, key=int)
+        unknown = [i for i in wanted if i not in known]
+        if unknown:
+            raise InvalidRequest(
+                f"{s.vmss_name} has no instance {', '.join(unknown)}; it has "
+                f"{', '.join(sorted(known, key=int)) or 'none'}."
+            )
+        cc = self._client("compute")
+        stale = [i.instance_id for i in current if i.instance_id in wanted and i.latest_model is False]
+        if stale:
+            self._wait(
+                f"upgrading instances {', '.join(stale)} of {s.vmss_name} to the latest model",
+                f"VM scale set {s.vmss_name}",
+                lambda: cc.virtual_machine_scale_sets.begin_update_instances(
+                    s.resource_group,
+                    s.vmss_name,
+                    c.VirtualMachineScaleSetVMInstanceRequiredIDs(instance_ids=stale),
+                ),
+                retry="call reimage again",
+            )
+        ids = None if instance_ids is None else c.VirtualMachineScaleSetVMInstanceIDs(instance_ids=wanted)
+        self._wait(
+            f"reimaging {'all instances' if ids is None else 'instances ' + ', '.join(wanted)} of "
+            f"{s.vmss_name}",
+            f"VM scale set {s.vmss_name}",
+            lambda: cc.virtual_machine_scale_sets.begin_reimage_all(s.resource_group, s.vmss_name, ids),
+            retry="call reimage again",
+        )
+
+    def teardown(self, *, progress: Callable[[str], None] = _quiet) -> None:
+        """Delete the autoscale setting, then the resource group with everything in it, and wait."""
+        s = self.spec
+        if not self._rg_exists():
+            progress(f"Resource group {s.resource_group} does not exist; nothing to delete in Azure.")
+            return
+        from azure.core.exceptions import ResourceNotFoundError
+
+        progress(f"Deleting autoscale setting {s.autoscale_name}…")
+        # an autoscale setting that is already gone is fine
+        with self._call(f"deleting autoscale setting {s.autoscale_name}"), suppress(ResourceNotFoundError):
+            self._client("monitor").autoscale_settings.delete(s.resource_group, s.autoscale_name)
+        progress(
+            f"Deleting resource group {s.resource_group} and everything in it (this takes a few minutes)…"
+        )
+        rc = self._client("resource")
+        self._wait(
+            f"deleting resource group {s.resource_group}",
+            f"resource group {s.resource_group}",
+            lambda: rc.resource_groups.begin_delete(s.resource_group),
+            retry="call teardown again",
+        )
+        progress(f"Resource group {s.resource_group} deleted.")

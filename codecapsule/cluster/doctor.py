@@ -1,0 +1,445 @@
+"""``codecapsule doctor``: walk the troubleshooting table automatically and say what to fix.
+
+Works from both sides:
+
+* a **client** (a student's or teacher's machine) with only ``CODECAPSULE_PISTON_URL`` (and the Access
+  service-token variables) set: endpoint, DNS, Piston through the tunnel, runtimes, a round trip;
+* an **admin** with a :class:`~codecapsule.cluster.cluster.Cluster`: the same, plus the tunnel's connectors,
+its
+  DNS record and Access protection as Cloudflare sees them, and the VMs' health as Azure sees them.
+
+What cannot be checked is reported as skipped, with the reason. Every failed check carries the fix from the
+troubleshooting table (502 → cloudflared not connected / Piston down; 404 → wrong path; unknown runtime →
+install it; DNS failure → the CNAME is missing).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .._errors import CodeCapsuleError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .cluster import Cluster
+
+__all__ = ["FIXES", "Check", "format_checks", "run_doctor"]
+
+# The troubleshooting table: symptom → what to do.
+FIXES: dict[str, str] = {
+    "no endpoint": (
+        "set CODECAPSULE_PISTON_URL to the tunnel's address (https://tunnel.<your domain>) and "
+        "CODECAPSULE_ACCESS_CLIENT_ID / CODECAPSULE_ACCESS_CLIENT_SECRET to the Access service token your "
+        "admin "
+        "gave you (an admin gets them from Cluster.client() or `codecapsule cluster status`)."
+    ),
+    "dns": (
+        "the host name does not resolve: the proxied CNAME tunnel.<domain> → <tunnel id>.cfargotunnel.com is "
+        "missing (or the URL is misspelt). An admin re-creates it with `codecapsule cluster deploy`."
+    ),
+    "502": (
+        "the tunnel answered but nothing behind it did: cloudflared is not connected on the VMs or Piston is "
+        "down. Admin: `codecapsule cluster status`, `codecapsule cluster logs --source cloudflared` / "
+        "`--source piston`, then `codecapsule cluster reimage` if a VM is stuck."
+    ),
+    "530": (
+        "Cloudflare has no connector for the tunnel (error 1033): no VM is running cloudflared. Admin: check "
+        "the "
+        "instances (`codecapsule cluster status`), the NAT gateway (VMs need outbound access) and "
+        "`codecapsule cluster logs --source cloudflared`."
+    ),
+    "524": "Piston took too long to answer: the VMs are overloaded; scale up: `codecapsule cluster scale N`.",
+    "404": (
+        "wrong path: CODECAPSULE_PISTON_URL must be the base address only (https://tunnel.<domain>), without "
+        "/api/v2; the client adds the API path."
+    ),
+    "access": (
+        "Cloudflare Access refused the request: set CODECAPSULE_ACCESS_CLIENT_ID and "
+        "CODECAPSULE_ACCESS_CLIENT_SECRET to the cluster's service token (admin: `codecapsule cluster "
+        "deploy` "
+        "rotates a lost one)."
+    ),
+    "unknown runtime": (
+        "install the missing runtime on the cluster: `codecapsule cluster install LANGUAGE VERSION` "
+        "(e.g. `codecapsule cluster install python 3.12.0`)."
+    ),
+    "tls": "the TLS handshake failed: check the URL's scheme and host, and any proxy that inspects TLS.",
+    "connect": "no connection could be made: check the URL, your network and any firewall or proxy.",
+    "timeout": "no answer in time: the tunnel or VMs are overloaded or unreachable; retry, then scale up.",
+    "not piston": "the address answers but not like Piston: check CODECAPSULE_PISTON_URL.",
+    "no tunnel": "there is no Cloudflare Tunnel for this cluster: run `codecapsule cluster deploy`.",
+    "no connectors": (
+        "cloudflared is not connected on any VM: check `codecapsule cluster logs --source cloudflared`, that "
+        "the "
+        "subnet has its NAT gateway (outbound access), then `codecapsule cluster reimage`."
+    ),
+    "dns record": "the hostname's CNAME is missing or points elsewhere: run `codecapsule cluster deploy`.",
+    "not protected": (
+        "the hostname is not behind Cloudflare Access, so anyone could run code on the VMs: run "
+        "`codecapsule cluster deploy` now."
+    ),
+    "instances": (
+        "some VMs are not running or failed to provision: `codecapsule cluster logs --instance N --source "
+        "cloud-init`, then `codecapsule cluster reimage`."
+    ),
+    "no instances": "the scale set has no VMs: `codecapsule cluster scale 1` (or deploy).",
+    "cloud": "Azure or Cloudflare refused the call: check the credentials and the message above.",
+}
+
+# Piston package names → the language names /api/v2/runtimes shows (for packages whose names differ).
+_PACKAGE_LANGUAGES: dict[str, tuple[str, ...]] = {
+    "node": ("javascript",),
+    "gcc": ("c", "c++"),
+}
+# What a client needs when no cluster spec says otherwise: the classroom languages.
+_CLIENT_LANGUAGES = ("python", "javascript", "java", "c", "c++")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One doctor check. ``ok`` is None when the check was skipped (``detail`` says why)."""
+
+    name: str
+    ok: bool | None
+    detail: str
+    fix: str = ""
+
+    @property
+    def skipped(self) -> bool:
+        return self.ok is None
+
+    def __str__(self) -> str:
+        mark = {True: "ok  ", False: "FAIL", None: "skip"}[self.ok]
+        text = f"[{mark}] {self.name}: {self.detail}"
+        if self.ok is False and self.fix:
+            text += f"\n       fix: {self.fix}"
+        return text
+
+
+def format_checks(checks: Sequence[Check]) -> str:
+    """The checks as text, with a one-line summary."""
+    failed = sum(1 for c in checks if c.ok is False)
+    passed = sum(1 for c in checks if c.ok is True)
+    skipped = sum(1 for c in checks if c.ok is None)
+    summary = f"{passed} ok, {failed} failed, {skipped} skipped."
+    return "\n".join([*(str(c) for c in checks), summary])
+
+
+def _classify_status(status: int, body: str) -> tuple[str, str]:
+    """(detail, fix key) for an HTTP error status from the tunnel."""
+    if status in (502, 503):
+        return f"HTTP {status}: tunnel up, origin down", "502"
+    if status == 530 or "1033" in body:
+        return f"HTTP {status}: no connector for the tunnel", "530"
+    if status == 524:
+        return "HTTP 524: origin timeout", "524"
+    if status == 404:
+        return "HTTP 404 on the API path", "404"
+    if status in (401, 403) or 300 <= status < 400:
+        return f"HTTP {status}: blocked by Cloudflare Access", "access"
+    return f"HTTP {status}: {body[:120]}", "not piston"
+
+
+def _transport_failure(exc: Exception) -> tuple[str, str]:
+    import httpx
+
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({text})", "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        low = text.lower()
+        if "ssl" in low or "certificate" in low or "tls" in low:
+            return f"TLS failure ({text})", "tls"
+        if "name or service" in low or "nodename" in low or "getaddrinfo" in low or "resolution" in low:
+            return f"the name does not resolve ({text})", "dns"
+        return f"cannot connect ({text})", "connect"
+    return f"{type(exc).__name__}: {text}", "connect"
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int | None  # None: no HTTP answer at all
+    data: Any
+    text: str
+    fix_key: str = ""
+    failure: str = ""
+
+
+class _Doctor:
+    def __init__(
+        self,
+        url: str | None,
+        headers: Mapping[str, str],
+        cluster: Cluster | None,
+        timeout: float,
+        admin_skip_reason: str,
+    ) -> None:
+        self.url = url.rstrip("/") if url else None
+        self.headers = dict(headers)
+        self.cluster = cluster
+        self.timeout = timeout
+        self.admin_skip_reason = admin_skip_reason
+        self.checks: list[Check] = []
+        self.runtimes: list[dict[str, Any]] | None = None
+
+    def add(self, name: str, ok: bool | None, detail: str, fix_key: str = "") -> bool | None:
+        self.checks.append(Check(name, ok, detail, FIXES.get(fix_key, fix_key) if ok is False else ""))
+        return ok
+
+    def scrub(self, text: str) -> str:
+        for value in self.headers.values():
+            if value and len(value) >= 6:
+                text = text.replace(value, "***")
+        return text
+
+    # -- client-side checks --------------------------------------------------------------------------
+
+    def endpoint(self) -> bool:
+        if self.url:
+            return bool(self.add("endpoint configured", True, self.url))
+        self.add("endpoint configured", False, "CODECAPSULE_PISTON_URL is not set", "no endpoint")
+        return False
+
+    def dns(self) -> bool:
+        assert self.url is not None
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            return bool(self.add("DNS name resolves", False, f"{host}: {exc}", "dns"))
+        addresses = sorted({str(info[4][0]) for info in infos})
+        return bool(self.add("DNS name resolves", True, f"{host} → {', '.join(addresses[:3])}"))
+
+    def get(self, client: httpx.Client, path: str) -> _Answer:
+        assert self.url is not None
+        try:
+            response = client.get(self.url + path, headers=self.headers)
+        except Exception as exc:  # httpx transport errors, classified into the table's symptoms
+            detail, key = _transport_failure(exc)
+            return _Answer(None, None, "", key, self.scrub(detail))
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        return _Answer(response.status_code, data, response.text[:300])
+
+    def piston_root(self, client: httpx.Client) -> bool:
+        name = "Piston answers (GET /)"
+        answer = self.get(client, "/")
+        if answer.status is None:
+            return bool(self.add(name, False, answer.failure, answer.fix_key))
+        data = answer.data
+        if (
+            answer.status == 200
+            and isinstance(data, dict)
+            and "piston" in str(data.get("message", "")).lower()
+        ):
+            return bool(self.add(name, True, str(data["message"])))
+        if answer.status == 200:
+            return bool(self.add(name, False, f"HTTP 200 but not Piston: {answer.text[:80]!r}", "not piston"))
+        detail, key = _classify_status(answer.status, answer.text)
+        return bool(self.add(name, False, detail, key))
+
+    def runtimes_api(self, client: httpx.Client) -> bool:
+        name = "runtimes API (GET /api/v2/runtimes)"
+        answer = self.get(client, "/api/v2/runtimes")
+        if answer.status is None:
+            return bool(self.add(name, False, answer.failure, answer.fix_key))
+        if answer.status == 200 and isinstance(answer.data, list):
+            self.runtimes = [r for r in answer.data if isinstance(r, dict)]
+            listed = ", ".join(f"{r.get('language')} {r.get('version')}" for r in self.runtimes) or "none"
+            return bool(self.add(name, True, f"{len(self.runtimes)} runtime(s): {listed}"))
+        if answer.status == 200:
+            return bool(self.add(name, False, "HTTP 200 but not a runtimes list", "not piston"))
+        detail, key = _classify_status(answer.status, answer.text)
+        return bool(self.add(name, False, detail, key))
+
+    def expected_runtimes(self) -> list[tuple[str, str | None]]:
+        if self.cluster is not None:
+            return [(lang, ver) for lang, ver in self.cluster.spec.runtimes]
+        return [(lang, None) for lang in _CLIENT_LANGUAGES]
+
+    def runtimes_installed(self) -> None:
+        assert self.runtimes is not None
+        missing = []
+        for package, version in self.expected_runtimes():
+            names = {package, *_PACKAGE_LANGUAGES.get(package, ())}
+            found = [
+                r
+                for r in self.runtimes
+                if names
+                & {str(r.get("language")), str(r.get("runtime", "")), *map(str, r.get("aliases", []))}
+            ]
+            if not found or (
+                version is not None and not any(str(r.get("version")) == version for r in found)
+            ):
+                missing.append(f"{package} {version}" if version else package)
+        if missing:
+            self.add("runtimes installed", False, "missing: " + ", ".join(missing), "unknown runtime")
+        else:
+            self.add("runtimes installed", True, "every expected runtime is there")
+
+    def round_trip(self, client: httpx.Client) -> None:
+        assert self.runtimes is not None
+        name = "runs code (print(1) in python)"
+        if not any(r.get("language") == "python" for r in self.runtimes):
+            self.add(name, None, "python is not installed, nothing to run")
+            return
+        body = {"language": "python", "version": "*", "files": [{"name": "main.py", "content": "print(1)"}]}
+        try:
+            response = client.post(
+                f"{self.url}/api/v2/execute", headers=self.headers, json=body, timeout=self.timeout + 10
+            )
+        except Exception as exc:
+            detail, key = _transport_failure(exc)
+            self.add(name, False, self.scrub(detail), key)
+            return
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.status_code == 200 and isinstance(data, dict):
+            stdout = str((data.get("run") or {}).get("stdout", ""))
+            ok = stdout.strip() == "1"
+            self.add(name, ok, "printed 1" if ok else f"unexpected output {stdout[:80]!r}", "502")
+        else:
+            detail, key = _classify_status(response.status_code, response.text[:300])
+            self.add(name, False, detail, key)
+
+    # -- admin-side checks ---------------------------------------------------------------------------
+
+    def tunnel(self) -> None:
+        names = ("tunnel has connectors", "DNS record points at the tunnel", "protected by Cloudflare Access")
+        if self.cluster is None:
+            for name in names:
+                self.add(name, None, self.admin_skip_reason)
+            return
+        try:
+            status = self.cluster.tunnel.status()
+        except CodeCapsuleError as exc:
+            for name in names:
+                self.add(name, False, self.scrub(str(exc)), "cloud")
+            return
+        if status.tunnel_id is None:
+            self.add(names[0], False, f"no tunnel named {self.cluster.spec.tunnel_name}", "no tunnel")
+        elif not status.connectors:
+            self.add(names[0], False, f"tunnel {status.status or 'inactive'}, 0 connectors", "no connectors")
+        else:
+            n = len(status.connectors)
+            self.add(names[0], True, f"tunnel {status.status}, {n} connector{'s' if n != 1 else ''}")
+        if status.dns_ok:
+            self.add(names[1], True, f"{self.cluster.spec.hostname} → {status.dns_target}")
+        else:
+            self.add(
+                names[1],
+                False,
+                f"CNAME {'→ ' + status.dns_target if status.dns_target else 'missing'}",
+                "dns record",
+            )
+        if status.access_protected:
+            self.add(names[2], True, "Access application with a service-token policy")
+        else:
+            self.add(names[2], False, "no Access application with a service-token policy", "not protected")
+
+    def instances(self) -> None:
+        name = "instances healthy"
+        if self.cluster is None:
+            self.add(name, None, self.admin_skip_reason)
+            return
+        try:
+            instances = self.cluster.azure.instances()
+        except CodeCapsuleError as exc:
+            self.add(name, False, self.scrub(str(exc)), "cloud")
+            return
+        if not instances:
+            self.add(name, False, f"scale set {self.cluster.spec.vmss_name} has no VMs", "no instances")
+            return
+        bad = [i for i in instances if i.power_state != "running" or i.provisioning_state != "Succeeded"]
+        if bad:
+            self.add(
+                name,
+                False,
+                ", ".join(f"{i.instance_id}: {i.provisioning_state}/{i.power_state}" for i in bad),
+                "instances",
+            )
+        else:
+            self.add(name, True, f"{len(instances)} running")
+
+    def run(self) -> list[Check]:
+        client_names = (
+            "DNS name resolves",
+            "Piston answers (GET /)",
+            "runtimes API (GET /api/v2/runtimes)",
+            "runtimes installed",
+            "runs code (print(1) in python)",
+        )
+        if not self.endpoint():
+            for name in client_names:
+                self.add(name, None, "no endpoint configured")
+        elif not self.dns():
+            for name in client_names[1:]:
+                self.add(name, None, "the host name does not resolve")
+        else:
+            import httpx
+
+            with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
+                if not self.piston_root(client):
+                    for name in client_names[2:]:
+                        self.add(name, None, "Piston does not answer")
+                elif not self.runtimes_api(client):
+                    for name in client_names[3:]:
+                        self.add(name, None, "the runtimes API does not answer")
+                else:
+                    self.runtimes_installed()
+                    self.round_trip(client)
+        self.tunnel()
+        self.instances()
+        return self.checks
+
+
+def run_doctor(
+    cluster: Cluster | None = None,
+    *,
+    piston_url: str | None = None,
+    access_client_id: str | None = None,
+    access_client_secret: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+    admin_skip_reason: str = "needs the cluster's admin credentials (CLOUDFLARE_API_TOKEN, "
+        "AZURE_SUBSCRIPTION_ID...)",
+) -> list[Check]:
+    """Run every check and return them in order (nothing raises for a failing check).
+
+    The Piston address and Access token come from the arguments, else from the cluster (``spec.url`` and the
+    service token stored by its deploy), else from ``CODECAPSULE_PISTON_URL`` /
+    ``CODECAPSULE_ACCESS_CLIENT_ID`` / ``CODECAPSULE_ACCESS_CLIENT_SECRET``.
+    """
+    from .._settings import Settings
+
+    settings = Settings.from_env(env) if env is not None else Settings.from_env()
+    url = piston_url
+    client_id, client_secret = access_client_id, access_client_secret
+    if url is None and cluster is not None:
+        url = cluster.spec.url
+    if url is None:
+        url = settings.piston_url
+    if client_id is None and cluster is not None:
+        try:
+            token = cluster.service_token()
+        except CodeCapsuleError:
+            token = None
+        if token is not None:
+            client_id, client_secret = token.client_id, token.client_secret
+    if client_id is None:
+        client_id, client_secret = settings.access_client_id, settings.access_client_secret
+    headers = {}
+    if client_id and client_secret:
+        headers = {"CF-Access-Client-Id": client_id, "CF-Access-Client-Secret": client_secret}
+    return _Doctor(url, headers, cluster, timeout, admin_skip_reason).run()

@@ -1,0 +1,189 @@
+"""Per-run cgroups for memory and process limits (cgroup v1 memory+pids, or v2), where we may create them.
+
+A run gets its own group; the child joins it *before* exec through a tiny shell prologue (no ``preexec_fn``,
+which would make Python fork instead of vfork). At the end every task left in the group is killed and the
+group removed, so no grandchild outlives its run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+_ROOT = Path("/sys/fs/cgroup")
+
+
+def _own_path(controller: str) -> str | None:
+    """This process's cgroup path for a v1 controller ("" key for v2), from /proc/self/cgroup."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return path
+    return None
+
+
+@dataclass(frozen=True)
+class CgroupSupport:
+    """Where per-run groups can be created: v1 (memory dir, pids dir) or v2 (one dir)."""
+
+    version: int
+    memory_parent: Path
+    pids_parent: Path
+
+    def create(self, memory: int | None, processes: int | None) -> RunCgroup:
+        name = f"codecapsule-{uuid.uuid4().hex[:12]}"
+        if self.version == 2:
+            group = self.memory_parent / name
+            group.mkdir()
+            run = RunCgroup(self, (group,))
+            if memory is not None:
+                _write(group / "memory.max", memory)
+                _write_try(group / "memory.swap.max", 0)
+            if processes is not None:
+                _write(group / "pids.max", processes)
+            return run
+        mem, pids = self.memory_parent / name, self.pids_parent / name
+        mem.mkdir()
+        try:
+            pids.mkdir()
+        except OSError:
+            mem.rmdir()
+            raise
+        run = RunCgroup(self, (mem, pids))
+        if memory is not None:
+            _write(mem / "memory.limit_in_bytes", memory)
+            _write_try(mem / "memory.memsw.limit_in_bytes", memory)  # no escaping into swap
+        if processes is not None:
+            _write(pids / "pids.max", processes)
+        return run
+
+
+def _write(path: Path, value: int | str) -> None:
+    path.write_text(str(value))
+
+
+def _write_try(path: Path, value: int | str) -> None:
+    with contextlib.suppress(OSError):
+        path.write_text(str(value))
+
+
+class RunCgroup:
+    """One run's group(s). ``procs_files`` are what the child's prologue writes its pid into."""
+
+    def __init__(self, support: CgroupSupport, dirs: tuple[Path, ...]) -> None:
+        self.support = support
+        self.dirs = dirs
+
+    @property
+    def procs_files(self) -> tuple[str, ...]:
+        return tuple(str(d / "cgroup.procs") for d in self.dirs)
+
+    @property
+    def _memory_dir(self) -> Path:
+        return self.dirs[0]
+
+    def peak_memory(self) -> int | None:
+        name = "memory.peak" if self.support.version == 2 else "memory.max_usage_in_bytes"
+        try:
+            return int((self._memory_dir / name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed a task of this group for exceeding the memory limit."""
+        name = "memory.events" if self.support.version == 2 else "memory.oom_control"
+        try:
+            text = (self._memory_dir / name).read_text()
+        except OSError:
+            return False
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip() not in ("", "0"):
+                return True
+        if self.support.version == 1:
+            # kernels without the oom_kill counter: the limit was hit at least once
+            with contextlib.suppress(OSError, ValueError):
+                return "oom_kill " not in text and int((self._memory_dir / "memory.failcnt").read_text()) > 0
+        return False
+
+    def _pids(self) -> list[int]:
+        pids: list[int] = []
+        for d in self.dirs:
+            with contextlib.suppress(OSError):
+                pids.extend(int(p) for p in (d / "cgroup.procs").read_text().split())
+        return pids
+
+    def kill_all(self) -> None:
+        """Kill every task in the group; bounded retries cover tasks forked while we kill."""
+        if self.support.version == 2:
+            with contextlib.suppress(OSError):
+                _write(self.dirs[0] / "cgroup.kill", 1)
+        for _ in range(200):
+            pids = self._pids()
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            # a killed task leaves the group once reaped by its parent (or init); wait for that briefly
+            with contextlib.suppress(OSError):
+                os.sched_yield()
+
+    def remove(self) -> None:
+        self.kill_all()
+        for d in reversed(self.dirs):
+            for _ in range(1000):
+                try:
+                    d.rmdir()
+                    break
+                except OSError as exc:
+                    if exc.errno == errno.ENOENT:
+                        break
+                    if exc.errno != errno.EBUSY:
+                        raise
+                    self.kill_all()
+
+
+def detect() -> CgroupSupport | None:
+    """Cgroup support for per-run groups, or None (not root / no delegation / no cgroupfs)."""
+    if (_ROOT / "cgroup.controllers").exists():  # pure v2
+        own = _own_path("")
+        if own is None:
+            return None
+        parent = _ROOT / own.lstrip("/")
+        try:
+            controllers = (parent / "cgroup.subtree_control").read_text().split()
+        except OSError:
+            return None
+        if not {"memory", "pids"} <= set(controllers):
+            return None
+        return _probe(CgroupSupport(2, parent, parent))
+    mem_own, pids_own = _own_path("memory"), _own_path("pids")
+    if mem_own is None or pids_own is None:
+        return None
+    mem = _ROOT / "memory" / mem_own.lstrip("/")
+    pids = _ROOT / "pids" / pids_own.lstrip("/")
+    if not (mem / "memory.limit_in_bytes").exists() or (not (pids / "pids.max").exists() and pids_own != "/"):
+        return None
+    return _probe(CgroupSupport(1, mem, pids))
+
+
+def _probe(support: CgroupSupport) -> CgroupSupport | None:
+    try:
+        group = support.create(memory=64 * 1024 * 1024, processes=8)
+    except OSError:
+        return None
+    try:
+        group.remove()
+    except OSError:
+        return None
+    return support

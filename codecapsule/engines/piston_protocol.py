@@ -1,0 +1,751 @@
+"""Piston's v2 wire protocol as pure functions: no sockets, no clocks, no sleeping.
+
+Everything the sync and async engines share lives here (the way h11/hishel keep protocol logic apart from
+I/O):
+
+* building the ``POST /api/v2/execute`` body from a :class:`~codecapsule.Job` (limits only when the job sets
+  them, so the server's own defaults and caps apply otherwise; seconds → ms);
+* parsing ``/runtimes`` and ``/packages`` answers, and resolving a language or alias through the runtimes
+list;
+* turning an execute answer into our :class:`~codecapsule.Result` through the shared :func:`judge` policy
+  (ms → seconds, the compile/run copy, shell-reported signals, the output cap that can leave a stream
+  empty...);
+* turning HTTP error answers and httpx transport errors into CodeCapsule exceptions whose message names the
+fix;
+* the retry decision (which failures are worth repeating, and after how long).
+
+The facts these functions follow are in ``shared/reference/piston.md`` (observed on Piston v3.1.1).
+Secrets never enter this module: the Access headers are added by the engine and never formatted anywhere.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import re
+import signal as _signal
+import socket
+import ssl
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .._errors import (
+    AccessDenied,
+    BadRequest,
+    ClientBug,
+    ConnectFailure,
+    DNSFailure,
+    HTTPStatusError,
+    OriginDown,
+    OriginTimeout,
+    PackageError,
+    PayloadTooLarge,
+    PistonError,
+    ProtocolError,
+    RateLimited,
+    RequestTimeout,
+    RuntimeNotInstalled,
+    TLSFailure,
+    TransportError,
+    TunnelNotConnected,
+    UnsupportedMediaType,
+    WrongEndpoint,
+)
+from .._jobs import Job, Limits
+from .._languages import resolve as resolve_language
+from .._results import Result, Stage
+from .._verdicts import judge
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "API_PREFIX",
+    "PISTON_DEFAULT_COMPILE_TIMEOUT",
+    "PISTON_DEFAULT_RUN_TIMEOUT",
+    "RETRY_STATUSES",
+    "Package",
+    "Runtime",
+    "backoff_delay",
+    "display_url",
+    "error_from_status",
+    "error_from_transport",
+    "execute_payload",
+    "install_payload",
+    "job_time_budget",
+    "parse_json",
+    "parse_packages",
+    "parse_retry_after",
+    "parse_runtimes",
+    "parse_stage",
+    "resolve_runtime",
+    "result_from_response",
+    "retry_delay",
+    "runtime_not_installed",
+    "unknown_runtime_in",
+]
+
+API_PREFIX = "/api/v2"
+ENGINE_NAME = "piston"
+# Piston's defaults (PISTON_COMPILE_TIMEOUT / PISTON_RUN_TIMEOUT) — used only to size the client's own
+# deadline.
+PISTON_DEFAULT_COMPILE_TIMEOUT = 10.0
+PISTON_DEFAULT_RUN_TIMEOUT = 3.0
+# Answers worth repeating: the request never reached a working Piston, so repeating it cannot run a job twice
+# (429 rate limit, 502/503 origin down, 504 gateway timeout before the origin answered, 530 tunnel without a
+# connector — cloudflared reconnects within seconds). 524 is *not* here: Piston received the job and took more
+# than 100 s, so repeating it doubles the load on a cluster that is already overloaded.
+RETRY_STATUSES = frozenset({429, 502, 503, 504, 530})
+_BODY_EXCERPT = 300
+
+
+# -- small helpers -----------------------------------------------------------------------------------
+
+
+def display_url(url: str) -> str:
+    """``url`` without any ``user:password@`` part, safe for messages and logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def _quote(value: Any, limit: int = 200) -> str:
+    """A short, readable excerpt of a JSON value for error messages."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):  # pragma: no cover - default=repr makes this unreachable in practice
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _excerpt(body: bytes | str) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = text.strip()
+    return text if len(text) <= _BODY_EXCERPT else text[: _BODY_EXCERPT - 1] + "…"
+
+
+def parse_json(body: bytes, *, url: str, what: str) -> Any:
+    """The JSON value of a 2xx answer; :class:`ProtocolError` quoting the start of the body otherwise."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(
+            f"{what} from {display_url(url)} is not JSON "
+            f"({exc.msg if isinstance(exc, json.JSONDecodeError) else exc})"
+            f": {_excerpt(body)!r}. Is the URL a Piston server? It should be the host alone, e.g. "
+            "https://tunnel.example.edu.",
+            url=display_url(url),
+        ) from None
+
+
+def _ms(seconds: float) -> int:
+    """Seconds → Piston's whole milliseconds (at least 1: Piston reads 0 as 'no limit')."""
+    return max(1, round(seconds * 1000))
+
+
+# -- requests -----------------------------------------------------------------------------------------
+
+# Our limit field → Piston's request field, and the unit conversion. Limits Piston has no request field for
+# (processes, output, file_size) are server configuration (PISTON_MAX_PROCESS_COUNT, PISTON_OUTPUT_MAX_SIZE,
+# PISTON_MAX_FILE_SIZE) and are not sent.
+_LIMIT_FIELDS: tuple[tuple[str, str, bool], ...] = (
+    ("compile_timeout", "compile_timeout", True),
+    ("run_timeout", "run_timeout", True),
+    ("compile_cpu_time", "compile_cpu_time", True),
+    ("run_cpu_time", "run_cpu_time", True),
+    ("compile_memory", "compile_memory_limit", False),
+    ("memory", "run_memory_limit", False),
+)
+
+
+def execute_payload(job: Job, *, language: str | None = None) -> dict[str, Any]:
+    """The JSON body of ``POST /api/v2/execute`` for ``job``.
+
+    ``language`` overrides the name sent (a runtime name learnt from the server's runtimes list); by default
+    the
+    job's canonical name, which is Piston's own (python, javascript, java, c, c++). Only the limits the job
+    sets are
+    sent; the server's defaults (and its configured caps) apply to the rest.
+    """
+    payload: dict[str, Any] = {
+        "language": language or job.language,
+        "version": job.version,
+        "files": [f.to_dict() for f in job.files],
+        "stdin": job.stdin,
+        "args": list(job.args),
+    }
+    for ours, theirs, is_time in _LIMIT_FIELDS:
+        value = getattr(job.limits, ours)
+        if value is not None:
+            payload[theirs] = _ms(value) if is_time else int(value)
+    return payload
+
+
+def install_payload(language: str, version: str) -> dict[str, str]:
+    """The body of ``POST``/``DELETE /api/v2/packages``."""
+    return {"language": language, "version": version}
+
+
+def job_time_budget(job: Job) -> float:
+    """Seconds the server may legitimately spend on ``job`` (its compile + run wall limits, Piston's
+
+    defaults)."""
+    lim = job.limits
+    compile_budget = (lim.compile_timeout if lim.compile_timeout is not None
+                      else PISTON_DEFAULT_COMPILE_TIMEOUT)
+    run_budget = lim.run_timeout if lim.run_timeout is not None else PISTON_DEFAULT_RUN_TIMEOUT
+    return compile_budget + run_budget
+
+
+# -- runtimes and packages ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One installed language on a Piston server (an item of ``GET /api/v2/runtimes``)."""
+
+    language: str
+    version: str
+    aliases: tuple[str, ...] = ()
+    # the package behind it when it differs: c/c++ → gcc, javascript → node
+    runtime: str | None = None
+
+    def names(self) -> tuple[str, ...]:
+        return (self.language, *self.aliases)
+
+    def __str__(self) -> str:
+        return f"{self.language} {self.version}"
+
+
+@dataclass(frozen=True)
+class Package:
+    """One item of ``GET /api/v2/packages``: a package name (gcc, node, python, java), its version,
+
+    installed?"""
+
+    language: str
+    language_version: str
+    installed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"language": self.language, "language_version": self.language_version,
+                "installed": self.installed}
+
+
+def _need(item: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, url: str) -> Any:
+    if key not in item:
+        raise ProtocolError(f"{where} has no {key!r}: {_quote(item)}. The server is not speaking Piston's "
+                            "v2 API.",
+                            url=url)
+    value = item[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ProtocolError(f"{where}.{key} has an unexpected type: {_quote(value)} in "
+                            f"{_quote(item)}.", url=url)
+    return value
+
+
+def parse_runtimes(data: Any, *, url: str = "") -> list[Runtime]:
+    """``GET /api/v2/runtimes`` → Runtime objects (ProtocolError quoting the part that is not Piston's
+
+    shape)."""
+    url = display_url(url)
+    if not isinstance(data, list):
+        raise ProtocolError(f"the runtimes list should be a JSON array, got {_quote(data)}.", url=url)
+    runtimes = []
+    for i, item in enumerate(data):
+        where = f"runtimes[{i}]"
+        if not isinstance(item, dict):
+            raise ProtocolError(f"{where} should be an object, got {_quote(item)}.", url=url)
+        aliases = item.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise ProtocolError(f"{where}.aliases should be a list of strings, got "
+                                f"{_quote(aliases)}.", url=url)
+        runtime = item.get("runtime")
+        if runtime is not None and not isinstance(runtime, str):
+            raise ProtocolError(f"{where}.runtime should be a string, got {_quote(runtime)}.", url=url)
+        runtimes.append(Runtime(_need(item, "language", str, where, url),
+                                _need(item, "version", str, where, url),
+                                tuple(aliases), runtime))
+    return runtimes
+
+
+def parse_packages(data: Any, *, url: str = "") -> list[Package]:
+    """``GET /api/v2/packages`` → Package objects."""
+    url = display_url(url)
+    if not isinstance(data, list):
+        raise ProtocolError(f"the packages list should be a JSON array, got {_quote(data)}.", url=url)
+    out = []
+    for i, item in enumerate(data):
+        where = f"packages[{i}]"
+        if not isinstance(item, dict):
+            raise ProtocolError(f"{where} should be an object, got {_quote(item)}.", url=url)
+        out.append(Package(_need(item, "language", str, where, url),
+                           _need(item, "language_version", str, where, url),
+                           _need(item, "installed", bool, where, url)))
+    return out
+
+
+def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-+]", version))
+
+
+def _version_matches(version: str, wanted: str) -> bool:
+    """Piston's semver-style match, the common cases: ``*``/``x``, exact, or a prefix of dotted parts (3.11 ~
+
+    3.11.2)."""
+    if wanted in ("*", "x", "", "latest"):
+        return True
+    wanted = wanted.lstrip("=v^~").removesuffix(".x").removesuffix(".*")
+    have, want = version.split("."), wanted.split(".")
+    return have[: len(want)] == want
+
+
+def resolve_runtime(runtimes: Sequence[Runtime], language: str, version: str = "*") -> Runtime | None:
+    """The runtime a user's ``language`` (name or alias, case-insensitive) and ``version`` would get: the
+    newest match.
+
+    Besides the server's own names and aliases, CodeCapsule's aliases for the language count too (so ``cpp``
+    finds ``c++`` even on a server whose runtimes list spells its aliases differently).
+    """
+    key = language.strip().lower()
+    candidates = {key}
+    try:
+        lang = resolve_language(key)
+    except Exception:
+        pass
+    else:
+        candidates.update((lang.name, *lang.aliases))
+    matches = [rt for rt in runtimes
+               if candidates & {n.lower() for n in rt.names()} and _version_matches(rt.version, version)]
+    # The server's exact name wins over an alias match, then the newest version.
+    matches.sort(key=lambda rt: (rt.language.lower() == key or key in rt.aliases, _version_key(rt.version)))
+    return matches[-1] if matches else None
+
+
+# -- execute answers ----------------------------------------------------------------------------------
+
+_STAGE_STRINGS = ("stdout", "stderr", "output")
+
+
+def _signal_name(number: int) -> str | None:
+    try:
+        return _signal.Signals(number).name
+    except ValueError:
+        return None
+
+
+def _seconds(value: Any, where: str, url: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProtocolError(f"{where} should be a number of milliseconds, got {_quote(value)}.", url=url)
+    return float(value) / 1000.0
+
+
+def parse_stage(data: Any, *, where: str = "run", url: str = "") -> Stage:
+    """One Piston stage → our Stage: ms → seconds, shell-reported signals decoded, output caps said clearly.
+
+    Older Piston versions have no ``cpu_time``/``memory`` (or even ``status``/``message``): those become None.
+    """
+    url = display_url(url)
+    if not isinstance(data, dict):
+        raise ProtocolError(f"the {where!r} stage should be an object, got {_quote(data)}.", url=url)
+    texts: dict[str, str] = {}
+    for key in _STAGE_STRINGS:
+        value = data.get(key)
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise ProtocolError(f"{where}.{key} should be a string, got {_quote(value)}.", url=url)
+        texts[key] = value
+    code = data.get("code")
+    if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
+        raise ProtocolError(f"{where}.code should be an integer or null, got {_quote(code)}.", url=url)
+    sig, status, message = data.get("signal"), data.get("status"), data.get("message")
+    for key, value in (("signal", sig), ("status", status), ("message", message)):
+        if value is not None and not isinstance(value, str):
+            raise ProtocolError(f"{where}.{key} should be a string or null, got {_quote(value)}.", url=url)
+    memory = data.get("memory")
+    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int | float)):
+        raise ProtocolError(f"{where}.memory should be a number of bytes, got {_quote(memory)}.", url=url)
+    truncated = False
+
+    # Piston runs programs through a shell, so a program killed by signal n shows as exit 128+n with no signal
+    # (a segfault is code 139, status RE). Report it as what it is: a signal.
+    if sig is None and code is not None and status in (None, "RE") and 128 < code <= 128 + 64:
+        name = _signal_name(code - 128)
+        if name is not None:
+            # exit_code keeps 128+n, as the local engine reports it, so both engines give the same Result
+            sig, status = name, "SG"
+            message = f"Killed by signal {name} (the shell reported exit status {code})"
+    if status in ("OL", "EL"):
+        stream = "stdout" if status == "OL" else "stderr"
+        truncated = True
+        shown = "nothing" if not texts[stream] else "only what came before the cap"
+        message = (f"output limit exceeded: the program wrote more than the server allows on {stream} "
+                   f"(PISTON_OUTPUT_MAX_SIZE, 1024 bytes per stream by default) and was stopped; {shown} is "
+                   "shown"
+                   + (f" (Piston: {data.get('message')})" if data.get("message") else ""))
+    return Stage(
+        stdout=texts["stdout"], stderr=texts["stderr"], output=texts["output"], exit_code=code, signal=sig,
+        status=status, message=message,
+        wall_time=_seconds(data.get("wall_time"), f"{where}.wall_time", url),
+        cpu_time=_seconds(data.get("cpu_time"), f"{where}.cpu_time", url),
+        memory=int(memory) if memory is not None else None,
+        truncated=truncated,
+    )
+
+
+def _java_launcher_compile_failure(language: str, stage: Stage) -> bool:
+    """Piston's Java runs through the single-file source launcher: a compile error is a failed *run* stage."""
+    return (language == "java" and stage.exit_code == 1 and stage.status in (None, "RE")
+            and "error: compilation failed" in stage.stderr)
+
+
+def result_from_response(job: Job, data: Any, *, url: str = "", limits: Limits | None = None) -> Result:
+    """An execute answer (the decoded JSON of a 200) → our Result, judged by the shared verdict policy."""
+    url = display_url(url)
+    if not isinstance(data, dict):
+        raise ProtocolError(f"the execute answer should be an object, got {_quote(data)}.", url=url)
+    if "run" not in data:
+        if "message" in data:  # a 200 carrying an error message: not Piston, but say what it said
+            raise ProtocolError("the execute answer has no run stage, only a message: "
+                                f"{_quote(data)}.", url=url)
+        raise ProtocolError(f"the execute answer has no 'run' stage: {_quote(data)}.", url=url)
+    version = data.get("version", job.version)
+    if not isinstance(version, str):
+        raise ProtocolError("the execute answer's version should be a string, got "
+                            f"{_quote(version)}.", url=url)
+    raw_compile = data.get("compile")
+    compile_stage = parse_stage(raw_compile, where="compile", url=url) if raw_compile is not None else None
+    run_stage: Stage | None = parse_stage(data["run"], where="run", url=url)
+    assert run_stage is not None
+    if compile_stage is not None and raw_compile == data["run"] and compile_stage.status is not None:
+        # The run never happened: Piston copies `compile` into `run` when compilation fails.
+        run_stage = None
+    elif compile_stage is None and _java_launcher_compile_failure(job.language, run_stage):
+        compile_stage, run_stage = replace(run_stage, message="Compilation failed"), None
+    result = judge(job, engine=ENGINE_NAME, version=version, compile=compile_stage, run=run_stage,
+                   limits=limits if limits is not None else job.limits)
+    if result.verdict == "internal_error" and result.error is None:
+        stage = run_stage or compile_stage
+        said = f": {stage.message}" if stage is not None and stage.message else ""
+        result = replace(result, error=f"Piston reported an internal error (status XX){said}. This is the "
+                                       "server's "
+                                       "fault, not the program's: run it again, and if it persists check the "
+                                       "server's logs (docker logs piston on the VMs).")
+    return result
+
+
+# -- errors -------------------------------------------------------------------------------------------
+
+_UNKNOWN_RUNTIME = re.compile(r"^(?P<language>.+?)-(?P<version>[^-]*) runtime is unknown$")
+_INSTALL_HINT = ("install it with client.install({language!r}, VERSION) or `codecapsule cluster install "
+                 "{language}` "
+                 "(client.packages() lists the versions the package index has), or add it to the cluster "
+                 "spec's "
+                 "runtimes")
+
+
+def _body_message(body: bytes) -> tuple[str | None, Any]:
+    """Piston's ``{"message": ...}`` text, and the decoded JSON (or None)."""
+    try:
+        data = json.loads(body) if body else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None, None
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return data["message"], data
+    return None, data
+
+
+def unknown_runtime_in(status: int, body: bytes) -> tuple[str, str] | None:
+    """``(language, version)`` when the answer is Piston's "<language>-<version> runtime is unknown"."""
+    if status != 400:
+        return None
+    message, _ = _body_message(body)
+    m = _UNKNOWN_RUNTIME.match(message or "")
+    return (m.group("language"), m.group("version")) if m else None
+
+
+def runtime_not_installed(language: str, version: str, runtimes: Sequence[Runtime] | None, *, url: str = "",
+                          body: bytes = b"") -> RuntimeNotInstalled:
+    """The error for an unknown runtime, listing what the server has and how to install what is missing."""
+    url = display_url(url)
+    installed = tuple(str(rt) for rt in runtimes) if runtimes is not None else ()
+    want = language if version in ("*", "") else f"{language} {version}"
+    same = [str(rt) for rt in runtimes or () if resolve_runtime([rt], language) is not None]
+    if runtimes is None:
+        have = "The list of installed runtimes could not be fetched."
+    elif not runtimes:
+        have = "The server has no runtimes installed at all."
+    else:
+        have = f"Installed: {', '.join(installed)}."
+    if same and version not in ("*", ""):
+        have += f" Versions of {language} available: {', '.join(same)} (use version='*' for the newest)."
+    hint = _INSTALL_HINT.format(language=language)
+    return RuntimeNotInstalled(
+        f"the Piston server at {url} has no runtime for {want}. {have} To add it, {hint}.",
+        url=url, status_code=400, body=_excerpt(body), language=language, version=version,
+        installed=installed,
+    )
+
+
+def _validation_hint(message: str) -> str:
+    if "cannot exceed the configured limit" in message:
+        return ("lower that limit on the job, or raise the server's cap (PISTON_RUN_TIMEOUT, "
+                "PISTON_COMPILE_TIMEOUT, "
+                "..., or PISTON_LIMIT_OVERRIDES per language in the cluster spec's piston_limits)")
+    if "utf8 encoded file" in message:
+        return "the first file is the entry point and must be text, not bytes"
+    if "must be a number" in message or "non-negative" in message or "is required" in message:
+        return "CodeCapsule should have caught this before sending: please report it, with the job"
+    return "change the request as the message says"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None when absent or
+
+    unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def error_from_status(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    url: str,
+    base_url: str = "",
+    access_sent: bool = False,
+    packages: bool = False,
+) -> PistonError:
+    """The exception for an HTTP error answer (status ≥ 300), with a message that names the fix.
+
+    ``access_sent``: whether Cloudflare Access headers were sent (changes the advice on 401/403).
+    ``packages``: the call was to the packages API (its 404/500 answers mean "no such "
+                                                                             "package"/"already installed").
+    An unknown-runtime 400 gives a :class:`RuntimeNotInstalled` without the installed list; the engine
+    refreshes
+    its runtimes and rebuilds it with :func:`runtime_not_installed`.
+    """
+    url = display_url(url)
+    message, data = _body_message(body)
+    excerpt = _excerpt(body)
+    kw: dict[str, Any] = {"url": url, "status_code": status, "body": excerpt}
+    said = f" ({message})" if message else (f" ({excerpt})" if excerpt else "")
+    ray = headers.get("cf-ray")
+    via_cloudflare = ray is not None or headers.get("server", "").lower() == "cloudflare"
+
+    if 300 <= status < 400:
+        location = headers.get("location", "")
+        if "cloudflareaccess.com" in location or "/cdn-cgi/access/" in location:
+            return AccessDenied(
+                f"{url} is protected by Cloudflare Access and redirected to its login page: "
+                + ("the service token that was sent was not accepted — check that it is valid, not expired, "
+                   "and "
+                   "allowed by the Access policy (a 'Service Auth' rule)." if access_sent else
+                   "set CODECAPSULE_ACCESS_CLIENT_ID and CODECAPSULE_ACCESS_CLIENT_SECRET (or pass "
+                   "access_client_id=/access_client_secret= to the Client) to the cluster's service token."),
+                **kw)
+        return WrongEndpoint(
+            f"{url} answered {status} with a redirect to {display_url(location) or '(nowhere)'}: the Piston "
+            "URL "
+            "should be the final address of the host (use https:// if the server redirects there), with no "
+            "path.",
+            **kw)
+    if status == 400:
+        lang_ver = unknown_runtime_in(status, body)
+        if lang_ver is not None:
+            return runtime_not_installed(lang_ver[0], lang_ver[1], None, url=url, body=body)
+        if isinstance(data, dict) and "stack" in data and message is None:
+            first = str(data["stack"]).strip().splitlines()[0] if str(data["stack"]).strip() else "?"
+            return ClientBug(
+                f"Piston could not parse the request CodeCapsule sent ({first}). This is a bug in "
+                "CodeCapsule, "
+                "not in your code or settings: please report it with the job that triggered it.", **kw)
+        if message is not None:
+            return BadRequest(f"Piston refused the request: {message}. To fix: "
+                              f"{_validation_hint(message)}.", **kw)
+        return BadRequest(f"Piston refused the request (400){said}.", **kw)
+    if status in (401, 403):
+        if access_sent:
+            fix = ("the service token that was sent was refused: check CODECAPSULE_ACCESS_CLIENT_ID/SECRET "
+                   "hold a "
+                   "current token of the cluster and that the Access policy allows it (a 'Service Auth' "
+                   "rule).")
+        else:
+            fix = ("the host is protected (Cloudflare Access): set CODECAPSULE_ACCESS_CLIENT_ID and "
+                   "CODECAPSULE_ACCESS_CLIENT_SECRET (or access_client_id=/access_client_secret= on the "
+                   "Client) to "
+                   "the cluster's service token.")
+        return AccessDenied(f"{url} refused access ({status}): {fix}", **kw)
+    if status == 404:
+        if packages and message and "does not exist" in message:
+            return PackageError(f"{message}. client.packages() lists the packages the server's index offers "
+                                "(names are package names: gcc, node, python, java).", **kw)
+        path = urlsplit(base_url).path if base_url else ""
+        extra = (f" Your base URL has a path ({path!r}); remove it." if path not in ("", "/") else "")
+        return WrongEndpoint(
+            f"{url} answered 404 Not Found: the Piston base URL must end at the host (e.g. "
+            f"https://tunnel.example.edu) — CodeCapsule adds {API_PREFIX}/... itself.{extra} Check "
+            "CODECAPSULE_PISTON_URL, and that the host really routes to a Piston server.", **kw)
+    if status == 413:
+        return PayloadTooLarge(
+            f"{url} refused the request as too large (413){said}: make the files smaller (Piston's "
+            "PISTON_MAX_FILE_SIZE, Cloudflare's request size limit), or send big data files another "
+            "way.", **kw)
+    if status == 415:
+        return UnsupportedMediaType(
+            f"{url} refused the request's content type (415){said}: Piston needs Content-Type: "
+            "application/json. "
+            "This is a bug in CodeCapsule (or a proxy rewriting requests): please report it.", **kw)
+    if status == 429:
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        wait = f" The server asks to wait {retry_after:g} s." if retry_after is not None else ""
+        return RateLimited(
+            f"{url} is rate limiting requests (429).{wait} Lower the batch concurrency (execute_many(..., "
+            "concurrency=...)) or raise the rate limit on the Cloudflare side.", url=url, status_code=status,
+            body=excerpt, retry_after=retry_after)
+    if status == 530 or (status >= 500 and re.search(r"\b1033\b", excerpt)):
+        return TunnelNotConnected(
+            f"{url} answered {status}: Cloudflare has no connector for this tunnel (error 1033) — "
+            "cloudflared is "
+            "not running on any VM. Check `codecapsule cluster status`; start VMs or scale up "
+            "(`codecapsule cluster scale`), or redeploy if the tunnel token changed.", **kw)
+    if status in (502, 503):
+        behind = ("the tunnel is up but nothing answers behind it" if via_cloudflare
+                  else "the server is unavailable")
+        return OriginDown(
+            f"{url} answered {status}: {behind} — Piston or cloudflared is down on the VMs (starting, "
+            "crashed, or "
+            "still installing runtimes). Check `codecapsule cluster status` / `codecapsule doctor`; if it "
+            "lasts, "
+            "restart the VMs.", **kw)
+    if status in (504, 524):
+        return OriginTimeout(
+            f"{url} answered {status}: Piston took too long to answer — the cluster is overloaded. Scale up "
+            "(`codecapsule cluster scale` or the scaling panel), lower the batch concurrency, or lower the "
+            "jobs' "
+            "time limits.", **kw)
+    if packages and status == 500 and message:
+        return PackageError(f"the packages API refused: {message}. client.packages() shows what is "
+                            "installed.", **kw)
+    if status == 500:
+        return HTTPStatusError(
+            f"{url} failed with an internal server error (500){said or ' and an empty answer'}. Piston "
+            "answers this "
+            "way to file names it cannot write (e.g. containing '../') and when a package index is "
+            "unreachable; "
+            "check the request's file names and the server's logs.", **kw)
+    return HTTPStatusError(f"{url} answered HTTP {status}{said}, which is not a Piston answer: check the "
+                           "URL.", **kw)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+_DNS_TEXT = re.compile(r"name or service not known|nodename nor servname|getaddrinfo failed|name resolution|"
+                       r"no address associated|\[Errno -[235]\]", re.IGNORECASE)
+_TLS_TEXT = re.compile(r"\bSSL\b|\bTLS\b|certificate|CERTIFICATE_VERIFY_FAILED|WRONG_VERSION_NUMBER",
+                       re.IGNORECASE)
+
+
+def error_from_transport(exc: httpx.HTTPError, *, url: str) -> TransportError:
+    """An httpx exception with no HTTP answer → DNSFailure / TLSFailure / ConnectFailure / RequestTimeout."""
+    import httpx
+
+    url = display_url(url)
+    host = urlsplit(url).hostname or url
+    chain = _chain(exc)
+    reason = str(exc) or type(exc).__name__
+    if any(isinstance(e, socket.gaierror) for e in chain) or _DNS_TEXT.search(reason):
+        return DNSFailure(
+            f"the host name {host!r} does not resolve ({reason}): the tunnel's CNAME record is missing or "
+            "not yet "
+            "propagated. Check the hostname in CODECAPSULE_PISTON_URL, and `codecapsule cluster status` for "
+            "the "
+            "DNS record (re-run deploy to recreate it).", url=url)
+    if any(isinstance(e, ssl.SSLError | ssl.CertificateError) for e in chain) or (
+            isinstance(exc, httpx.ConnectError) and _TLS_TEXT.search(reason)):
+        return TLSFailure(
+            f"the TLS connection to {host!r} failed ({reason}): the certificate is not trusted or the "
+            "server does "
+            "not speak https on that port. Use the tunnel's https:// hostname (Cloudflare serves a valid "
+            "certificate), or http:// for a plain local server; check the clock and any TLS-intercepting "
+            "proxy.",
+            url=url)
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ConnectFailure(
+            f"could not connect to {host!r} in time ({reason}): the host is unreachable from here. Check "
+            "the URL "
+            "and your network (firewall, proxy).", url=url)
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeout(
+            f"{url} did not answer within the deadline ({type(exc).__name__}): the cluster is overloaded or "
+            "a job "
+            "runs much longer than its limits — scale up (`codecapsule cluster scale`), lower the batch "
+            "concurrency, or raise CODECAPSULE_REQUEST_TIMEOUT.", url=url)
+    if isinstance(exc, httpx.ConnectError):
+        return ConnectFailure(
+            f"could not connect to {url} ({reason}): nothing is listening there. Check "
+            "CODECAPSULE_PISTON_URL "
+            "(host and port); for a local Piston, that it is running.", url=url)
+    return ConnectFailure(
+        f"the connection to {url} broke before an answer came ({type(exc).__name__}: {reason}): the server "
+        "or a "
+        "proxy reset it. This is usually transient; if it persists, check `codecapsule cluster "
+        "status`.", url=url)
+
+
+# -- retries ------------------------------------------------------------------------------------------
+
+
+def retry_delay(error: PistonError, attempt: int, *, jitter: float, base: float = 0.2, cap: float = 5.0
+                ) -> float | None:
+    """Seconds to wait before repeating a request that failed with ``error``; None = do not repeat.
+
+    ``attempt`` counts from 0 (the first retry); ``jitter`` is a number in [0, 1) from the caller's RNG, so
+    this stays a pure function. Retried: connection failures (refused/reset — never DNS or TLS, which a retry
+    cannot fix; never read timeouts, whose job is still running) and the statuses in :data:`RETRY_STATUSES`.
+    A 429 waits what ``Retry-After`` says (plus a little jitter so a whole class does not come back at once).
+    """
+    if isinstance(error, RateLimited) and error.retry_after is not None:
+        return float(error.retry_after) + 0.1 * jitter * min(1.0, float(error.retry_after))
+    retryable = isinstance(error, ConnectFailure) or (
+        isinstance(error, HTTPStatusError) and error.status_code in RETRY_STATUSES)
+    if not retryable:
+        return None
+    return backoff_delay(attempt, jitter=jitter, base=base, cap=cap)
+
+
+def backoff_delay(attempt: int, *, jitter: float, base: float = 0.2, cap: float = 5.0) -> float:
+    """Exponential backoff with "equal jitter": half of ``base·2^attempt`` (capped) fixed, half random."""
+    delay: float = min(cap, base * 2.0**attempt)
+    return delay / 2 + delay / 2 * jitter

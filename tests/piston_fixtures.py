@@ -1,0 +1,24 @@
+"""pytest fixtures for the Piston test server (enable with ``pytest_plugins = ["tests.piston_fixtures"]``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from codecapsule import Settings
+
+from .piston_server import PistonTestServer
+
+
+@pytest.fixture
+def piston_server() -> Iterator[PistonTestServer]:
+    """A fresh Piston-compatible server on 127.0.0.1 executing through the local engine."""
+    with PistonTestServer() as server:
+        yield server
+
+
+@pytest.fixture
+def piston_settings(piston_server: PistonTestServer) -> Settings:
+    """Settings pointing at :func:`piston_server`, with fast retries and no environment leaking in."""
+    return Settings(piston_url=piston_server.url, engine="piston", retries=3, request_timeout=30.0)

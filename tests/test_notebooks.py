@@ -1,0 +1,160 @@
+"""Every classroom notebook in notebooks/ executed top to bottom in a real IPython kernel (nbclient).
+
+The kernel runs this test run's interpreter (a kernelspec written to a temporary JUPYTER_PATH), in a temporary
+working directory, on the local engine. Assertions look at the outputs each lesson describes, found by the
+cell tags the notebooks carry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+pytestmark = [pytest.mark.notebooks, pytest.mark.timeout(600)]
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_FILES = sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A python3 kernelspec that starts *this* interpreter, found first on JUPYTER_PATH."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec = root / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (codecapsule tests)",
+        "language": "python",
+    }))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_PATH", str(root))
+        for var in ("CODECAPSULE_PISTON_URL", "CODECAPSULE_ENGINE"):
+            mp.delenv(var, raising=False)  # the lessons run on the local engine
+        yield root
+
+
+def execute(name: str, workdir: Path) -> Any:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=240,
+                                     resources={"metadata": {"path": str(workdir)}})
+    client.execute()
+    return nb
+
+
+def outputs(nb: Any, tag: str) -> list[dict[str, Any]]:
+    cells = [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"no single cell tagged {tag!r}"
+    return list(cells[0].get("outputs", []))
+
+
+def text(nb: Any, tag: str) -> str:
+    """Everything a cell showed as text: streams, and the text/plain of displays and results."""
+    parts = []
+    for out in outputs(nb, tag):
+        if out["output_type"] == "stream":
+            parts.append(out["text"])
+        elif "data" in out:
+            parts.append(out["data"].get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def html(nb: Any, tag: str) -> str:
+    return "\n".join(o.get("data", {}).get("text/html", "") for o in outputs(nb, tag))
+
+
+def no_errors(nb: Any) -> None:
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            assert out["output_type"] != "error", f"cell {cell.get('id')} raised: {out.get('ename')}"
+
+
+def test_every_notebook_is_tested() -> None:
+    assert [p.name for p in NOTEBOOK_FILES] == [
+        "01-getting-started.ipynb", "02-intro-to-java.ipynb", "03-sql-lab.ipynb", "04-grading.ipynb",
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=lambda p: p.name)
+def test_notebooks_are_stored_without_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: stored output"
+
+
+def test_getting_started(kernel_env: Path, tmp_path: Path) -> None:
+    nb = execute("01-getting-started.ipynb", tmp_path)
+    no_errors(nb)
+    assert "engine: local" in text(nb, "engine")
+    assert "sum: 55" in text(nb, "python") and "✓ ok" in text(nb, "python")
+    assert "NOTEBOOK CAPSULE SANDBOX" in text(nb, "javascript")
+    assert '<pre class="cc-stderr"' in html(nb, "javascript") and "this line goes to stderr" in html(nb, "javascript")
+    assert text(nb, "java").startswith("42\n") and "java 17" in text(nb, "java")
+    assert "C says 3" in text(nb, "c")
+    assert "total = 23" in text(nb, "cpp")
+    assert "Mars" in html(nb, "sql") and "<table" in html(nb, "sql") and "227.4" in html(nb, "sql")
+    assert text(nb, "stdin").startswith("7\n")
+    assert "Wrong answer" in text(nb, "wrong-answer") and "-12\n+7" in text(nb, "wrong-answer")
+    assert "IndexError: list index out of range" in text(nb, "runtime-error")
+    assert "cell, line 3" in text(nb, "runtime-error")
+    assert "Time limit" in text(nb, "time-limit") and "counting forever..." in text(nb, "time-limit")
+    assert "ok 'hello from v" in text(nb, "api")
+    assert 'class="codecapsule-result"' in html(nb, "api")
+
+
+def test_intro_to_java(kernel_env: Path, tmp_path: Path) -> None:
+    nb = execute("02-intro-to-java.ipynb", tmp_path)
+    no_errors(nb)
+    assert text(nb, "hello").startswith("Hello, Java!\n")
+    assert "Hello, Ada! You were born 210 years before 2025." in text(nb, "scanner")
+    assert text(nb, "exercise").startswith("66\n") and "✓ ok" in text(nb, "exercise")
+    assert "saved Fraction.java" in text(nb, "save-fraction")
+    assert "1/2 + 1/3 = 5/6" in text(nb, "use-fraction")
+    assert "Fraction.java" in text(nb, "files")
+    compile_error = text(nb, "compile-error")
+    assert "expected verdict compile_error" in compile_error
+    assert "line 4: error: ';' expected" in compile_error  # the cell's own line 4
+    runtime = text(nb, "runtime-error")
+    assert "90\n75\n62" in runtime and "ArrayIndexOutOfBoundsException" in runtime
+
+
+def test_sql_lab(kernel_env: Path, tmp_path: Path) -> None:
+    nb = execute("03-sql-lab.ipynb", tmp_path)
+    no_errors(nb)
+    assert "<table" in html(nb, "students") and "Grace" in html(nb, "students")
+    join = html(nb, "join")
+    assert "Databases" in join and "Ada" in join
+    assert re.search(r"Algorithms</td><td[^>]*>3</td>", html(nb, "aggregate"))
+    assert "showing 10 of 1,000,000 rows" in html(nb, "big")
+    assert "1000000" in text(nb, "out-df")
+    assert "Linus" in html(nb, "register")
+    assert "read-only" in text(nb, "course-db")
+    assert "Catalog Error" in text(nb, "sql-error") and "expected verdict" in text(nb, "sql-error")
+
+
+def test_grading(kernel_env: Path, tmp_path: Path) -> None:
+    nb = execute("04-grading.ipynb", tmp_path)
+    no_errors(nb)
+    assert text(nb, "run").strip().endswith("18")
+    summary = text(nb, "summary")
+    verdicts = {line.split()[0]: line.split()[1:] for line in summary.splitlines()[2:]}
+    assert verdicts["alice"] == ["ok", "ok", "ok", "3/3"]
+    assert verdicts["bob"] == ["wrong_answer", "wrong_answer", "ok", "1/3"]
+    assert verdicts["carol"] == ["ok", "ok", "ok", "3/3"]
+    assert verdicts["dave"] == ["compile_error"] * 3 + ["0/3"]
+    assert verdicts["erin"] == ["ok", "wrong_answer", "ok", "2/3"]
+    assert verdicts["frank"] == ["time_limit", "time_limit", "time_limit", "0/3"]
+    assert "<table" in html(nb, "summary")
+    assert "Wrong answer" in text(nb, "bob") and "-9\n+15" in text(nb, "bob")
+    assert "line 6: error: ';' expected" in text(nb, "dave")
