@@ -128,6 +128,13 @@ class Limits:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def as_args(args: Iterable[object]) -> tuple[str, ...]:
+    """Command-line arguments as a tuple of strings; a single string is refused (it is ambiguous)."""
+    if isinstance(args, str):
+        raise InvalidRequest("args must be a list of strings, not a single string (use shlex.split).")
+    return tuple(str(a) for a in args)
+
+
 @dataclass(frozen=True)
 class Job:
     """One program to run: the language, its files (the first is the entry point), input and limits."""
@@ -147,9 +154,7 @@ class Job:
             raise InvalidRequest("a job needs at least one file (the program's source).")
         if not isinstance(self.stdin, str):
             raise InvalidRequest(f"stdin must be a str, not {type(self.stdin).__name__}.")
-        if isinstance(self.args, str):
-            raise InvalidRequest("args must be a list of strings, not a single string (use shlex.split).")
-        object.__setattr__(self, "args", tuple(str(a) for a in self.args))
+        object.__setattr__(self, "args", as_args(self.args))
         names = [f.name for f in self.files]
         if len(set(names)) != len(names):
             raise InvalidRequest(f"file names must be unique, got {names}.")
@@ -205,7 +210,7 @@ class Job:
             lang.name,
             (main, *extra),
             stdin=stdin,
-            args=tuple(args),
+            args=as_args(args),
             version=version,
             limits=lim,
             expect=expect,

@@ -27,6 +27,7 @@ __all__ = [
     "Block",
     "default_main_file",
     "map_locations",
+    "map_sql_lines",
     "render_html",
     "render_text",
     "status_line",
@@ -83,6 +84,26 @@ def map_locations(text: str, main_file: str, *, line_offset: int = 0, other_file
 
 
 _GUTTER = re.compile(r"(?m)^( *)(\d+)( \| )")
+_SQL_LINE = re.compile(r"(?m)^LINE (\d+): ")
+
+
+def map_sql_lines(message: str, line_offset: int) -> str:
+    """DuckDB's ``LINE 2: FROM student`` excerpt renumbered as the cell's line (``line_offset`` as in
+    :func:`map_locations`); the ``^^^`` marker on the next line moves with the text if the number gets longer."""
+    if not line_offset:
+        return message
+    lines = message.split("\n")
+    for i, line in enumerate(lines):
+        m = _SQL_LINE.match(line)
+        if m is None or int(m.group(1)) + line_offset < 1:
+            continue
+        new = f"LINE {int(m.group(1)) + line_offset}: "
+        delta = len(new) - len(m.group(0))
+        lines[i] = new + line[m.end() :]
+        if delta and i + 1 < len(lines) and lines[i + 1].lstrip().startswith("^"):
+            nxt = lines[i + 1]
+            lines[i + 1] = " " * delta + nxt if delta > 0 else nxt[-delta:]
+    return "\n".join(lines)
 
 
 def _map_file(text: str, name: str, line_offset: int, label: str) -> str:
@@ -259,12 +280,15 @@ def _blocks(
         if result.table is None and not stdout and not stderr and not result.error and result.run is not None:
             blocks.append(Block("empty", "(no result rows)" if result.language == "sql" else "(no output)"))
     if result.verdict.value == "wrong_answer" and result.diff:
-        blocks.append(Block("diff", _clean(result.diff), label="expected → your output"))
+        blocks.append(Block("diff", _clean(result.diff), label="diff: - expected, + your output"))
     if result.table is not None:
         blocks.append(Block("table"))
     if result.error and result.verdict.value != "internal_error":
         # SQL errors (DuckDB's message with its LINE n: excerpt) and other engine explanations
-        blocks.append(Block("error", _clean(result.error), label="error"))
+        error = _clean(result.error)
+        if result.language == "sql":
+            error = map_sql_lines(error, line_offset)
+        blocks.append(Block("error", error, label="error"))
     return blocks
 
 
@@ -496,7 +520,7 @@ def render_html(
             style = f"border-left:3px solid {_COLOR['error']};background:{_BACKGROUND['error']}"
             parts.append(_collapse_html(block.text, max_lines, style=style, cls=f"cc-{block.kind}"))
         elif block.kind == "diff":
-            parts.append(f'<div style="{_LABEL}">diff: − expected, + your output</div>')
+            parts.append(f'<div style="{_LABEL}">{escape(block.label)}</div>')
             parts.append(_diff_html(block.text))
         elif block.kind == "table" and result.table is not None:
             parts.append(_table_html(result.table, max_rows))

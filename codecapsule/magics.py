@@ -620,8 +620,12 @@ class Capsule(Magics):
         except CodeCapsuleError as exc:
             raise MagicFailure(str(exc), title=type(exc).__name__) from None
         except Exception as exc:
-            # an SDK error the engine did not wrap (e.g. DuckDB refusing to open a file): one line, no stack
-            raise MagicFailure(f"{exc}", title=type(exc).__name__) from None
+            # a bug in CodeCapsule or an error the engine did not wrap: still one line under the student's cell;
+            # the original stays chained (sys.last_value.__cause__) for whoever debugs it
+            raise MagicFailure(
+                f"{exc} (a problem in CodeCapsule's {job.language} engine, not in this program; please report it)",
+                title=type(exc).__name__,
+            ) from exc
 
         verdict = result.verdict.value
         note: tuple[str, str] | None = None

@@ -252,3 +252,15 @@ def test_sql_error_is_shown() -> None:
     text = render_text(result)
     assert "Catalog Error" in text and "LINE 1: SELECT * FROM nope" in text
     assert 'class="cc-error"' in render_html(result)
+
+
+def test_sql_line_numbers_follow_the_cell() -> None:
+    from codecapsule._render import map_sql_lines
+
+    msg = 'Catalog Error: Table with name student does not exist!\n\nLINE 2: FROM student\n             ^^^^^^^'
+    assert map_sql_lines(msg, 1).endswith("LINE 3: FROM student\n             ^^^^^^^")
+    long = "Parser Error: syntax error\n\nLINE 9: SELEC x\n        ^"
+    assert map_sql_lines(long, 1).endswith("LINE 10: SELEC x\n         ^")  # the marker stays under the text
+    assert map_sql_lines(msg, 0) == msg
+    result = Result("sql", "2.0", "duckdb", Verdict.RUNTIME_ERROR, error=msg)
+    assert "LINE 3: FROM student" in render_text(result, line_offset=1)

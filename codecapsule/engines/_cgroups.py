@@ -40,7 +40,7 @@ class CgroupSupport:
     pids_parent: Path
 
     def create(self, memory: int | None, processes: int | None) -> RunCgroup:
-        name = f"codecapsule-{uuid.uuid4().hex[:12]}"
+        name = f"codecapsule-{os.getpid()}-{uuid.uuid4().hex[:10]}"
         if self.version == 2:
             group = self.memory_parent / name
             group.mkdir()

@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import select
 import selectors
 import shlex
 import signal
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 from .._errors import SandboxError
@@ -219,6 +221,13 @@ _SIGNAL_TEXT = {
 }
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -296,6 +305,13 @@ def _run(
     deadline = started + limits.wall
 
     def kill() -> None:
+        if caps.bwrap:
+            # kill the namespace's init first: the kernel then kills everything in the namespace and bwrap reaps
+            # it, instead of leaving an orphaned zombie for a PID 1 that may never reap it
+            for child in _children(proc.pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(child, signal.SIGKILL)
+            select.select([pidfd], [], [], 1.0)  # bwrap exits once its namespace is gone
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         if cgroup is not None:
@@ -340,9 +356,9 @@ def _run(
                     break
     finally:
         sel.close()
-        os.close(pidfd)
         if reason is None:
             kill()  # leftovers: grandchildren in our process group / cgroup
+        os.close(pidfd)
         proc.stdout.close()
         proc.stderr.close()
     _, status, usage = os.wait4(proc.pid, 0)

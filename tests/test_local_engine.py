@@ -1,0 +1,260 @@
+"""The local engine, for real: every language, and hostile programs in every sandbox mode this machine offers."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import codecapsule as cc
+from codecapsule.engines.local import LocalEngine
+
+MODES = {
+    "full": {"bwrap": True, "cgroups": True},
+    "namespaces": {"bwrap": True, "cgroups": False},
+    "cgroup": {"bwrap": False, "cgroups": True},
+    "rlimits": {"bwrap": False, "cgroups": False},
+}
+_engines: dict[str, LocalEngine] = {}
+
+
+def _engine(mode: str) -> LocalEngine:
+    if mode not in _engines:
+        _engines[mode] = LocalEngine(**MODES[mode])
+    engine = _engines[mode]
+    if engine.caps.level != mode:
+        pytest.skip(f"sandbox mode {mode!r} is not available on this machine (got {engine.caps.level!r})")
+    return engine
+
+
+@pytest.fixture(params=list(MODES))
+def engine(request: pytest.FixtureRequest) -> LocalEngine:
+    return _engine(request.param)
+
+
+@pytest.fixture
+def best() -> LocalEngine:
+    return _engine(LocalEngine().caps.level)
+
+
+def run(engine: LocalEngine, source: str, language: str, **kwargs: object) -> cc.Result:
+    return engine.run(cc.Job.create(source, language, **kwargs))  # type: ignore[arg-type]
+
+
+def test_the_machine_offers_the_full_sandbox_in_ci() -> None:
+    # CI installs bubblewrap and runs as root with cgroups: the strongest mode must really be in force there.
+    if os.environ.get("CI"):
+        assert LocalEngine().caps.level == "full"
+
+
+# -- every language -----------------------------------------------------------------------------------
+
+
+def test_python(best: LocalEngine) -> None:
+    r = run(best, "print(40 + 2)", "python")
+    assert (r.stdout, r.ok, r.verdict, r.exit_code, r.engine) == ("42\n", True, "ok", 0, "local")
+    assert r.run is not None and r.run.wall_time is not None and r.run.wall_time > 0
+
+
+def test_java_with_any_public_class_name_and_stdin(best: LocalEngine) -> None:
+    src = (
+        "import java.util.Scanner;\npublic class Adder { public static void main(String[] a) {"
+        " Scanner s = new Scanner(System.in); System.out.println(s.nextInt() + s.nextInt()); } }"
+    )
+    r = run(best, src, "java", stdin="40 2")
+    assert (r.verdict, r.stdout) == ("ok", "42\n")
+    assert r.compile is not None and r.compile.exit_code == 0
+
+
+def test_java_without_a_public_class(best: LocalEngine) -> None:
+    r = run(best, "class Helper { static int f() { return 7; } }\nclass Prog { public static void main(String[] a) "
+                  "{ System.out.println(Helper.f()); } }", "java")
+    assert (r.verdict, r.stdout) == ("ok", "7\n")
+
+
+def test_c_reads_stdin(best: LocalEngine) -> None:
+    r = run(best, '#include <stdio.h>\nint main(){int a,b; scanf("%d %d",&a,&b); printf("%d\\n",a+b);}', "c",
+            stdin="40 2")
+    assert (r.verdict, r.stdout) == ("ok", "42\n")
+
+
+def test_cpp_compile_error_has_gccs_message_and_no_run(best: LocalEngine) -> None:
+    r = run(best, "int main(){ return undefined; }", "cpp")
+    assert r.verdict == "compile_error" and r.run is None
+    assert r.compile is not None and "main.cpp:1:20: error: ‘undefined’ was not declared" in r.compile.stderr
+
+
+def test_multi_file_cpp_and_args(best: LocalEngine) -> None:
+    r = run(best, '#include <cstdio>\n#include "util.h"\nint main(int c, char** v){ printf("%d %s\\n", twice(21), v[1]); }',
+            "cpp", files={"util.h": "int twice(int);", "util.cpp": "int twice(int x){ return 2*x; }"}, args=["hi"])
+    assert (r.verdict, r.stdout) == ("ok", "42 hi\n")
+
+
+def test_javascript(best: LocalEngine) -> None:
+    r = run(best, "console.log(6 * 7); console.error('warn')", "javascript")
+    assert (r.verdict, r.stdout, r.stderr) == ("ok", "42\n", "warn\n")
+
+
+def test_runtime_error_keeps_partial_output(best: LocalEngine) -> None:
+    r = run(best, "print('before', flush=True)\nraise ValueError('boom')", "python")
+    assert r.verdict == "runtime_error" and r.exit_code == 1
+    assert r.stdout == "before\n" and "ValueError: boom" in r.stderr
+
+
+def test_segfault_is_a_signal_verdict(best: LocalEngine) -> None:
+    r = run(best, "int main(){ volatile int *p = 0; return *p; }", "c")
+    assert r.verdict == "signal"
+    assert r.run is not None and r.run.signal == "SIGSEGV" and r.exit_code == 139
+
+
+def test_expected_output(best: LocalEngine) -> None:
+    assert run(best, "print(42)", "python", expect="42").verdict == "ok"
+    wrong = run(best, "print(41)", "python", expect="42\n")
+    assert wrong.verdict == "wrong_answer" and wrong.diff and "+41" in wrong.diff
+
+
+def test_missing_toolchain_names_what_to_install(best: LocalEngine, monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    from codecapsule.engines import _toolchains
+
+    # an empty system PATH stands for a machine without the toolchain
+    monkeypatch.setattr(_toolchains, "_SYSTEM_PATH", str(tmp_path))
+    with pytest.raises(cc.ToolchainMissing, match="default-jdk-headless.*CODECAPSULE_PISTON_URL"):
+        LocalEngine().run(cc.Job.create("class A {}", "java"))
+
+
+def test_info_says_which_isolation_is_in_force(engine: LocalEngine) -> None:
+    info = engine.info()
+    assert info.isolation.startswith(engine.caps.level)
+    if engine.caps.level == "rlimits":
+        assert "can reach the network" in info.isolation
+    assert info.languages["python"] != "not installed"
+
+
+# -- hostile programs, in every mode ------------------------------------------------------------------
+
+
+def test_infinite_loop_is_a_time_limit(engine: LocalEngine) -> None:
+    r = run(engine, "while True: pass", "python", timeout=1)
+    assert r.verdict == "time_limit"
+    assert r.run is not None and r.run.wall_time is not None and r.run.wall_time < 1 + 1.0
+
+
+def test_cpu_time_limit(engine: LocalEngine) -> None:
+    r = run(engine, "while True: pass", "python", limits={"run_cpu_time": 1, "run_timeout": 10})
+    assert r.verdict == "time_limit"
+    assert r.run is not None and r.run.wall_time is not None and r.run.wall_time < 5
+
+
+@pytest.mark.parametrize(
+    ("language", "source"),
+    [
+        ("python", "x = bytearray(2 * 1024**3)\nprint('allocated')"),
+        ("java", "import java.util.*; public class M { public static void main(String[] a) {"
+                 " List<long[]> l = new ArrayList<>(); while (true) l.add(new long[10_000_000]); } }"),
+        ("javascript", "const a = []; while (true) a.push(new Array(1e6).fill(1));"),
+        ("c", "#include <stdlib.h>\n#include <string.h>\nint main(){ for(int i=0;i<64;i++){ char*p=malloc(1<<25);"
+              " if(!p) return 3; memset(p,1,1<<25);} return 0; }"),
+    ],
+)
+def test_allocating_far_over_the_memory_limit(engine: LocalEngine, language: str, source: str) -> None:
+    r = run(engine, source, language, memory="256MB", timeout=20)
+    assert r.verdict in ("memory_limit", "runtime_error", "signal"), r
+    assert r.verdict != "ok" and "allocated" not in r.stdout
+    if r.verdict != "memory_limit":
+        # without a memory cgroup, C's malloc fails (exit 3) under the address-space limit
+        assert language == "c" and r.exit_code == 3
+
+
+def test_huge_output_is_capped_and_the_parent_stays_flat(engine: LocalEngine) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    r = run(engine, "import sys\nchunk = 'x' * 65536\nwhile True: sys.stdout.write(chunk)", "python", timeout=10)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert r.verdict == "output_limit"
+    assert r.run is not None and r.run.truncated and len(r.stdout) == 1024 * 1024  # the captured prefix is kept
+    assert (after - before) * 1024 < 50 * 1024 * 1024
+
+
+def test_fork_bomb_is_contained(engine: LocalEngine) -> None:
+    if engine.caps.cgroups is None and engine.caps.root:
+        pytest.skip("as root without a pids cgroup nothing contains a fork bomb (the engine says so in info())")
+    r = run(engine, "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass", "python", timeout=3)
+    assert r.verdict in ("time_limit", "runtime_error")
+    assert os.getloadavg()  # the machine still answers
+
+
+def _marker() -> str:
+    return f"{random.randint(100000, 999999)}.{random.randint(100, 999)}"
+
+
+def _running(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_a_sleeping_grandchild_does_not_outlive_the_run(engine: LocalEngine) -> None:
+    marker = _marker()
+    src = f"import os\nif os.fork() == 0:\n    os.execv('/bin/sleep', ['sleep', '{marker}'])\nprint('parent done')"
+    r = run(engine, src, "python")
+    assert (r.verdict, r.stdout) == ("ok", "parent done\n")
+    assert _running(marker) == []
+
+
+def test_a_daemonised_grandchild_does_not_outlive_the_run(engine: LocalEngine) -> None:
+    if engine.caps.level == "rlimits":
+        pytest.skip("without namespaces or cgroups a setsid() grandchild escapes (the engine says so in info())")
+    marker = _marker()
+    src = (f"import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+           f"        os.execv('/bin/sleep', ['sleep', '{marker}'])\n    os._exit(0)\nprint('parent done')")
+    r = run(engine, src, "python")
+    assert r.verdict == "ok"
+    assert _running(marker) == []
+
+
+def test_writes_outside_the_work_dir_and_sockets_are_refused_with_bubblewrap(engine: LocalEngine,
+                                                                              tmp_path: Path) -> None:
+    if engine.caps.bwrap is None:
+        pytest.skip("only bubblewrap isolates the file system and the network")
+    target = tmp_path / "escaped.txt"
+    r = run(engine, f"open({str(target)!r}, 'w').write('x')", "python")
+    assert r.verdict == "runtime_error" and not target.exists()
+    r = run(engine, "open('/usr/escaped.txt', 'w')", "python")
+    assert "Read-only file system" in r.stderr
+    r = run(engine, "open('own.txt', 'w').write('fine'); print(open('own.txt').read())", "python")
+    assert r.stdout == "fine\n"
+    r = run(engine, "import socket\ns = socket.socket()\ns.settimeout(2)\ns.connect(('127.0.0.1', 22))", "python")
+    assert r.verdict == "runtime_error" and ("Network is unreachable" in r.stderr or "refused" in r.stderr)
+    r = run(engine, "print(open('/etc/shadow').read())", "python")
+    assert r.verdict == "runtime_error"
+
+
+def test_no_work_directory_is_left_behind(best: LocalEngine, tmp_path: Path) -> None:
+    engine = LocalEngine(workroot=str(tmp_path))
+    run(engine, "import os; os.chmod('.', 0o500); open('/box/x', 'w') if False else None", "python")
+    run(engine, "int main(){return 0;}", "c")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_cgroups_left() -> Iterator[None]:
+    yield
+    for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/memory")):
+        if root.exists():
+            assert not list(root.rglob(f"codecapsule-{os.getpid()}-*")), "a run's cgroup was left behind"
+
+
+def test_bwrap_is_found_when_installed() -> None:
+    if shutil.which("bwrap"):
+        assert LocalEngine().caps.bwrap is not None
