@@ -72,16 +72,19 @@ def main() -> None:
     med = statistics.median
     added = med(ext_total) - med(base_total)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"runs: {runs} fresh interpreters per variant ({sys.executable}); load average {load:.1f} "
-          f"on {os.cpu_count()} CPUs")
+    print(
+        f"runs: {runs} fresh interpreters per variant ({sys.executable}); load average {load:.1f} "
+        f"on {os.cpu_count()} CPUs"
+    )
     rows = [
-        ("baseline: import IPython + shell",
-         f"median {med(base_total):7.1f} ms (process {med(base_wall):.0f} ms)"),
+        ("baseline: import IPython + shell", f"median {med(base_total):7.1f} ms (process {med(base_wall):.0f} ms)"),
         ("with %load_ext codecapsule", f"median {med(ext_total):7.1f} ms (process {med(ext_wall):.0f} ms)"),
         ("added by the extension", f"       {added:7.1f} ms, ratio {med(ext_total) / med(base_total):.2f}x"),
         ("%load_ext alone, in-process", f"median {med(ext_only):7.1f} ms (min {min(ext_only):.1f})"),
-        ("  same, asyncio already loaded", f"median {med(kernel_only):7.1f} ms (min {min(kernel_only):.1f}) "
-                                           "<- what an ipykernel pays"),
+        (
+            "  same, asyncio already loaded",
+            f"median {med(kernel_only):7.1f} ms (min {min(kernel_only):.1f}) <- what an ipykernel pays",
+        ),
     ]
     for label, value in rows:
         print(f"{label:<34} {value}")

@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """Piston client benchmarks against the Piston-compatible test server (prints numbers; no assertions).
 
 1. Client overhead per execute: ``PistonEngine.run(job)`` vs a raw ``httpx.Client.post`` of the same JSON to

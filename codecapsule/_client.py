@@ -7,9 +7,8 @@ decision (``_ClientCore``); only the I/O differs.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +89,7 @@ class _ClientCore:
         return self._with_defaults(job)
 
     def _with_defaults(self, job: Job) -> Job:
-        defaults = Limits(run_timeout=self.settings.timeout, memory=self.settings.memory)
+        defaults = Limits(memory=self.settings.memory).with_timeout(self.settings.timeout)
         if defaults == Limits():
             return job
         return Job(
@@ -197,9 +196,10 @@ class Client(_ClientCore):
 
     def run(self, job: Job, *, engine: EngineChoice | None = None) -> Result:
         """Run a prepared Job."""
+        piston = self._wants_piston(job, engine)  # refuses engine="piston" for SQL
         if job.lang.sql:
             return self._duckdb_engine().run(job)
-        if self._wants_piston(job, engine):
+        if piston:
             return self._piston_engine().run(job)
         return self._local_engine().run(job)
 
@@ -300,9 +300,12 @@ class AsyncClient(_ClientCore):
         return await self.run(self.job(source, language, **kwargs), engine=engine)
 
     async def run(self, job: Job, *, engine: EngineChoice | None = None) -> Result:
+        import asyncio  # not at module level: scripts that never go async skip its import cost
+
+        piston = self._wants_piston(job, engine)  # refuses engine="piston" for SQL
         if job.lang.sql:
             return await asyncio.to_thread(self._duckdb_engine().run, job)
-        if self._wants_piston(job, engine):
+        if piston:
             return await self._piston_engine().arun(job)
         return await asyncio.to_thread(self._local_engine().run, job)
 
@@ -318,6 +321,8 @@ class AsyncClient(_ClientCore):
         items = list(jobs)
         if concurrency < 1:
             raise InvalidRequest(f"concurrency must be at least 1, not {concurrency}.")
+        import asyncio
+
         bar = make_progress(progress, len(items))
         gate = asyncio.Semaphore(concurrency)
 
@@ -371,7 +376,3 @@ def _unbuildable(item: JobLike, exc: Exception) -> Result:
         exception=exc,
     )
 
-
-# Type used by the module-level helpers in __init__.
-SyncRunner = Callable[[Job], Result]
-AsyncRunner = Callable[[Job], Awaitable[Result]]

@@ -42,6 +42,9 @@ Exception tree::
         ├── OperationFailed                a long-running operation ended Failed
         ├── ConfirmationRequired           a destructive call without the right confirmation
         └── OperationInProgress            the panel/cluster is already running an operation
+
+In notebooks, ``codecapsule.magics`` adds ``MagicFailure(CodeCapsuleError)`` (a cell that must stop "Run All",
+shown as one line) and its subclass ``UnexpectedVerdict`` (``--expect-verdict`` / ``--raise``; keeps ``.result``).
 """
 
 from __future__ import annotations

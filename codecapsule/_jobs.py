@@ -64,7 +64,7 @@ _COUNT_FIELDS = ("processes",)
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits, in seconds and bytes. ``None`` means "the engine's default" (see :meth:`resolved`).
+    """Resource limits, in seconds and bytes. ``None`` means "the engine's default".
 
     Readable strings are accepted: ``Limits(run_timeout="500ms", memory="256MB")``.
     """
@@ -116,6 +116,12 @@ class Limits:
     def merged(self, **overrides: Any) -> Limits:
         """A copy where every non-None override replaces the current value."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def with_timeout(self, timeout: float | str | None) -> Limits:
+        """The ``timeout=`` shortcut: the run's wall-clock limit, and its CPU-time limit unless that is set."""
+        if timeout is None:
+            return self
+        return self.merged(run_timeout=timeout, run_cpu_time=self.run_cpu_time if self.run_cpu_time else timeout)
 
     def over(self, defaults: Limits) -> Limits:
         """These limits, with ``defaults`` filling every field that is None."""
@@ -203,7 +209,7 @@ class Job:
                 extra = list(files)
                 if not all(isinstance(f, File) for f in extra):
                     raise InvalidRequest("files must be a {name: content} dict or a list of File objects.")
-        lim = Limits.coerce(limits).merged(run_timeout=timeout, memory=memory)
+        lim = Limits.coerce(limits).with_timeout(timeout).merged(memory=memory)
         if expect is not None and not isinstance(expect, str):
             raise InvalidRequest(f"expect must be the expected stdout as a str, not {type(expect).__name__}.")
         return cls(

@@ -207,7 +207,7 @@ def _limit_note(result: Result) -> str | None:
     return None
 
 
-def _verdict_note(result: Result) -> tuple[str, str] | None:
+def _verdict_note(result: Result, *, in_cell: bool) -> tuple[str, str] | None:
     """The banner for a verdict that needs explaining: (tone, text)."""
     verdict = result.verdict.value
     limit = _limit_note(result)
@@ -216,7 +216,8 @@ def _verdict_note(result: Result) -> tuple[str, str] | None:
     if verdict == "compile_error":
         return (
             "error",
-            "Compile error: the program did not compile. Line numbers are the lines of the cell.",
+            "Compile error: the program did not compile. "
+            + ("Line numbers are the lines of the cell." if in_cell else "Line numbers are the program's lines."),
         )
     if verdict == "wrong_answer":
         return "warn", "Wrong answer: the output differs from the expected output (diff below)."
@@ -251,16 +252,14 @@ def _blocks(
     blocks: list[Block] = []
     if note is not None:
         blocks.append(Block("note", note[1], tone=note[0]))
-    banner = _verdict_note(result)
+    banner = _verdict_note(result, in_cell=line_offset > 0)
     if banner is not None:
         blocks.append(Block("note", banner[1], tone=banner[0]))
 
     if result.run is None and result.compile is not None:
         # did not compile: the compiler's words are the output (mapped to the cell's lines)
         text = "\n".join(
-            t
-            for t in (_stage_text(result.compile, "stdout"), _stage_text(result.compile, "stderr"))
-            if t.strip()
+            t for t in (_stage_text(result.compile, "stdout"), _stage_text(result.compile, "stderr")) if t.strip()
         )
         blocks.append(Block("compile", where(text), label="compiler"))
     else:
@@ -365,9 +364,7 @@ def render_text(
     out: list[str] = []
     if result.name:
         out.append(f"== {result.name} ==")
-    for block in _blocks(
-        result, main_file=main_file, line_offset=line_offset, other_files=other_files, note=note
-    ):
+    for block in _blocks(result, main_file=main_file, line_offset=line_offset, other_files=other_files, note=note):
         if block.kind == "note":
             out.append(f"{_ICON[block.tone]} {block.text}")
         elif block.kind == "stdout":
@@ -447,9 +444,7 @@ def _diff_html(diff: str) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)) or type(
-        value
-    ).__name__ == "Decimal"
+    return (isinstance(value, int | float) and not isinstance(value, bool)) or type(value).__name__ == "Decimal"
 
 
 def _table_html(table: Table, max_rows: int) -> str:
@@ -467,10 +462,7 @@ def _table_html(table: Table, max_rows: int) -> str:
             if value is None:
                 tds.append(f'<td style="{cell}text-align:left;opacity:0.55;font-style:italic">NULL</td>')
             else:
-                tds.append(
-                    f'<td style="{cell}text-align:{align};white-space:pre">'
-                    f"{escape(_format_value(value))}</td>"
-                )
+                tds.append(f'<td style="{cell}text-align:{align};white-space:pre">{escape(_format_value(value))}</td>')
         body.append(f"<tr>{''.join(tds)}</tr>")
     footer = _rows_footer(table, len(shown))
     foot = f'<div class="cc-rows" style="{_LABEL}">{escape(footer)}</div>' if footer else ""
@@ -498,9 +490,7 @@ def render_html(
     ]
     if result.name:
         parts.append(f'<div style="font-weight:600;{_LABEL}">{escape(result.name)}</div>')
-    for block in _blocks(
-        result, main_file=main_file, line_offset=line_offset, other_files=other_files, note=note
-    ):
+    for block in _blocks(result, main_file=main_file, line_offset=line_offset, other_files=other_files, note=note):
         if block.kind == "note":
             parts.append(
                 f'<div class="cc-note cc-{block.tone}" style="border-left:3px solid {_COLOR[block.tone]};'
@@ -512,9 +502,7 @@ def render_html(
         elif block.kind == "stdout":
             parts.append(_collapse_html(block.text, max_lines, style="", cls="cc-stdout"))
         elif block.kind == "empty":
-            parts.append(
-                f'<div class="cc-empty" style="{_LABEL};font-style:italic">{escape(block.text)}</div>'
-            )
+            parts.append(f'<div class="cc-empty" style="{_LABEL};font-style:italic">{escape(block.text)}</div>')
         elif block.kind in ("stderr", "compile", "error"):
             parts.append(f'<div style="{_LABEL};color:{_COLOR["error"]}">{escape(block.label)}</div>')
             style = f"border-left:3px solid {_COLOR['error']};background:{_BACKGROUND['error']}"

@@ -124,8 +124,10 @@ class Settings:
                     values[f.name] = int(raw)
                 except ValueError:
                     raise ConfigurationError(f"{name}={raw!r} must be a whole number.") from None
-            elif f.name == "request_timeout":
+            elif f.name in ("request_timeout", "timeout"):
                 values[f.name] = parse_duration(raw, name=name)
+            elif f.name in ("memory", "sql_memory"):
+                values[f.name] = parse_size(raw, name=name)
             else:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -145,7 +145,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         stdin = ""
     expect = args.expect
     if args.expect_file:
-        expect = Path(args.expect_file).read_text()
+        try:
+            expect = Path(args.expect_file).read_text()
+        except OSError as exc:
+            raise CodeCapsuleError(f"cannot read {args.expect_file!r}: {exc.strerror}.") from None
     with _client(args) as client:
         result = client.execute(
             source,

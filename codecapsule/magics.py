@@ -138,9 +138,7 @@ def saved_file_name(name: str, language: str) -> str:
 
 
 def _language_help() -> str:
-    return ", ".join(
-        f"{lang.name} ({', '.join(lang.aliases)})" if lang.aliases else lang.name for lang in LANGUAGES
-    )
+    return ", ".join(f"{lang.name} ({', '.join(lang.aliases)})" if lang.aliases else lang.name for lang in LANGUAGES)
 
 
 def parse_cell_line(line: str) -> CellOptions:
@@ -445,8 +443,7 @@ class Capsule(Magics):
             self.saved[opts.save] = SavedFile(opts.save, opts.language, cell)
             if not opts.run:
                 _publish_note(
-                    f"saved {opts.save} ({opts.language}, {_lines(cell)}); "
-                    f"add it to a run with --with {opts.save}"
+                    f"saved {opts.save} ({opts.language}, {_lines(cell)}); add it to a run with --with {opts.save}"
                 )
                 return
         self._run(cell, opts, exclude=opts.save)
@@ -487,8 +484,7 @@ class Capsule(Magics):
             return matches[0]
         known = ", ".join(sorted(self.saved)) or "none yet"
         raise UsageError(
-            f"no saved file {name!r} (saved: {known}). Save a cell first with %%capsule LANG --save "
-            f"{name or 'NAME'}."
+            f"no saved file {name!r} (saved: {known}). Save a cell first with %%capsule LANG --save {name or 'NAME'}."
         )
 
     def _runtimes_text(self) -> str:
@@ -531,9 +527,7 @@ class Capsule(Magics):
     def _value(self, var: str, what: str) -> Any:
         ns = self.shell.user_ns if self.shell is not None else {}
         if var not in ns:
-            raise UsageError(
-                f"{what}: there is no variable {var!r} in the notebook; define it in a cell above."
-            )
+            raise UsageError(f"{what}: there is no variable {var!r} in the notebook; define it in a cell above.")
         return ns[var]
 
     def _text_from(self, var: str, what: str) -> str:
@@ -552,9 +546,7 @@ class Capsule(Magics):
             stdin = self._text_from(opts.stdin_from, "--stdin-from")
         elif stdin and not stdin.endswith("\n"):
             stdin += "\n"  # typed input ends with Enter
-        expect = (
-            opts.expect if opts.expect_from is None else self._text_from(opts.expect_from, "--expect-from")
-        )
+        expect = opts.expect if opts.expect_from is None else self._text_from(opts.expect_from, "--expect-from")
         files = {}
         for name in opts.with_files:
             saved = self._saved(name)
@@ -590,9 +582,7 @@ class Capsule(Magics):
                         self._clients.pop(key).close()
                     client = self._client(wanted)
                     try:
-                        _ = (
-                            client.sql.connection
-                        )  # open it now: a bad path must not become the current database
+                        _ = client.sql.connection  # open it now: a bad path must not become the current database
                     except CodeCapsuleError:
                         self._clients.pop(wanted).close()
                         raise
@@ -636,8 +626,7 @@ class Capsule(Magics):
                     note = ("ok", f"expected verdict {verdict}: this cell fails on purpose.")
             else:
                 failure = (
-                    f"expected verdict {opts.expect_verdict}, but the program {result.verdict.description} "
-                    f"({verdict})."
+                    f"expected verdict {opts.expect_verdict}, but the program {result.verdict.description} ({verdict})."
                 )
         elif verdict != "ok" and (opts.raise_on_failure or self.raise_on_failure):
             failure = f"the program {result.verdict.description} ({verdict})."

@@ -9,7 +9,7 @@ cd "$ROOT"
 export PATH="$VENV/bin:$PATH"
 echo "==> ruff"; ruff check codecapsule tests bench
 echo "==> mypy"; mypy
-echo "==> mkdocs build --strict"; mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
+echo "==> mkdocs build --strict"; NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 echo "==> pytest"
 set +e
 pytest -q -p no:cacheprovider "$@"

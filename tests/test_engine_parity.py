@@ -1,4 +1,4 @@
-# ruff: noqa: E501, F811
+# ruff: noqa: F811
 """The same program gives the same Result through the local engine and through Piston (the test server).
 
 Compared: verdict, stdout and exit code (not versions or timings). One documented difference: over the output

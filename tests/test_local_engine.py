@@ -72,14 +72,19 @@ def test_java_with_any_public_class_name_and_stdin(best: LocalEngine) -> None:
 
 
 def test_java_without_a_public_class(best: LocalEngine) -> None:
-    r = run(best, "class Helper { static int f() { return 7; } }\nclass Prog { public static void main(String[] a) "
-                  "{ System.out.println(Helper.f()); } }", "java")
+    r = run(
+        best,
+        "class Helper { static int f() { return 7; } }\nclass Prog { public static void main(String[] a) "
+        "{ System.out.println(Helper.f()); } }",
+        "java",
+    )
     assert (r.verdict, r.stdout) == ("ok", "7\n")
 
 
 def test_c_reads_stdin(best: LocalEngine) -> None:
-    r = run(best, '#include <stdio.h>\nint main(){int a,b; scanf("%d %d",&a,&b); printf("%d\\n",a+b);}', "c",
-            stdin="40 2")
+    r = run(
+        best, '#include <stdio.h>\nint main(){int a,b; scanf("%d %d",&a,&b); printf("%d\\n",a+b);}', "c", stdin="40 2"
+    )
     assert (r.verdict, r.stdout) == ("ok", "42\n")
 
 
@@ -90,8 +95,13 @@ def test_cpp_compile_error_has_gccs_message_and_no_run(best: LocalEngine) -> Non
 
 
 def test_multi_file_cpp_and_args(best: LocalEngine) -> None:
-    r = run(best, '#include <cstdio>\n#include "util.h"\nint main(int c, char** v){ printf("%d %s\\n", twice(21), v[1]); }',
-            "cpp", files={"util.h": "int twice(int);", "util.cpp": "int twice(int x){ return 2*x; }"}, args=["hi"])
+    r = run(
+        best,
+        '#include <cstdio>\n#include "util.h"\nint main(int c, char** v){ printf("%d %s\\n", twice(21), v[1]); }',
+        "cpp",
+        files={"util.h": "int twice(int);", "util.cpp": "int twice(int x){ return 2*x; }"},
+        args=["hi"],
+    )
     assert (r.verdict, r.stdout) == ("ok", "42 hi\n")
 
 
@@ -118,13 +128,14 @@ def test_expected_output(best: LocalEngine) -> None:
     assert wrong.verdict == "wrong_answer" and wrong.diff and "+41" in wrong.diff
 
 
-def test_missing_toolchain_names_what_to_install(best: LocalEngine, monkeypatch: pytest.MonkeyPatch,
-                                                 tmp_path: Path) -> None:
+def test_missing_toolchain_names_what_to_install(
+    best: LocalEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from codecapsule.engines import _toolchains
 
     # an empty system PATH stands for a machine without the toolchain
     monkeypatch.setattr(_toolchains, "_SYSTEM_PATH", str(tmp_path))
-    with pytest.raises(cc.ToolchainMissing, match="default-jdk-headless.*CODECAPSULE_PISTON_URL"):
+    with pytest.raises(cc.ToolchainMissing, match=r"default-jdk-headless.*CODECAPSULE_PISTON_URL"):
         LocalEngine().run(cc.Job.create("class A {}", "java"))
 
 
@@ -155,11 +166,17 @@ def test_cpu_time_limit(engine: LocalEngine) -> None:
     ("language", "source"),
     [
         ("python", "x = bytearray(2 * 1024**3)\nprint('allocated')"),
-        ("java", "import java.util.*; public class M { public static void main(String[] a) {"
-                 " List<long[]> l = new ArrayList<>(); while (true) l.add(new long[10_000_000]); } }"),
+        (
+            "java",
+            "import java.util.*; public class M { public static void main(String[] a) {"
+            " List<long[]> l = new ArrayList<>(); while (true) l.add(new long[10_000_000]); } }",
+        ),
         ("javascript", "const a = []; while (true) a.push(new Array(1e6).fill(1));"),
-        ("c", "#include <stdlib.h>\n#include <string.h>\nint main(){ for(int i=0;i<64;i++){ char*p=malloc(1<<25);"
-              " if(!p) return 3; memset(p,1,1<<25);} return 0; }"),
+        (
+            "c",
+            "#include <stdlib.h>\n#include <string.h>\nint main(){ for(int i=0;i<64;i++){ char*p=malloc(1<<25);"
+            " if(!p) return 3; memset(p,1,1<<25);} return 0; }",
+        ),
     ],
 )
 def test_allocating_far_over_the_memory_limit(engine: LocalEngine, language: str, source: str) -> None:
@@ -216,15 +233,18 @@ def test_a_daemonised_grandchild_does_not_outlive_the_run(engine: LocalEngine) -
     if engine.caps.level == "rlimits":
         pytest.skip("without namespaces or cgroups a setsid() grandchild escapes (the engine says so in info())")
     marker = _marker()
-    src = (f"import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-           f"        os.execv('/bin/sleep', ['sleep', '{marker}'])\n    os._exit(0)\nprint('parent done')")
+    src = (
+        f"import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        f"        os.execv('/bin/sleep', ['sleep', '{marker}'])\n    os._exit(0)\nprint('parent done')"
+    )
     r = run(engine, src, "python")
     assert r.verdict == "ok"
     assert _running(marker) == []
 
 
-def test_writes_outside_the_work_dir_and_sockets_are_refused_with_bubblewrap(engine: LocalEngine,
-                                                                              tmp_path: Path) -> None:
+def test_writes_outside_the_work_dir_and_sockets_are_refused_with_bubblewrap(
+    engine: LocalEngine, tmp_path: Path
+) -> None:
     if engine.caps.bwrap is None:
         pytest.skip("only bubblewrap isolates the file system and the network")
     target = tmp_path / "escaped.txt"

@@ -28,10 +28,10 @@ pytestmark = pytest.mark.timeout(120)
 class Cell:
     success: bool
     error: BaseException | None
-    stdout: str          # what the shell printed (tracebacks, print())
-    stderr: str          # UsageError messages, %config errors
-    texts: list[str]     # text/plain of each display
-    htmls: list[str]     # text/html of each display
+    stdout: str  # what the shell printed (tracebacks, print())
+    stderr: str  # UsageError messages, %config errors
+    texts: list[str]  # text/plain of each display
+    htmls: list[str]  # text/html of each display
 
     @property
     def text(self) -> str:
@@ -84,11 +84,23 @@ needs_gpp = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not inst
 
 
 def test_parse_full_line() -> None:
-    opts = parse_cell_line('cpp --stdin "3 4\\n5" --args "-x 7" --timeout 500ms --memory 64MB --out cc_r '
-                           "--with point.h point.cpp --expect 'a \"b\"' --raise --engine local --version 12")
-    assert opts == CellOptions(language="c++", stdin="3 4\n5", args=("-x", "7"), timeout="500ms",
-                               memory="64MB", out="cc_r", with_files=("point.h", "point.cpp"),
-                               expect='a "b"', raise_on_failure=True, engine="local", version="12")
+    opts = parse_cell_line(
+        'cpp --stdin "3 4\\n5" --args "-x 7" --timeout 500ms --memory 64MB --out cc_r '
+        "--with point.h point.cpp --expect 'a \"b\"' --raise --engine local --version 12"
+    )
+    assert opts == CellOptions(
+        language="c++",
+        stdin="3 4\n5",
+        args=("-x", "7"),
+        timeout="500ms",
+        memory="64MB",
+        out="cc_r",
+        with_files=("point.h", "point.cpp"),
+        expect='a "b"',
+        raise_on_failure=True,
+        engine="local",
+        version="12",
+    )
 
 
 def test_parse_sql_options() -> None:
@@ -167,8 +179,7 @@ def test_unload_removes_magics_and_configurable(shell: InteractiveShell) -> None
 
 
 def test_import_codecapsule_does_not_import_ipython() -> None:
-    code = ("import sys, codecapsule\n"
-            "print(sorted(m for m in ('IPython', 'traitlets', 'duckdb') if m in sys.modules))")
+    code = "import sys, codecapsule\nprint(sorted(m for m in ('IPython', 'traitlets', 'duckdb') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -229,8 +240,7 @@ def test_stdin_text_and_variable(shell: InteractiveShell) -> None:
     cell = run(shell, '%%capsule python --stdin "3 4"\na, b = map(int, input().split())\nprint(a + b)')
     assert cell.text.startswith("7\n")
     run(shell, "cc_lines = ['Ada', 'Grace']")
-    cell = run(shell, "%%capsule python --stdin-from cc_lines\n"
-                      "import sys\nprint(sorted(sys.stdin.read().split()))")
+    cell = run(shell, "%%capsule python --stdin-from cc_lines\nimport sys\nprint(sorted(sys.stdin.read().split()))")
     assert cell.text.startswith("['Ada', 'Grace']")
     cell = run(shell, "%%capsule python --stdin-from cc_missing\nprint(1)")
     assert not cell.success and "no variable 'cc_missing'" in cell.stderr
@@ -310,24 +320,33 @@ def test_engine_errors_are_short(shell: InteractiveShell) -> None:
 
 @needs_java
 def test_java_classes_across_cells(shell: InteractiveShell) -> None:
-    saved = run(shell, "%%capsule java --save Point\npublic class Point {\n  final int x, y;\n"
-                       "  Point(int x, int y) { this.x = x; this.y = y; }\n"
-                       "  int manhattan() { return Math.abs(x) + Math.abs(y); }\n}")
+    saved = run(
+        shell,
+        "%%capsule java --save Point\npublic class Point {\n  final int x, y;\n"
+        "  Point(int x, int y) { this.x = x; this.y = y; }\n"
+        "  int manhattan() { return Math.abs(x) + Math.abs(y); }\n}",
+    )
     assert "saved Point.java (java, 5 lines)" in saved.text
     listed = run(shell, "%capsule files")
     assert "Point.java" in listed.stdout and "java" in listed.stdout
-    cell = run(shell, '%%capsule java --with Point --stdin "3 -4"\nimport java.util.Scanner;\n'
-                      "public class Main {\n  public static void main(String[] a) {\n"
-                      "    Scanner in = new Scanner(System.in);\n"
-                      "    System.out.println(new Point(in.nextInt(), in.nextInt()).manhattan());\n  }\n}")
+    cell = run(
+        shell,
+        '%%capsule java --with Point --stdin "3 -4"\nimport java.util.Scanner;\n'
+        "public class Main {\n  public static void main(String[] a) {\n"
+        "    Scanner in = new Scanner(System.in);\n"
+        "    System.out.println(new Point(in.nextInt(), in.nextInt()).manhattan());\n  }\n}",
+    )
     assert cell.text.startswith("7\n"), cell.text
 
 
 @needs_gpp
 def test_cpp_header_across_cells_and_capsule_run(shell: InteractiveShell) -> None:
     run(shell, "%%capsule cpp --save square.h\ninline int square(int x) { return x * x; }")
-    run(shell, '%%capsule cpp --save app.cpp --with square.h\n#include <iostream>\n#include "square.h"\n'
-               "int main(int argc, char** argv) { std::cout << square(argc) << std::endl; }")
+    run(
+        shell,
+        '%%capsule cpp --save app.cpp --with square.h\n#include <iostream>\n#include "square.h"\n'
+        "int main(int argc, char** argv) { std::cout << square(argc) << std::endl; }",
+    )
     cell = run(shell, "%capsule run app.cpp --with square.h --args a b")
     assert cell.text.startswith("9\n"), cell.text
     cell = run(shell, "%capsule run nothing")
@@ -413,3 +432,40 @@ def test_sql_back_to_the_session_database(shell: InteractiveShell, tmp_path: Pat
     assert "Catalog Error" in run(shell, f"%%capsule sql --db {db}\nSELECT * FROM mine").text
     cell = run(shell, "%%capsule sql --db :memory:\nSELECT x FROM mine")
     assert "SQL cells now use the session database" in cell.text and ">1<" in cell.html
+
+
+# -- the same cells on Piston (the Piston-compatible test server on 127.0.0.1) ------------------------------
+
+
+def test_cells_run_on_piston_when_configured(shell: InteractiveShell, piston_server: Any) -> None:
+    run(shell, f'%config Capsule.piston_url = "{piston_server.url}"')
+    cell = run(shell, "%%capsule python --stdin 5\nprint(int(input()) * 2)")
+    assert cell.text.startswith("10\n"), cell.text
+    assert " · piston · python " in cell.text
+    assert [job.language for job in piston_server.executions] == ["python"]
+    cell = run(shell, "%%capsule c --expect-verdict compile_error\nint main(void) { return missing; }")
+    assert cell.success and "line 2, col 25: error" in cell.text  # Piston's file name mapped the same way
+    runtimes = run(shell, "%capsule runtimes")
+    assert f"Piston runtimes at {piston_server.url}" in runtimes.stdout and "python" in runtimes.stdout
+    # --engine local still runs here, without a request
+    before = len(piston_server.executions)
+    cell = run(shell, "%%capsule python --engine local\nprint('here')")
+    assert " · local · python " in cell.text and len(piston_server.executions) == before
+
+
+def test_access_secret_never_shown(
+    shell: InteractiveShell, piston_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "s3cr3t-access-value-0123456789"
+    monkeypatch.setenv("CODECAPSULE_ACCESS_CLIENT_ID", "id-visible.access")
+    monkeypatch.setenv("CODECAPSULE_ACCESS_CLIENT_SECRET", secret)
+    run(shell, f'%config Capsule.piston_url = "{piston_server.url}"')
+    shown = [
+        run(shell, "%capsule engine"),
+        run(shell, "%config Capsule"),
+        run(shell, "%%capsule python --out cc_r\nimport os\nprint(sorted(os.environ))"),
+    ]
+    for cell in shown:
+        assert secret not in cell.stdout + cell.stderr + cell.text + cell.html
+    assert secret not in repr(shell.user_ns["cc_r"]) + shell.user_ns["cc_r"].to_json()
+    assert piston_server.log[-1].headers.get("cf-access-client-secret") == secret  # it was sent, not shown

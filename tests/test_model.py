@@ -14,8 +14,15 @@ from codecapsule._verdicts import compare_output, judge
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("256MB", 256_000_000), ("256M", 256_000_000), ("256MiB", 256 * 2**20), ("1.5 GiB", int(1.5 * 2**30)),
-     (1024, 1024), ("2048", 2048), ("64 kib", 65536)],
+    [
+        ("256MB", 256_000_000),
+        ("256M", 256_000_000),
+        ("256MiB", 256 * 2**20),
+        ("1.5 GiB", int(1.5 * 2**30)),
+        (1024, 1024),
+        ("2048", 2048),
+        ("64 kib", 65536),
+    ],
 )
 def test_sizes_are_parsed(text: object, expected: int) -> None:
     assert parse_size(text) == expected  # type: ignore[arg-type]
@@ -28,8 +35,17 @@ def test_durations_are_parsed(text: object, expected: float) -> None:
 
 @pytest.mark.parametrize(
     "limits",
-    [{"memory": "lots"}, {"memory": -1}, {"run_timeout": 0}, {"run_timeout": "-2s"}, {"processes": 0},
-     {"processes": 2.5}, {"memory": 10}, {"run_timeout": True}, {"nonsense": 1}],
+    [
+        {"memory": "lots"},
+        {"memory": -1},
+        {"run_timeout": 0},
+        {"run_timeout": "-2s"},
+        {"processes": 0},
+        {"processes": 2.5},
+        {"memory": 10},
+        {"run_timeout": True},
+        {"nonsense": 1},
+    ],
 )
 def test_bad_limits_raise_a_value_error_naming_the_limit(limits: dict[str, object]) -> None:
     with pytest.raises(cc.InvalidLimit) as info:
@@ -53,8 +69,18 @@ def test_execute_shortcuts_set_the_two_common_limits() -> None:
 
 @pytest.mark.parametrize(
     ("alias", "name"),
-    [("py", "python"), ("Python3", "python"), ("js", "javascript"), ("node", "javascript"), ("cpp", "c++"),
-     ("g++", "c++"), ("gcc", "c"), ("c++", "c++"), ("java", "java"), ("duckdb", "sql")],
+    [
+        ("py", "python"),
+        ("Python3", "python"),
+        ("js", "javascript"),
+        ("node", "javascript"),
+        ("cpp", "c++"),
+        ("g++", "c++"),
+        ("gcc", "c"),
+        ("c++", "c++"),
+        ("java", "java"),
+        ("duckdb", "sql"),
+    ],
 )
 def test_aliases_resolve(alias: str, name: str) -> None:
     assert resolve(alias).name == name
@@ -71,7 +97,10 @@ def test_unknown_language_lists_languages_and_suggests_the_closest() -> None:
 
 
 def test_java_entry_file_is_named_after_its_public_class() -> None:
-    src = "// public class Wrong {}\nimport java.util.*;\npublic final class Greeter { public static void main(String[] a) {} }"
+    src = (
+        "// public class Wrong {}\nimport java.util.*;\n"
+        "public final class Greeter { public static void main(String[] a) {} }"
+    )
     assert Job.create(src, "java").files[0].name == "Greeter.java"
     assert Job.create("class A { public static void main(String[] a) {} }", "java").files[0].name == "Main.java"
 
@@ -129,21 +158,27 @@ def test_run_stage_verdicts(stage: Stage, verdict: Verdict) -> None:
 
 def test_expected_output_ignores_trailing_whitespace_and_reports_a_diff() -> None:
     assert compare_output("42  \n\n", "42") is None
-    ok = judge(_job("1\n2\n"), engine="t", version="1", compile=None, run=Stage(stdout="1 \n2\n", exit_code=0),
-               limits=Limits())
+    ok = judge(
+        _job("1\n2\n"), engine="t", version="1", compile=None, run=Stage(stdout="1 \n2\n", exit_code=0), limits=Limits()
+    )
     assert ok.verdict == "ok"
-    wrong = judge(_job("1\n2\n"), engine="t", version="1", compile=None, run=Stage(stdout="1\n3\n", exit_code=0),
-                  limits=Limits())
+    wrong = judge(
+        _job("1\n2\n"), engine="t", version="1", compile=None, run=Stage(stdout="1\n3\n", exit_code=0), limits=Limits()
+    )
     assert wrong.verdict == "wrong_answer"
     assert wrong.diff is not None and "-2" in wrong.diff and "+3" in wrong.diff
 
 
 def test_result_json_round_trip() -> None:
     original = Result(
-        "c++", "12.2.0", "local", Verdict.RUNTIME_ERROR,
+        "c++",
+        "12.2.0",
+        "local",
+        Verdict.RUNTIME_ERROR,
         compile=Stage(exit_code=0, wall_time=0.2),
         run=Stage(stdout="a", stderr="b", output="ab", exit_code=2, status="RE", wall_time=0.01, memory=1024),
-        limits=Limits(run_timeout=2), name="alice",
+        limits=Limits(run_timeout=2),
+        name="alice",
     )
     again = Result.from_json(original.to_json())
     assert again == original

@@ -31,11 +31,15 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("jupyter")
     spec = root / "kernels" / "python3"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (codecapsule tests)",
-        "language": "python",
-    }))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (codecapsule tests)",
+                "language": "python",
+            }
+        )
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JUPYTER_PATH", str(root))
         for var in ("CODECAPSULE_PISTON_URL", "CODECAPSULE_ENGINE"):
@@ -45,8 +49,9 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def execute(name: str, workdir: Path) -> Any:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=240,
-                                     resources={"metadata": {"path": str(workdir)}})
+    client = nbclient.NotebookClient(
+        nb, kernel_name="python3", timeout=240, resources={"metadata": {"path": str(workdir)}}
+    )
     client.execute()
     return nb
 

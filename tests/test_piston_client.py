@@ -1,4 +1,4 @@
-# ruff: noqa: E501, F811
+# ruff: noqa: F811
 """The Piston client end to end over real HTTP against the Piston-compatible test server (sync and async)."""
 
 from __future__ import annotations

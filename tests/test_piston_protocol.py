@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """The Piston wire protocol as pure functions: requests, answers, verdicts, errors — no network."""
 
 from __future__ import annotations

@@ -30,8 +30,15 @@ def ok(stdout: str = "42\n", stderr: str = "", **kw: object) -> Result:
         Result("sql", "1.4", "duckdb", Verdict.OK, table=Table((EVIL,), (EVIL,), ((EVIL,),), 1)),
         Result("python", "3", "local", Verdict.INTERNAL_ERROR, error=EVIL),
         ok(stdout="1\n", name=EVIL),
-        Result("python", "3", "local", Verdict.WRONG_ANSWER, run=Stage(stdout="x\n", exit_code=0),
-               expected=EVIL, diff=f"--- expected\n+++ actual\n@@ -1 +1 @@\n-{EVIL}\n+x"),
+        Result(
+            "python",
+            "3",
+            "local",
+            Verdict.WRONG_ANSWER,
+            run=Stage(stdout="x\n", exit_code=0),
+            expected=EVIL,
+            diff=f"--- expected\n+++ actual\n@@ -1 +1 @@\n-{EVIL}\n+x",
+        ),
     ],
 )
 def test_student_markup_is_shown_as_text(result: Result) -> None:
@@ -98,12 +105,14 @@ def test_repr_html_and_str_use_the_renderer() -> None:
         ("/tmp/cc-1/main.c:12:1: warning: x", "main.c", "line 12, col 1: warning: x"),
         ("Main.java:7: error: ';' expected", "Main.java", "line 7: error: ';' expected"),
         ('  File "/box/main.py", line 4, in <module>', "main.py", "  cell, line 4, in <module>"),
-        ("/w/main.js:2\n    at Object.<anonymous> (/w/main.js:2:9)", "main.js",
-         "line 2\n    at Object.<anonymous> (line 2, col 9)"),
-        ("main.c: In function 'main':\nmain.c:2:3: error: x", "main.c",
-         "In function 'main':\nline 2, col 3: error: x"),
-        ("Point.java:3: error: x", "Main.java", "Point.java:3: error: x"),     # another file is left alone
-        ("domain.c:3:1: error: x", "main.c", "domain.c:3:1: error: x"),       # not a prefix match
+        (
+            "/w/main.js:2\n    at Object.<anonymous> (/w/main.js:2:9)",
+            "main.js",
+            "line 2\n    at Object.<anonymous> (line 2, col 9)",
+        ),
+        ("main.c: In function 'main':\nmain.c:2:3: error: x", "main.c", "In function 'main':\nline 2, col 3: error: x"),
+        ("Point.java:3: error: x", "Main.java", "Point.java:3: error: x"),  # another file is left alone
+        ("domain.c:3:1: error: x", "main.c", "domain.c:3:1: error: x"),  # not a prefix match
         ("main.cpp:3:5: error", "", "main.cpp:3:5: error"),
     ],
 )
@@ -132,9 +141,12 @@ def test_map_locations_names_the_other_saved_files() -> None:
 
 
 def test_compile_error_is_shown_with_cell_lines() -> None:
-    compile_ = Stage(stderr="/tmp/x/main.cpp: In function 'int main()':\n/tmp/x/main.cpp:2:5: error: "
-                            "'y' was not declared in this scope\n    2 |     y = 1;\n",
-                     exit_code=1, wall_time=0.3)
+    compile_ = Stage(
+        stderr="/tmp/x/main.cpp: In function 'int main()':\n/tmp/x/main.cpp:2:5: error: "
+        "'y' was not declared in this scope\n    2 |     y = 1;\n",
+        exit_code=1,
+        wall_time=0.3,
+    )
     result = Result("c++", "12.2.0", "local", Verdict.COMPILE_ERROR, compile=compile_)
     text = render_text(result)
     assert "line 2, col 5: error: 'y' was not declared" in text
@@ -145,8 +157,13 @@ def test_compile_error_is_shown_with_cell_lines() -> None:
 
 
 def test_java_main_file_given_by_the_caller() -> None:
-    result = Result("java", "17", "local", Verdict.COMPILE_ERROR,
-                    compile=Stage(stderr="Hello.java:3: error: ';' expected\n", exit_code=1))
+    result = Result(
+        "java",
+        "17",
+        "local",
+        Verdict.COMPILE_ERROR,
+        compile=Stage(stderr="Hello.java:3: error: ';' expected\n", exit_code=1),
+    )
     assert "Hello.java:3" in render_text(result)  # default name is Main.java: unknown, left alone
     assert "line 3: error" in render_text(result, main_file="Hello.java")
 
@@ -167,10 +184,18 @@ def test_time_limit_note_keeps_the_captured_prefix() -> None:
 @pytest.mark.parametrize(
     ("verdict", "status", "limits", "words"),
     [
-        (Verdict.MEMORY_LIMIT, "ML", Limits(memory="64MiB"), "Memory limit: the program needed more than its "
-                                                            "memory limit of 64.0 MiB"),
-        (Verdict.OUTPUT_LIMIT, "OL", Limits(output="1MiB"), "Output limit: the program printed more than the "
-                                                           "output limit (1.0 MiB per stream)"),
+        (
+            Verdict.MEMORY_LIMIT,
+            "ML",
+            Limits(memory="64MiB"),
+            "Memory limit: the program needed more than its memory limit of 64.0 MiB",
+        ),
+        (
+            Verdict.OUTPUT_LIMIT,
+            "OL",
+            Limits(output="1MiB"),
+            "Output limit: the program printed more than the output limit (1.0 MiB per stream)",
+        ),
     ],
 )
 def test_limit_notes(verdict: Verdict, status: str, limits: Limits, words: str) -> None:
@@ -181,8 +206,15 @@ def test_limit_notes(verdict: Verdict, status: str, limits: Limits, words: str) 
 
 def test_wrong_answer_shows_a_diff() -> None:
     diff = "--- expected\n+++ actual\n@@ -1,2 +1,2 @@\n 1\n-2\n+3"
-    result = Result("python", "3", "local", Verdict.WRONG_ANSWER, run=Stage(stdout="1\n3\n", exit_code=0),
-                    expected="1\n2\n", diff=diff)
+    result = Result(
+        "python",
+        "3",
+        "local",
+        Verdict.WRONG_ANSWER,
+        run=Stage(stdout="1\n3\n", exit_code=0),
+        expected="1\n2\n",
+        diff=diff,
+    )
     text = render_text(result)
     assert "Wrong answer" in text and "-2\n+3" in text
     html = render_html(result)
@@ -191,8 +223,7 @@ def test_wrong_answer_shows_a_diff() -> None:
 
 
 def test_internal_error_says_what_happened_without_a_stack() -> None:
-    result = Result("java", "*", "local", Verdict.INTERNAL_ERROR,
-                    error="ToolchainMissing: javac is not installed")
+    result = Result("java", "*", "local", Verdict.INTERNAL_ERROR, error="ToolchainMissing: javac is not installed")
     text = render_text(result)
     assert "could not run this program: ToolchainMissing: javac is not installed" in text
     assert "Traceback" not in text
@@ -257,7 +288,7 @@ def test_sql_error_is_shown() -> None:
 def test_sql_line_numbers_follow_the_cell() -> None:
     from codecapsule._render import map_sql_lines
 
-    msg = 'Catalog Error: Table with name student does not exist!\n\nLINE 2: FROM student\n             ^^^^^^^'
+    msg = "Catalog Error: Table with name student does not exist!\n\nLINE 2: FROM student\n             ^^^^^^^"
     assert map_sql_lines(msg, 1).endswith("LINE 3: FROM student\n             ^^^^^^^")
     long = "Parser Error: syntax error\n\nLINE 9: SELEC x\n        ^"
     assert map_sql_lines(long, 1).endswith("LINE 10: SELEC x\n         ^")  # the marker stays under the text

@@ -546,8 +546,9 @@ class Cluster:
             **options,
         )
 
-    def panel(self) -> ScalingPanel:
-        """The ipywidgets scaling panel for class days (needs ``codecapsule[notebook]``)."""
+    def panel(self, **options: Any) -> ScalingPanel:
+        """The ipywidgets scaling panel for class days (needs ``codecapsule[notebook]``); ``options`` go to
+        :class:`~codecapsule.widgets.ScalingPanel` (e.g. ``auto_refresh=30``)."""
         from ..widgets import ScalingPanel
 
-        return ScalingPanel(self)
+        return ScalingPanel(self, **options)

@@ -38,6 +38,7 @@ class CgroupSupport:
     version: int
     memory_parent: Path
     pids_parent: Path
+    cpuacct_parent: Path | None = None  # v1 only: CPU time of everything in the run (bwrap hides it from rusage)
 
     def create(self, memory: int | None, processes: int | None) -> RunCgroup:
         name = f"codecapsule-{os.getpid()}-{uuid.uuid4().hex[:10]}"
@@ -58,7 +59,14 @@ class CgroupSupport:
         except OSError:
             mem.rmdir()
             raise
-        run = RunCgroup(self, (mem, pids))
+        dirs = [mem, pids]
+        if self.cpuacct_parent is not None:
+            try:
+                (self.cpuacct_parent / name).mkdir()
+                dirs.append(self.cpuacct_parent / name)
+            except OSError:
+                pass  # CPU time then comes from rusage
+        run = RunCgroup(self, tuple(dirs))
         if memory is not None:
             _write(mem / "memory.limit_in_bytes", memory)
             _write_try(mem / "memory.memsw.limit_in_bytes", memory)  # no escaping into swap
@@ -98,6 +106,20 @@ class RunCgroup:
         except (OSError, ValueError):
             return None
 
+    def cpu_time(self) -> float | None:
+        """Seconds of CPU used by every task that ran in the group, or None where it is not accounted."""
+        try:
+            if self.support.version == 2:
+                for line in (self.dirs[0] / "cpu.stat").read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "usage_usec":
+                        return int(value) / 1e6
+                return None
+            acct = [d for d in self.dirs if d.parent == self.support.cpuacct_parent]
+            return int((acct[0] / "cpuacct.usage").read_text()) / 1e9 if acct else None
+        except (OSError, ValueError):
+            return None
+
     def oom_killed(self) -> bool:
         """Whether the kernel killed a task of this group for exceeding the memory limit."""
         name = "memory.events" if self.support.version == 2 else "memory.oom_control"
@@ -122,35 +144,52 @@ class RunCgroup:
                 pids.extend(int(p) for p in (d / "cgroup.procs").read_text().split())
         return pids
 
-    def kill_all(self) -> None:
-        """Kill every task in the group; bounded retries cover tasks forked while we kill."""
+    def kill_all(self) -> bool:
+        """Kill every live task in the group; True when none is left alive. Zombies are skipped: they are dead
+        already and leave the group once their parent (possibly PID 1) reaps them."""
         if self.support.version == 2:
             with contextlib.suppress(OSError):
                 _write(self.dirs[0] / "cgroup.kill", 1)
-        for _ in range(200):
-            pids = self._pids()
-            if not pids:
-                return
-            for pid in pids:
+        for _ in range(100):  # bounded: the pids limit keeps a fork loop from outrunning us
+            live = [pid for pid in self._pids() if _alive(pid)]
+            if not live:
+                return True
+            for pid in live:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-            # a killed task leaves the group once reaped by its parent (or init); wait for that briefly
-            with contextlib.suppress(OSError):
-                os.sched_yield()
+            os.sched_yield()
+        return False
 
     def remove(self) -> None:
+        """Kill what is left and remove the group. A group still held by unreaped zombies is remembered and
+        removed by a later run instead of blocking this one."""
         self.kill_all()
         for d in reversed(self.dirs):
-            for _ in range(1000):
-                try:
-                    d.rmdir()
-                    break
-                except OSError as exc:
-                    if exc.errno == errno.ENOENT:
-                        break
-                    if exc.errno != errno.EBUSY:
-                        raise
-                    self.kill_all()
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                _STALE.add(d)
+        for d in list(_STALE):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+                _STALE.discard(d)
+            if not d.exists():
+                _STALE.discard(d)
+
+
+_STALE: set[Path] = set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in ("Z", "X")
 
 
 def detect() -> CgroupSupport | None:
@@ -174,7 +213,11 @@ def detect() -> CgroupSupport | None:
     pids = _ROOT / "pids" / pids_own.lstrip("/")
     if not (mem / "memory.limit_in_bytes").exists() or (not (pids / "pids.max").exists() and pids_own != "/"):
         return None
-    return _probe(CgroupSupport(1, mem, pids))
+    cpu_own = _own_path("cpuacct")
+    cpuacct = _ROOT / "cpuacct" / cpu_own.lstrip("/") if cpu_own is not None else None
+    if cpuacct is not None and not (cpuacct / "cpuacct.usage").exists():
+        cpuacct = None
+    return _probe(CgroupSupport(1, mem, pids, cpuacct))
 
 
 def _probe(support: CgroupSupport) -> CgroupSupport | None:

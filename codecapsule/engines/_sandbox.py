@@ -11,8 +11,10 @@ No ``preexec_fn``: it would make Python fork instead of vfork (~65 ms per spawn 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import resource
 import select
 import selectors
 import shlex
@@ -20,8 +22,8 @@ import signal
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 from .._errors import SandboxError
 from .._results import Stage
@@ -92,7 +94,9 @@ class SandboxCaps:
         text = "; ".join(parts) if parts else "wall-clock timeout only"
         if not self.bwrap:
             text += (
-                ". Programs can reach the network and write files outside their work directory "
+                ". Programs can reach the network, write files outside their work directory"
+                + ("" if self.cgroups else " and leave daemonised (setsid) processes behind")
+                + " "
                 "(install bubblewrap to isolate them)"
             )
         if not self.cgroups and self.root:
@@ -157,57 +161,86 @@ def _own_process_count() -> int:
     return n
 
 
-def _command(
-    caps: SandboxCaps,
-    argv: list[str],
-    workdir: str,
-    limits: StageLimits,
-    roots: tuple[str, ...],
-    cgroup: _cgroups.RunCgroup | None,
+def _rlimits(caps: SandboxCaps, limits: StageLimits, cgroup: _cgroups.RunCgroup | None) -> list[tuple[int, int, int]]:
+    """(resource, soft, hard) for this stage: CPU time, file size, open files, no core dumps, and address space or
+    process count where no cgroup covers them."""
+    rl = [(resource.RLIMIT_CORE, 0, 0), (resource.RLIMIT_NOFILE, 512, 512)]
+    if limits.cpu is not None:
+        soft = max(1, math.ceil(limits.cpu))
+        rl.append((resource.RLIMIT_CPU, soft, soft + 1))  # SIGXCPU at soft, SIGKILL one second later
+    if limits.file_size is not None:
+        rl.append((resource.RLIMIT_FSIZE, limits.file_size, limits.file_size))
+    if limits.memory is not None and limits.limit_address_space and cgroup is None:
+        # without a memory cgroup, address space is the only memory limit we have (+ room for the runtime)
+        rl.append((resource.RLIMIT_AS, limits.memory + 64 * 1024 * 1024, limits.memory + 64 * 1024 * 1024))
+    if limits.processes is not None and not caps.root and cgroup is None:
+        # RLIMIT_NPROC counts all of this user's processes; root ignores it (hence the cgroup)
+        n = _own_process_count() + limits.processes
+        rl.append((resource.RLIMIT_NPROC, n, n))
+    return rl
+
+
+_PRLIMIT_FLAGS = {
+    resource.RLIMIT_CORE: "core",
+    resource.RLIMIT_NOFILE: "nofile",
+    resource.RLIMIT_CPU: "cpu",
+    resource.RLIMIT_FSIZE: "fsize",
+    resource.RLIMIT_AS: "as",
+    resource.RLIMIT_NPROC: "nproc",
+}
+
+
+def _bwrap_command(
+    caps: SandboxCaps, argv: list[str], workdir: str, roots: tuple[str, ...], info_fd: int, block_fd: int
 ) -> list[str]:
+    assert caps.bwrap is not None
+    return [
+        caps.bwrap, *_system_binds(roots),
+        "--proc", "/proc", "--dev", "/dev",
+        "--bind", workdir, SANDBOX_WORKDIR, "--chdir", SANDBOX_WORKDIR,
+        "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--hostname", "capsule",
+        "--remount-ro", "/",
+        # bwrap reports the sandbox's pid on info_fd, then waits on block_fd before starting the program: in between
+        # we put that pid in the run's cgroup and set its resource limits (no shell or prlimit hop: ~2.5 ms saved)
+        "--info-fd", str(info_fd), "--block-fd", str(block_fd),
+        "--", *argv,
+    ]  # fmt: skip
+
+
+def _chain_command(
+    caps: SandboxCaps, argv: list[str], limits: StageLimits, cgroup: _cgroups.RunCgroup | None
+) -> list[str]:
+    """Without bubblewrap: ``sh`` joins the cgroup, ``prlimit`` sets the limits, then they exec the program."""
     cmd = list(argv)
-    if caps.bwrap:
-        cmd = [
-            caps.bwrap,
-            *_system_binds(roots),
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--bind",
-            workdir,
-            SANDBOX_WORKDIR,
-            "--chdir",
-            SANDBOX_WORKDIR,
-            "--unshare-all",
-            "--die-with-parent",
-            "--cap-drop",
-            "ALL",
-            "--hostname",
-            "capsule",
-            "--remount-ro",
-            "/",
-            "--",
-            *cmd,
-        ]
     if caps.prlimit:
-        rl = ["--core=0", "--nofile=512"]
-        if limits.cpu is not None:
-            soft = max(1, math.ceil(limits.cpu))
-            rl.append(f"--cpu={soft}:{soft + 1}")
-        if limits.file_size is not None:
-            rl.append(f"--fsize={limits.file_size}")
-        if limits.memory is not None and limits.limit_address_space and cgroup is None:
-            # without a memory cgroup, address space is the only memory limit we have (+ room for the runtime)
-            rl.append(f"--as={limits.memory + 64 * 1024 * 1024}")
-        if limits.processes is not None and not caps.root and cgroup is None:
-            # RLIMIT_NPROC counts all of this user's processes; root ignores it (hence the cgroup)
-            rl.append(f"--nproc={_own_process_count() + limits.processes}")
-        cmd = [caps.prlimit, *rl, "--", *cmd]
+        flags = [f"--{_PRLIMIT_FLAGS[r]}={soft}:{hard}" for r, soft, hard in _rlimits(caps, limits, cgroup)]
+        cmd = [caps.prlimit, *flags, "--", *cmd]
     if cgroup is not None:
         joins = " && ".join(f"echo $$ > {shlex.quote(f)}" for f in cgroup.procs_files)
         cmd = [caps.sh, "-c", f'{joins} || exit 125; exec "$@"', "capsule", *cmd]
     return cmd
+
+
+def _release_sandbox(
+    caps: SandboxCaps, limits: StageLimits, cgroup: _cgroups.RunCgroup | None, info_r: int, block_w: int
+) -> int | None:
+    """Read the sandbox's pid from bwrap, confine it, and let it start the program; returns a pidfd of the
+    sandbox's init (it exits only once every process of the namespace is gone)."""
+    data = b""
+    while b"}" not in data:
+        chunk = os.read(info_r, 4096)
+        if not chunk:
+            return None  # bwrap failed before creating the sandbox: its stderr says why
+        data += chunk
+    pid = int(json.loads(data[: data.index(b"}") + 1])["child-pid"])
+    if cgroup is not None:
+        for procs in cgroup.procs_files:
+            Path(procs).write_text(str(pid))
+    for res, soft, hard in _rlimits(caps, limits, cgroup):
+        resource.prlimit(pid, res, (soft, hard))
+    init_fd = os.pidfd_open(pid)
+    os.write(block_w, b"1")
+    return init_fd
 
 
 _SIGNAL_TEXT = {
@@ -273,24 +306,42 @@ def _run(
     roots: tuple[str, ...],
     cgroup: _cgroups.RunCgroup | None,
 ) -> Stage:
-    cmd = _command(caps, argv, workdir, limits, roots, cgroup)
-    with tempfile.TemporaryFile() as stdin_file:
-        stdin_file.write(stdin)
-        stdin_file.seek(0)
-        started = time.monotonic()
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=stdin_file,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                cwd=workdir,
-                process_group=0,
-                close_fds=True,
-            )
-        except OSError as exc:
-            raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
+    gate: tuple[int, int, int, int] | None = None
+    init_fd: int | None = None
+    if caps.bwrap:
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
+        gate = (info_r, info_w, block_r, block_w)
+        cmd = _bwrap_command(caps, argv, workdir, roots, info_w, block_r)
+    else:
+        cmd = _chain_command(caps, argv, limits, cgroup)
+    try:
+        with tempfile.TemporaryFile() as stdin_file:
+            stdin_file.write(stdin)
+            stdin_file.seek(0)
+            started = time.monotonic()
+            try:
+                proc = subprocess.Popen(
+                    cmd, stdin=stdin_file, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=workdir,
+                    process_group=0, close_fds=True, pass_fds=(gate[1], gate[2]) if gate else (),
+                )  # fmt: skip
+            except OSError as exc:
+                raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
+        if gate is not None:
+            os.close(gate[1])
+            os.close(gate[2])
+            try:
+                init_fd = _release_sandbox(caps, limits, cgroup, gate[0], gate[3])
+            except (OSError, ValueError, KeyError) as exc:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise SandboxError(f"could not confine the sandbox: {exc}") from exc
+    finally:
+        if gate is not None:
+            for fd in (gate[0], gate[3]):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
     out, err, combined = bytearray(), bytearray(), bytearray()
     reason: str | None = None  # "TO" (wall), "OL", "EL" when we killed it
     pidfd = os.pidfd_open(proc.pid)
@@ -318,15 +369,17 @@ def _run(
             cgroup.kill_all()
 
     try:
-        while streams:
+        # run until the program has exited and its output is drained, the deadline passes or output overflows;
+        # a grandchild that keeps the pipes open must not hold the result back once the program itself is done
+        while streams or not exited:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                reason = reason or "TO"
-                kill()
+                reason = "TO"
                 break
-            # once the program itself has exited, only drain what is already buffered: a grandchild that keeps
-            # the pipes open must not hold the result back
-            for key, _ in sel.select(0 if exited else remaining):
+            events = sel.select(0 if exited else remaining)
+            if exited and not events:
+                break
+            for key, _ in events:
                 fd = key.fd
                 if fd == pidfd:
                     exited = True
@@ -346,25 +399,34 @@ def _run(
                     buf += chunk[: max(room, 0)]
                     combined += chunk[: max(room, 0)]
                     reason = over
-                    kill()
-                    streams.clear()
                     break
                 buf += chunk
                 combined += chunk
-            else:
-                if exited and not sel.select(0):
-                    break
+            if reason is not None:
+                break
+        if reason is not None:
+            kill()
+        else:
+            # leftovers in the program's process group (the cgroup's are killed when it is removed)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        if init_fd is not None:
+            # bwrap may report the program's exit before its namespace is torn down: wait for that (bounded)
+            select.select([init_fd], [], [], 2.0)
     finally:
         sel.close()
-        if reason is None:
-            kill()  # leftovers: grandchildren in our process group / cgroup
         os.close(pidfd)
+        if init_fd is not None:
+            os.close(init_fd)
         proc.stdout.close()
         proc.stderr.close()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - started
-    cpu = usage.ru_utime + usage.ru_stime
+    # under bubblewrap, rusage only sees bwrap itself: the cgroup's CPU accounting sees the program
+    cpu: float | None = cgroup.cpu_time() if cgroup is not None else None
+    if cpu is None and not caps.bwrap:
+        cpu = usage.ru_utime + usage.ru_stime
     memory = cgroup.peak_memory() if cgroup is not None else usage.ru_maxrss * 1024
     oom = cgroup.oom_killed() if cgroup is not None else False
 
@@ -389,7 +451,9 @@ def _run(
         sig, code = "SIGKILL", None
     elif oom:
         status_code, message = "ML", f"Memory limit exceeded ({limits.memory} bytes)"
-    elif sig == "SIGXCPU" or (sig == "SIGKILL" and limits.cpu is not None and cpu >= limits.cpu):
+    elif sig == "SIGXCPU" or (
+        sig == "SIGKILL" and limits.cpu is not None and (cpu if cpu is not None else wall) >= limits.cpu
+    ):
         status_code, message = "TO", "Time limit exceeded"
     elif sig is not None:
         status_code, message = "SG", f"Killed by {sig}: {_SIGNAL_TEXT.get(sig, 'signal')}"

@@ -1,0 +1,87 @@
+"""Local engine vs the bare toolchain, per language: prints the ratio of medians measured in the same run.
+
+Baseline: the same compile and run commands (same flags, same work directory layout), launched with
+``subprocess.run`` and no sandbox. Measured: ``LocalEngine.run`` — sandbox set-up (bwrap, cgroup, prlimit),
+streaming capture, judging and clean-up included. Runs alternate between the two so machine noise hits both.
+Targets from the issue: ≤ 1.5× for Python and JavaScript, ≤ 1.15× for C, C++ and Java.
+
+    python -m bench.bench_local [--runs N] [--languages python,c]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from codecapsule import Job
+from codecapsule.engines._toolchains import compile_plan, run_plan
+from codecapsule.engines.local import LocalEngine
+
+PROGRAMS = {
+    "python": "print(40 + 2)",
+    "javascript": "console.log(40 + 2)",
+    "c": '#include <stdio.h>\nint main(void){ printf("%d\\n", 40 + 2); return 0; }',
+    "c++": "#include <iostream>\nint main(){ std::cout << 40 + 2 << std::endl; }",
+    "java": "public class Main { public static void main(String[] a) { System.out.println(40 + 2); } }",
+}
+TARGETS = {"python": 1.5, "javascript": 1.5, "c": 1.15, "c++": 1.15, "java": 1.15}
+
+
+def bare(engine: LocalEngine, job: Job) -> float:
+    """Compile and run with the same commands, no sandbox, and return the wall time."""
+    tc = engine.toolchain(job.language)
+    workdir = tempfile.mkdtemp(prefix="bench-bare-")
+    try:
+        for f in job.files:
+            (Path(workdir) / f.name).write_bytes(f.data)
+        started = time.perf_counter()
+        plan = compile_plan(tc, job, workdir)
+        if plan is not None:
+            subprocess.run(plan.argv, cwd=workdir, env=plan.env, capture_output=True, check=True)
+        runp = run_plan(tc, job, workdir, job.limits.memory)
+        out = subprocess.run(runp.argv, cwd=workdir, env=runp.env, capture_output=True, check=True)
+        elapsed = time.perf_counter() - started
+        assert out.stdout == b"42\n", out
+        return elapsed
+    finally:
+        shutil.rmtree(workdir)
+
+
+def sandboxed(engine: LocalEngine, job: Job) -> float:
+    started = time.perf_counter()
+    result = engine.run(job)
+    elapsed = time.perf_counter() - started
+    assert result.ok and result.stdout == "42\n", result
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--languages", default=",".join(PROGRAMS))
+    args = parser.parse_args()
+    engine = LocalEngine()
+    print(f"isolation: {engine.caps.level}; runs per side: {args.runs}")
+    print(f"{'language':<11} {'bare ms':>9} {'local ms':>9} {'ratio':>7} {'target':>7}")
+    for language in args.languages.split(","):
+        job = Job.create(PROGRAMS[language], language, memory=DEFAULT_MEMORY)
+        bare(engine, job), sandboxed(engine, job)  # warm caches and toolchain lookup
+        b, s = [], []
+        for _ in range(args.runs):
+            b.append(bare(engine, job))
+            s.append(sandboxed(engine, job))
+        mb, ms = statistics.median(b) * 1000, statistics.median(s) * 1000
+        ratio = ms / mb
+        flag = "ok" if ratio <= TARGETS[language] else "OVER"
+        print(f"{language:<11} {mb:9.1f} {ms:9.1f} {ratio:7.2f}x {TARGETS[language]:6.2f}x {flag}")
+
+
+DEFAULT_MEMORY = 512 * 1024 * 1024
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The command line, as a user runs it: real subprocesses, exit statuses that mirror the program's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXE = [sys.executable, "-m", "codecapsule.cli"]
+
+
+def cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODECAPSULE_")}
+    return subprocess.run(
+        [*EXE, *args],
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_run_a_java_file_with_any_class_name(tmp_path: Path) -> None:
+    (tmp_path / "hello.java").write_text(
+        'public class Hello { public static void main(String[] a) { System.out.println("hi"); } }'
+    )
+    p = cli("run", "hello.java", cwd=tmp_path)
+    assert (p.returncode, p.stdout) == (0, "hi\n")
+
+
+def test_run_a_snippet() -> None:
+    p = cli("run", "-l", "python", "-c", "print(42)")
+    assert (p.returncode, p.stdout) == (0, "42\n")
+
+
+def test_stdin_is_piped_and_the_exit_status_mirrors_the_program(tmp_path: Path) -> None:
+    (tmp_path / "sum.c").write_text(
+        '#include <stdio.h>\nint main(){int n; scanf("%d",&n); printf("%d\\n",n*n); return n;}'
+    )
+    p = cli("run", "sum.c", stdin="3\n", cwd=tmp_path)
+    assert (p.returncode, p.stdout) == (3, "9\n")
+    assert "runtime_error" in p.stderr
+
+
+def test_json_output_round_trips(tmp_path: Path) -> None:
+    p = cli("run", "--json", "-l", "cpp", "-c", "int main(){ return undefined; }")
+    data = json.loads(p.stdout)
+    assert p.returncode == 1 and data["verdict"] == "compile_error" and "undefined" in data["compile"]["stderr"]
+
+
+def test_time_limit_exit_status() -> None:
+    p = cli("run", "-l", "py", "-c", "while True: pass", "--timeout", "500ms")
+    assert p.returncode == 124 and "time_limit" in p.stderr
+
+
+def test_usage_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    p = cli("run", "-l", "cobol", "-c", "x")
+    assert p.returncode == 2 and "unknown language 'cobol'" in p.stderr and "Traceback" not in p.stderr
+    (tmp_path / "prog.xyz").write_text("x")
+    p = cli("run", "prog.xyz", cwd=tmp_path)
+    assert p.returncode == 2 and "-l LANGUAGE" in p.stderr
+
+
+def test_sql_file_prints_a_table(tmp_path: Path) -> None:
+    (tmp_path / "q.sql").write_text("SELECT 6 * 7 AS answer")
+    p = cli("run", "q.sql", cwd=tmp_path)
+    assert p.returncode == 0 and "answer" in p.stdout and "42" in p.stdout
+
+
+@pytest.mark.timeout(300)
+def test_demo_runs_all_six_languages() -> None:
+    p = cli("demo", "--engine", "local")
+    assert p.returncode == 0, p.stdout + p.stderr
+    for expected in (
+        "Hello, Ada! 6 * 7 = 42",
+        "sorted: 1 2 3",
+        "Java says: 10! = 3628800",
+        "C says: 40 + 2 = 42",
+        "C++ says: sum = 10",
+        "91.3333",
+    ):
+        assert expected in p.stdout
+
+
+def test_engine_reports_isolation() -> None:
+    p = cli("engine", "--engine", "local")
+    assert p.returncode == 0 and "isolation:" in p.stdout and "duckdb" in p.stdout
+
+
+def test_unreadable_expect_file_is_a_clean_error() -> None:
+    p = cli("run", "-l", "py", "-c", "print(1)", "--expect-file", "/nonexistent/expected.txt")
+    assert p.returncode == 2 and "cannot read" in p.stderr and "Traceback" not in p.stderr
