@@ -43,8 +43,8 @@ def _env_flag(name: str) -> bool:
 class LocalEngine:
     """Runs Python, JavaScript, Java, C and C++ locally. Thread-safe; toolchains are looked up once each.
 
-    ``bwrap=False`` / ``cgroups=False`` (or ``CODECAPSULE_BWRAP=0`` / ``CODECAPSULE_CGROUPS=0``) turn isolation layers off —
-    for trusted code or machines where they misbehave; :meth:`info` always reports what is in force.
+    ``bwrap=False`` / ``cgroups=False`` (or ``CODECAPSULE_BWRAP=0`` / ``CODECAPSULE_CGROUPS=0``) turn isolation
+    layers off — for trusted code or machines where they misbehave; :meth:`info` always reports what is in force.
     """
 
     name = "local"
