@@ -103,6 +103,20 @@ class _ClientCore:
             job.name,
         )
 
+    @staticmethod
+    def _batch(jobs: Iterable[JobLike], concurrency: int, progress: bool | Progress) -> tuple[list[JobLike], Progress]:
+        items = list(jobs)
+        if concurrency < 1:
+            raise InvalidRequest(f"concurrency must be at least 1, not {concurrency}.")
+        return items, make_progress(progress, len(items))
+
+    def _prepare(self, item: JobLike) -> Job | Result:
+        """The Job for a batch item, or an internal_error Result when the item is not a valid job."""
+        try:
+            return self._with_defaults(to_job(item))
+        except Exception as exc:
+            return _unbuildable(item, exc)
+
     def _wants_piston(self, job: Job, engine: EngineChoice | None) -> bool:
         if job.lang.sql:
             if engine == "piston":
@@ -216,22 +230,18 @@ class Client(_ClientCore):
         A job that cannot be run at all becomes a Result with verdict ``internal_error`` (its exception kept in
         ``result.exception``); the others are not affected. Ctrl-C cancels the jobs not yet started.
         """
-        items = list(jobs)
-        if concurrency < 1:
-            raise InvalidRequest(f"concurrency must be at least 1, not {concurrency}.")
-        bar = make_progress(progress, len(items))
+        items, bar = self._batch(jobs, concurrency, progress)
         results: list[Result | None] = [None] * len(items)
 
         def one(index: int) -> None:
-            try:
-                job = self._with_defaults(to_job(items[index]))
-            except Exception as exc:
-                results[index] = _unbuildable(items[index], exc)
-            else:
+            job = self._prepare(items[index])
+            if isinstance(job, Job):
                 try:
                     results[index] = self.run(job, engine=engine)
                 except Exception as exc:
                     results[index] = internal_error(job, "client", exc)
+            else:
+                results[index] = job
             bar.advance(results[index])
 
         pool = ThreadPoolExecutor(max_workers=min(concurrency, max(1, len(items))), thread_name_prefix="capsule")
@@ -318,25 +328,21 @@ class AsyncClient(_ClientCore):
         engine: EngineChoice | None = None,
     ) -> list[Result]:
         """Run many jobs concurrently (bounded); results in the jobs' order, failures as internal_error Results."""
-        items = list(jobs)
-        if concurrency < 1:
-            raise InvalidRequest(f"concurrency must be at least 1, not {concurrency}.")
         import asyncio
 
-        bar = make_progress(progress, len(items))
+        items, bar = self._batch(jobs, concurrency, progress)
         gate = asyncio.Semaphore(concurrency)
 
         async def one(item: JobLike) -> Result:
             async with gate:
-                try:
-                    job = self._with_defaults(to_job(item))
-                except Exception as exc:
-                    result = _unbuildable(item, exc)
-                else:
+                job = self._prepare(item)
+                if isinstance(job, Job):
                     try:
                         result = await self.run(job, engine=engine)
                     except Exception as exc:
                         result = internal_error(job, "client", exc)
+                else:
+                    result = job
                 bar.advance(result)
                 return result
 
@@ -375,4 +381,3 @@ def _unbuildable(item: JobLike, exc: Exception) -> Result:
         name=name,
         exception=exc,
     )
-

@@ -561,14 +561,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _send(self, record: RecordLike, status: int, body: bytes, headers: dict[str, str]) -> None:
+        # recorded before the bytes go out: a client may read the log as soon as it has the answer
+        record.status = status
+        record.answered = time.monotonic()
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        record.status = status
-        record.answered = time.monotonic()
 
     def _reset(self, record: RequestRecord) -> None:
         # SO_LINGER 0 turns close() into a TCP RST: the client sees "connection reset", no answer.

@@ -14,12 +14,13 @@ import io
 import threading
 import time
 import warnings
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError, EngineError
 from .._jobs import Job, Limits
-from .._results import Result, Stage, Table, Verdict
-from .._verdicts import compare_output
+from .._results import Result, Stage, Table
+from .._verdicts import judge
 from .base import EngineInfo
 
 if TYPE_CHECKING:
@@ -178,22 +179,11 @@ class DuckDBEngine:
             wall = time.perf_counter() - started
         stdout = _as_csv(table) if table is not None else ""
         run = Stage(stdout=stdout, output=stdout, exit_code=0, wall_time=wall)
-        verdict, diff = Verdict.OK, None
-        if job.expect is not None:
-            diff = compare_output(stdout, job.expect)
-            verdict = Verdict.WRONG_ANSWER if diff else Verdict.OK
-        return Result(
-            "sql",
-            self._version,
-            self.name,
-            verdict,
-            run=run,
-            table=table,
-            expected=job.expect,
-            diff=diff,
-            limits=limits,
-            name=job.name,
-        )
+        return replace(self._judge(job, run, limits), table=table)
+
+    def _judge(self, job: Job, run: Stage, limits: Limits) -> Result:
+        # the same verdict policy as every engine (expected output is compared with the table as CSV)
+        return judge(job, engine=self.name, version=self._version, compile=None, run=run, limits=limits)
 
     def _fetch(self, cursor: duckdb.DuckDBPyConnection) -> Table:
         description = cursor.description or []
@@ -224,24 +214,14 @@ class DuckDBEngine:
 
         message = str(exc)
         if timed_out or isinstance(exc, duckdb.InterruptException):
-            verdict, status = Verdict.TIME_LIMIT, "TO"
+            status = "TO"
             message = f"query interrupted after the {limits.run_timeout:g} s time limit"
         elif isinstance(exc, duckdb.OutOfMemoryException):
-            verdict, status = Verdict.MEMORY_LIMIT, "ML"
+            status = "ML"
         else:
-            verdict, status = Verdict.RUNTIME_ERROR, "RE"
+            status = "RE"
         run = Stage(stderr=message, output=message, exit_code=1, status=status, message=message, wall_time=wall)
-        return Result(
-            "sql",
-            self._version,
-            self.name,
-            verdict,
-            run=run,
-            error=message,
-            expected=job.expect,
-            limits=limits,
-            name=job.name,
-        )
+        return replace(self._judge(job, run, limits), error=message)
 
     def info(self) -> EngineInfo:
         import duckdb
