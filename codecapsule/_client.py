@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidRequest, NoEndpointConfigured
@@ -243,6 +242,8 @@ class Client(_ClientCore):
             else:
                 results[index] = job
             bar.advance(results[index])
+
+        from concurrent.futures import ThreadPoolExecutor  # here: keeps `import codecapsule` light
 
         pool = ThreadPoolExecutor(max_workers=min(concurrency, max(1, len(items))), thread_name_prefix="capsule")
         try:
