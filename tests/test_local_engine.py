@@ -278,3 +278,31 @@ def _no_cgroups_left() -> Iterator[None]:
 def test_bwrap_is_found_when_installed() -> None:
     if shutil.which("bwrap"):
         assert LocalEngine().caps.bwrap is not None
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected"),
+    [
+        ({"reason": "TO"}, ("TO", "Time limit exceeded (wall clock)", None, "SIGKILL")),
+        ({"reason": "OL"}, ("OL", "stdout length exceeded (output limit 1024 bytes)", None, "SIGKILL")),
+        ({"oom": True, "code": 137, "sig": "SIGKILL"}, ("ML", "Memory limit exceeded (65536 bytes)", 137, "SIGKILL")),
+        ({"sig": "SIGXCPU", "code": 152}, ("TO", "Time limit exceeded", 152, "SIGXCPU")),
+        ({"sig": "SIGKILL", "code": 137, "cpu": 2.0}, ("TO", "Time limit exceeded", 137, "SIGKILL")),
+        ({"sig": "SIGKILL", "code": 137, "cpu": 0.1}, ("SG", "Killed by SIGKILL: killed", 137, "SIGKILL")),
+        (
+            {"sig": "SIGSEGV", "code": 139},
+            ("SG", "Killed by SIGSEGV: segmentation fault (invalid memory access)", 139, "SIGSEGV"),
+        ),
+        ({"code": 3}, ("RE", "Exited with error status 3", 3, None)),
+        ({"code": 0}, (None, None, 0, None)),
+    ],
+)
+def test_how_a_stage_ended_is_classified(kw: dict[str, object], expected: tuple[object, ...]) -> None:
+    from codecapsule.engines._sandbox import StageLimits, classify
+
+    limits = StageLimits(
+        wall=5, cpu=1, memory=65536, processes=8, output=1024, file_size=None, limit_address_space=True
+    )
+    args: dict[str, object] = {"reason": None, "code": None, "sig": None, "oom": False, "cpu": None, "wall": 0.5}
+    args.update(kw)
+    assert classify(limits=limits, **args) == expected  # type: ignore[arg-type]

@@ -296,7 +296,15 @@ def run_stage(
             cgroup.remove()
 
 
-def _run(
+@dataclass
+class _Captured:
+    out: bytearray
+    err: bytearray
+    combined: bytearray
+    reason: str | None  # "TO" (wall clock), "OL"/"EL" (stdout/stderr over the cap) when we stopped the program
+
+
+def _spawn(
     caps: SandboxCaps,
     argv: list[str],
     env: dict[str, str],
@@ -305,9 +313,9 @@ def _run(
     limits: StageLimits,
     roots: tuple[str, ...],
     cgroup: _cgroups.RunCgroup | None,
-) -> Stage:
+) -> tuple[subprocess.Popen[bytes], int | None]:
+    """Start the program confined; returns the process and, under bwrap, a pidfd of the sandbox's init."""
     gate: tuple[int, int, int, int] | None = None
-    init_fd: int | None = None
     if caps.bwrap:
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
@@ -319,7 +327,6 @@ def _run(
         with tempfile.TemporaryFile() as stdin_file:
             stdin_file.write(stdin)
             stdin_file.seek(0)
-            started = time.monotonic()
             try:
                 proc = subprocess.Popen(
                     cmd, stdin=stdin_file, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=workdir,
@@ -327,85 +334,127 @@ def _run(
                 )  # fmt: skip
             except OSError as exc:
                 raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
-        if gate is not None:
-            os.close(gate[1])
-            os.close(gate[2])
-            try:
-                init_fd = _release_sandbox(caps, limits, cgroup, gate[0], gate[3])
-            except (OSError, ValueError, KeyError) as exc:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                raise SandboxError(f"could not confine the sandbox: {exc}") from exc
+        if gate is None:
+            return proc, None
+        os.close(gate[1])
+        os.close(gate[2])
+        try:
+            return proc, _release_sandbox(caps, limits, cgroup, gate[0], gate[3])
+        except (OSError, ValueError, KeyError) as exc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise SandboxError(f"could not confine the sandbox: {exc}") from exc
     finally:
         if gate is not None:
             for fd in (gate[0], gate[3]):
                 with contextlib.suppress(OSError):
                     os.close(fd)
-    out, err, combined = bytearray(), bytearray(), bytearray()
-    reason: str | None = None  # "TO" (wall), "OL", "EL" when we killed it
-    pidfd = os.pidfd_open(proc.pid)
-    sel = selectors.DefaultSelector()
+
+
+def _capture(proc: subprocess.Popen[bytes], pidfd: int, limits: StageLimits, deadline: float) -> _Captured:
+    """Read stdout and stderr as streams until the program has exited and its output is drained, the deadline
+    passes or a stream goes over the output cap (the prefix is kept). A grandchild that keeps the pipes open
+    does not hold the result back once the program itself is done."""
     assert proc.stdout is not None and proc.stderr is not None
-    streams = {proc.stdout.fileno(): (out, "OL"), proc.stderr.fileno(): (err, "EL")}
-    for fd in streams:
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ)
-    sel.register(pidfd, selectors.EVENT_READ)
+    got = _Captured(bytearray(), bytearray(), bytearray(), None)
+    streams = {proc.stdout.fileno(): (got.out, "OL"), proc.stderr.fileno(): (got.err, "EL")}
     exited = False
-    deadline = started + limits.wall
-
-    def kill() -> None:
-        if caps.bwrap:
-            # kill the namespace's init first: the kernel then kills everything in the namespace and bwrap reaps
-            # it, instead of leaving an orphaned zombie for a PID 1 that may never reap it
-            for child in _children(proc.pid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(child, signal.SIGKILL)
-            select.select([pidfd], [], [], 1.0)  # bwrap exits once its namespace is gone
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if cgroup is not None:
-            cgroup.kill_all()
-
-    try:
-        # run until the program has exited and its output is drained, the deadline passes or output overflows;
-        # a grandchild that keeps the pipes open must not hold the result back once the program itself is done
+    with selectors.DefaultSelector() as sel:
+        for fd in streams:
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_READ)
+        sel.register(pidfd, selectors.EVENT_READ)
         while streams or not exited:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                reason = "TO"
-                break
+                got.reason = "TO"
+                return got
             events = sel.select(0 if exited else remaining)
             if exited and not events:
-                break
+                return got
             for key, _ in events:
-                fd = key.fd
-                if fd == pidfd:
+                if key.fd == pidfd:
                     exited = True
                     sel.unregister(pidfd)
                     continue
                 try:
-                    chunk = os.read(fd, _READ)
+                    chunk = os.read(key.fd, _READ)
                 except BlockingIOError:
                     continue
                 if not chunk:
-                    sel.unregister(fd)
-                    del streams[fd]
+                    sel.unregister(key.fd)
+                    del streams[key.fd]
                     continue
-                buf, over = streams[fd]
-                room = limits.output - len(buf)
+                buf, over = streams[key.fd]
+                room = max(limits.output - len(buf), 0)
+                buf += chunk[:room]
+                got.combined += chunk[:room]
                 if len(chunk) > room:
-                    buf += chunk[: max(room, 0)]
-                    combined += chunk[: max(room, 0)]
-                    reason = over
-                    break
-                buf += chunk
-                combined += chunk
-            if reason is not None:
-                break
-        if reason is not None:
-            kill()
+                    got.reason = over
+                    return got
+    return got
+
+
+def _kill(caps: SandboxCaps, proc: subprocess.Popen[bytes], pidfd: int, cgroup: _cgroups.RunCgroup | None) -> None:
+    if caps.bwrap:
+        # kill the namespace's init first: the kernel then kills everything in the namespace and bwrap reaps it,
+        # instead of leaving an orphaned zombie for a PID 1 that may never reap it
+        for child in _children(proc.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGKILL)
+        select.select([pidfd], [], [], 1.0)  # bwrap exits once its namespace is gone
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if cgroup is not None:
+        cgroup.kill_all()
+
+
+def classify(
+    *,
+    reason: str | None,
+    code: int | None,
+    sig: str | None,
+    oom: bool,
+    cpu: float | None,
+    wall: float,
+    limits: StageLimits,
+) -> tuple[str | None, str | None, int | None, str | None]:
+    """Piston-style (status, message, exit code, signal) for how a stage ended (pure)."""
+    if reason == "TO":
+        return "TO", "Time limit exceeded (wall clock)", None, "SIGKILL"
+    if reason in ("OL", "EL"):
+        stream = "stdout" if reason == "OL" else "stderr"
+        return reason, f"{stream} length exceeded (output limit {limits.output} bytes)", None, "SIGKILL"
+    if oom:
+        return "ML", f"Memory limit exceeded ({limits.memory} bytes)", code, sig
+    used = cpu if cpu is not None else wall
+    if sig == "SIGXCPU" or (sig == "SIGKILL" and limits.cpu is not None and used >= limits.cpu):
+        return "TO", "Time limit exceeded", code, sig
+    if sig is not None:
+        return "SG", f"Killed by {sig}: {_SIGNAL_TEXT.get(sig, 'signal')}", code, sig
+    if code:
+        return "RE", f"Exited with error status {code}", code, sig
+    return None, None, code, sig
+
+
+def _run(
+    caps: SandboxCaps,
+    argv: list[str],
+    env: dict[str, str],
+    workdir: str,
+    stdin: bytes,
+    limits: StageLimits,
+    roots: tuple[str, ...],
+    cgroup: _cgroups.RunCgroup | None,
+) -> Stage:
+    started = time.monotonic()
+    proc, init_fd = _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        got = _capture(proc, pidfd, limits, started + limits.wall)
+        if got.reason is not None:
+            _kill(caps, proc, pidfd, cgroup)
         else:
             # leftovers in the program's process group (the cgroup's are killed when it is removed)
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -414,10 +463,10 @@ def _run(
             # bwrap may report the program's exit before its namespace is torn down: wait for that (bounded)
             select.select([init_fd], [], [], 2.0)
     finally:
-        sel.close()
         os.close(pidfd)
         if init_fd is not None:
             os.close(init_fd)
+        assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()
         proc.stderr.close()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -428,7 +477,6 @@ def _run(
     if cpu is None and not caps.bwrap:
         cpu = usage.ru_utime + usage.ru_stime
     memory = cgroup.peak_memory() if cgroup is not None else usage.ru_maxrss * 1024
-    oom = cgroup.oom_killed() if cgroup is not None else False
 
     code: int | None = proc.returncode
     sig: str | None = None
@@ -436,33 +484,18 @@ def _run(
         sig, code = _signal_name(-code), 128 - code
     elif caps.bwrap and code is not None and 128 < code < 160:
         sig = _signal_name(code - 128)  # bwrap reports a signal death of the program as 128+n
-    if caps.bwrap and code == 1 and err.startswith(b"bwrap: "):
-        raise SandboxError(f"the sandbox could not start: {err.decode(errors='replace').strip()}")
-    if code == 125 and cgroup is not None and not out and err.startswith(b"capsule: "):
-        raise SandboxError(f"could not join the run's cgroup: {err.decode(errors='replace').strip()}")
-
-    status_code: str | None = None
-    message: str | None = None
-    if reason == "TO":
-        status_code, message, sig, code = "TO", "Time limit exceeded (wall clock)", "SIGKILL", None
-    elif reason in ("OL", "EL"):
-        stream = "stdout" if reason == "OL" else "stderr"
-        status_code, message = reason, f"{stream} length exceeded (output limit {limits.output} bytes)"
-        sig, code = "SIGKILL", None
-    elif oom:
-        status_code, message = "ML", f"Memory limit exceeded ({limits.memory} bytes)"
-    elif sig == "SIGXCPU" or (
-        sig == "SIGKILL" and limits.cpu is not None and (cpu if cpu is not None else wall) >= limits.cpu
-    ):
-        status_code, message = "TO", "Time limit exceeded"
-    elif sig is not None:
-        status_code, message = "SG", f"Killed by {sig}: {_SIGNAL_TEXT.get(sig, 'signal')}"
-    elif code:
-        status_code, message = "RE", f"Exited with error status {code}"
+    if caps.bwrap and code == 1 and got.err.startswith(b"bwrap: "):
+        raise SandboxError(f"the sandbox could not start: {got.err.decode(errors='replace').strip()}")
+    if code == 125 and cgroup is not None and not got.out and got.err.startswith(b"capsule: "):
+        raise SandboxError(f"could not join the run's cgroup: {got.err.decode(errors='replace').strip()}")
+    oom = cgroup.oom_killed() if cgroup is not None else False
+    status_code, message, code, sig = classify(
+        reason=got.reason, code=code, sig=sig, oom=oom, cpu=cpu, wall=wall, limits=limits
+    )
     return Stage(
-        stdout=out.decode(errors="replace"),
-        stderr=err.decode(errors="replace"),
-        output=combined.decode(errors="replace"),
+        stdout=got.out.decode(errors="replace"),
+        stderr=got.err.decode(errors="replace"),
+        output=got.combined.decode(errors="replace"),
         exit_code=code,
         signal=sig,
         status=status_code,
@@ -470,5 +503,5 @@ def _run(
         wall_time=wall,
         cpu_time=cpu,
         memory=memory,
-        truncated=reason in ("OL", "EL"),
+        truncated=got.reason in ("OL", "EL"),
     )
