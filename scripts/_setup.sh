@@ -22,7 +22,7 @@ need_apt() {
     if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
     echo "==> apt-get install ${missing[*]}"
     if [[ $_apt_updated -eq 0 ]]; then $sudo apt-get update -qq; _apt_updated=1; fi
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 make_venv() {
