@@ -16,7 +16,7 @@ from ._jobs import File, Job, Limits
 from ._progress import Progress, make_progress
 from ._results import Result
 from ._settings import EngineChoice, Settings
-from ._verdicts import internal_error
+from ._verdicts import error_result, internal_error
 
 if TYPE_CHECKING:
     from .engines.base import EngineInfo
@@ -369,16 +369,6 @@ class AsyncClient(_ClientCore):
 
 def _unbuildable(item: JobLike, exc: Exception) -> Result:
     """A Result for a batch item that is not even a valid job (bad language, bad limit)."""
-    from ._results import Verdict
-
     language = str(item.get("language", "?")) if isinstance(item, Mapping) else "?"
     name = item.get("name") if isinstance(item, Mapping) else None
-    return Result(
-        language,
-        "",
-        "client",
-        Verdict.INTERNAL_ERROR,
-        error=f"{type(exc).__name__}: {exc}",
-        name=name,
-        exception=exc,
-    )
+    return error_result(exc, engine="client", language=language, name=name)

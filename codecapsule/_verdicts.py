@@ -115,14 +115,36 @@ def judge(
 
 def internal_error(job: Job, engine: str, exc: BaseException) -> Result:
     """A Result standing for a job the engine could not run (batches keep going)."""
-    return Result(
-        job.language,
-        job.version,
-        engine,
-        Verdict.INTERNAL_ERROR,
-        error=f"{type(exc).__name__}: {exc}",
+    return error_result(
+        exc,
+        engine=engine,
+        language=job.language,
+        version=job.version,
         expected=job.expect,
         limits=job.limits,
         name=job.name,
+    )
+
+
+def error_result(
+    exc: BaseException,
+    *,
+    engine: str,
+    language: str,
+    version: str = "",
+    expected: str | None = None,
+    limits: Limits | None = None,
+    name: str | None = None,
+) -> Result:
+    """The internal_error Result for an exception, keeping the exception (also for items that are not jobs)."""
+    return Result(
+        language,
+        version,
+        engine,
+        Verdict.INTERNAL_ERROR,
+        error=f"{type(exc).__name__}: {exc}",
+        expected=expected,
+        limits=limits if limits is not None else Limits(),
+        name=name,
         exception=exc,
     )
