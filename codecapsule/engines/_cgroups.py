@@ -164,7 +164,8 @@ class RunCgroup:
         """Kill what is left and remove the group. A group still held by unreaped zombies is remembered and
         removed by a later run instead of blocking this one."""
         self.kill_all()
-        for d in reversed(self.dirs):
+        _STALE.update(self.dirs)
+        for d in list(_STALE):
             try:
                 d.rmdir()
             except FileNotFoundError:
@@ -172,24 +173,26 @@ class RunCgroup:
             except OSError as exc:
                 if exc.errno != errno.EBUSY:
                     raise
-                _STALE.add(d)
-        for d in list(_STALE):
-            with contextlib.suppress(OSError):
-                d.rmdir()
-                _STALE.discard(d)
-            if not d.exists():
-                _STALE.discard(d)
+                continue
+            _STALE.discard(d)
 
 
 _STALE: set[Path] = set()
 
 
-def _alive(pid: int) -> bool:
+def process_state(pid: int) -> tuple[str, int] | None:
+    """(state letter, process group) of a process from /proc, or None when it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in ("Z", "X")
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[0], int(fields[2])
+
+
+def _alive(pid: int) -> bool:
+    state = process_state(pid)
+    return state is not None and state[0] not in ("Z", "X")
 
 
 def detect() -> CgroupSupport | None:

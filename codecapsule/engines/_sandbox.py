@@ -261,6 +261,22 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _wait_group_gone(pgid: int) -> None:
+    """Wait (bounded) until no live process of the group is left; a SIGKILL is not instantaneous."""
+    for _ in range(200):
+        live = False
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) == pgid:
+                continue
+            state = _cgroups.process_state(int(entry.name))
+            if state is not None and state[1] == pgid and state[0] not in ("Z", "X"):
+                live = True
+                break
+        if not live:
+            return
+        os.sched_yield()
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -459,6 +475,8 @@ def _run(
             # leftovers in the program's process group (the cgroup's are killed when it is removed)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+            if not caps.bwrap and cgroup is None:
+                _wait_group_gone(proc.pid)  # nothing else waits for them to die in this mode
         if init_fd is not None:
             # bwrap may report the program's exit before its namespace is torn down: wait for that (bounded)
             select.select([init_fd], [], [], 2.0)

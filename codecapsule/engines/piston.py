@@ -70,7 +70,7 @@ class _Send:
     method: str
     path: str
     body: bytes | None
-    timeout: float             # seconds left before the call's deadline
+    timeout: float  # seconds left before the call's deadline
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class _PistonCore:
             **settings.access_headers,
         }
         self._runtimes: list[Runtime] | None = None
-        self._names: dict[str, str] = {}   # our language → the server's name for it, learnt from /runtimes
+        self._names: dict[str, str] = {}  # our language → the server's name for it, learnt from /runtimes
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
 
@@ -135,8 +135,9 @@ class _PistonCore:
 
     # -- the one request loop: deadline, retries, logging --------------------------------------------
 
-    def _call(self, method: str, path: str, body: bytes | None, deadline: float, *, packages: bool = False
-              ) -> _Flow[Any]:
+    def _call(
+        self, method: str, path: str, body: bytes | None, deadline: float, *, packages: bool = False
+    ) -> _Flow[Any]:
         """Send one API request (retrying transient failures) and return its decoded JSON."""
         url = self.base_url + path
         attempt = 0
@@ -147,29 +148,42 @@ class _PistonCore:
                     f"{display_url(url)} gave no usable answer before the deadline: the cluster is "
                     "overloaded or "
                     "down — scale up (`codecapsule cluster scale`) or raise CODECAPSULE_REQUEST_TIMEOUT.",
-                    url=display_url(url))
+                    url=display_url(url),
+                )
             outcome = yield _Send(method, path, body, remaining)
             if isinstance(outcome, _Answer):
                 if 200 <= outcome.status < 300:
                     return parse_json(outcome.body, url=url, what=f"the answer to {method} {path}")
                 error: PistonError = error_from_status(
-                    outcome.status, outcome.body, outcome.headers, url=url, base_url=self.base_url,
-                    access_sent=self._access, packages=packages)
+                    outcome.status,
+                    outcome.body,
+                    outcome.headers,
+                    url=url,
+                    base_url=self.base_url,
+                    access_sent=self._access,
+                    packages=packages,
+                )
             else:
                 assert outcome is not None
                 error = outcome
-            delay = (retry_delay(error, attempt, jitter=self._jitter())
-                     if attempt < self.settings.retries else None)
+            delay = retry_delay(error, attempt, jitter=self._jitter()) if attempt < self.settings.retries else None
             if delay is None:
                 raise error
             if time.monotonic() + delay >= deadline:
-                log.warning("Piston %s %s failed (%s); not retrying: the deadline is too close", method, path,
-                            _brief(error))
+                log.warning(
+                    "Piston %s %s failed (%s); not retrying: the deadline is too close", method, path, _brief(error)
+                )
                 raise error
             attempt += 1
-            log.warning("Piston %s %s failed (%s); retry %d/%d in %.2f "
-                        "s", method, path, _brief(error), attempt,
-                        self.settings.retries, delay)
+            log.warning(
+                "Piston %s %s failed (%s); retry %d/%d in %.2f s",
+                method,
+                path,
+                _brief(error),
+                attempt,
+                self.settings.retries,
+                delay,
+            )
             yield _Sleep(delay)
 
     # -- flows --------------------------------------------------------------------------------------
@@ -204,9 +218,13 @@ class _PistonCore:
                     log.info("Piston knows %s as %r; using that name", job.language, found.language)
                     self._names[job.language] = name = found.language
                     continue
-                raise runtime_not_installed(exc.language or job.language, exc.version or job.version,
-                                            runtimes,
-                                            url=self.base_url + path, body=exc.body.encode()) from None
+                raise runtime_not_installed(
+                    exc.language or job.language,
+                    exc.version or job.version,
+                    runtimes,
+                    url=self.base_url + path,
+                    body=exc.body.encode(),
+                ) from None
             return result_from_response(job, data, url=self.base_url + path)
 
     def _packages_flow(self) -> _Flow[list[dict[str, Any]]]:
@@ -227,17 +245,21 @@ class _PistonCore:
     def _info(self, runtimes: list[Runtime] | None, note: str | None) -> EngineInfo:
         languages: dict[str, str] = {}
         for rt in runtimes or ():
-            languages[rt.language] = (f"{languages[rt.language]}, {rt.version}" if rt.language in languages
-                                      else rt.version)
+            languages[rt.language] = (
+                f"{languages[rt.language]}, {rt.version}" if rt.language in languages else rt.version
+            )
         notes = [note] if note else []
         if self._access:
             notes.append("requests carry a Cloudflare Access service token")
         return EngineInfo(
             name=self.name,
             isolation="each program runs in Piston's isolate sandbox on the cluster's VMs (no network, "
-                      "process, "
-                      "time and memory limits), reached through the Cloudflare Tunnel",
-            endpoint=display_url(self.base_url), languages=languages, notes=tuple(notes))
+            "process, "
+            "time and memory limits), reached through the Cloudflare Tunnel",
+            endpoint=display_url(self.base_url),
+            languages=languages,
+            notes=tuple(notes),
+        )
 
 
 def _brief(error: PistonError) -> str:
@@ -271,8 +293,14 @@ class PistonEngine(_PistonCore):
         super().__init__(settings)
         import httpx
 
-        self._http = httpx.Client(headers=self._headers, limits=_limits(), http1=True, http2=False,
-                                  follow_redirects=False, transport=transport)
+        self._http = httpx.Client(
+            headers=self._headers,
+            limits=_limits(),
+            http1=True,
+            http2=False,
+            follow_redirects=False,
+            transport=transport,
+        )
 
     def __enter__(self) -> PistonEngine:
         return self
@@ -293,8 +321,7 @@ class PistonEngine(_PistonCore):
                 url = self.base_url + action.path
                 outcome: _Outcome
                 try:
-                    r = self._http.request(action.method, url, content=action.body,
-                                           timeout=_timeout(action.timeout))
+                    r = self._http.request(action.method, url, content=action.body, timeout=_timeout(action.timeout))
                     outcome = _Answer(r.status_code, r.headers, r.content)
                 except httpx.HTTPError as exc:
                     outcome = error_from_transport(exc, url=url)
@@ -342,8 +369,14 @@ class AsyncPistonEngine(_PistonCore):
         super().__init__(settings)
         import httpx
 
-        self._http = httpx.AsyncClient(headers=self._headers, limits=_limits(), http1=True, http2=False,
-                                       follow_redirects=False, transport=transport)
+        self._http = httpx.AsyncClient(
+            headers=self._headers,
+            limits=_limits(),
+            http1=True,
+            http2=False,
+            follow_redirects=False,
+            transport=transport,
+        )
 
     async def __aenter__(self) -> AsyncPistonEngine:
         return self
@@ -364,8 +397,9 @@ class AsyncPistonEngine(_PistonCore):
                 url = self.base_url + action.path
                 outcome: _Outcome
                 try:
-                    r = await self._http.request(action.method, url, content=action.body,
-                                                 timeout=_timeout(action.timeout))
+                    r = await self._http.request(
+                        action.method, url, content=action.body, timeout=_timeout(action.timeout)
+                    )
                     outcome = _Answer(r.status_code, r.headers, r.content)
                 except httpx.HTTPError as exc:
                     outcome = error_from_transport(exc, url=url)

@@ -20,8 +20,7 @@ def print_runtimes(client: Client, *, out: TextIO | None = None, err: TextIO | N
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     if not client.settings.piston_url:
-        print("codecapsule: no Piston server configured: set CODECAPSULE_PISTON_URL or pass --piston URL.",
-              file=err)
+        print("codecapsule: no Piston server configured: set CODECAPSULE_PISTON_URL or pass --piston URL.", file=err)
         return 2
     try:
         runtimes = client.runtimes()
@@ -29,8 +28,11 @@ def print_runtimes(client: Client, *, out: TextIO | None = None, err: TextIO | N
         print(f"codecapsule: {exc}", file=err)
         return 1
     if not runtimes:
-        print("no runtimes installed: install one with `codecapsule cluster install python` or "
-              "client.install('python', '3.12.0').", file=out)
+        print(
+            "no runtimes installed: install one with `codecapsule cluster install python` or "
+            "client.install('python', '3.12.0').",
+            file=out,
+        )
         return 0
     rows = [(rt.language, rt.version, ", ".join(rt.aliases) or "-", rt.runtime or "-") for rt in runtimes]
     header = ("language", "version", "aliases", "runtime")

@@ -199,8 +199,7 @@ def job_time_budget(job: Job) -> float:
 
     defaults)."""
     lim = job.limits
-    compile_budget = (lim.compile_timeout if lim.compile_timeout is not None
-                      else PISTON_DEFAULT_COMPILE_TIMEOUT)
+    compile_budget = lim.compile_timeout if lim.compile_timeout is not None else PISTON_DEFAULT_COMPILE_TIMEOUT
     run_budget = lim.run_timeout if lim.run_timeout is not None else PISTON_DEFAULT_RUN_TIMEOUT
     return compile_budget + run_budget
 
@@ -236,19 +235,17 @@ class Package:
     installed: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"language": self.language, "language_version": self.language_version,
-                "installed": self.installed}
+        return {"language": self.language, "language_version": self.language_version, "installed": self.installed}
 
 
 def _need(item: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, url: str) -> Any:
     if key not in item:
-        raise ProtocolError(f"{where} has no {key!r}: {_quote(item)}. The server is not speaking Piston's "
-                            "v2 API.",
-                            url=url)
+        raise ProtocolError(
+            f"{where} has no {key!r}: {_quote(item)}. The server is not speaking Piston's v2 API.", url=url
+        )
     value = item[key]
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ProtocolError(f"{where}.{key} has an unexpected type: {_quote(value)} in "
-                            f"{_quote(item)}.", url=url)
+        raise ProtocolError(f"{where}.{key} has an unexpected type: {_quote(value)} in {_quote(item)}.", url=url)
     return value
 
 
@@ -266,14 +263,18 @@ def parse_runtimes(data: Any, *, url: str = "") -> list[Runtime]:
             raise ProtocolError(f"{where} should be an object, got {_quote(item)}.", url=url)
         aliases = item.get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-            raise ProtocolError(f"{where}.aliases should be a list of strings, got "
-                                f"{_quote(aliases)}.", url=url)
+            raise ProtocolError(f"{where}.aliases should be a list of strings, got {_quote(aliases)}.", url=url)
         runtime = item.get("runtime")
         if runtime is not None and not isinstance(runtime, str):
             raise ProtocolError(f"{where}.runtime should be a string, got {_quote(runtime)}.", url=url)
-        runtimes.append(Runtime(_need(item, "language", str, where, url),
-                                _need(item, "version", str, where, url),
-                                tuple(aliases), runtime))
+        runtimes.append(
+            Runtime(
+                _need(item, "language", str, where, url),
+                _need(item, "version", str, where, url),
+                tuple(aliases),
+                runtime,
+            )
+        )
     return runtimes
 
 
@@ -287,9 +288,13 @@ def parse_packages(data: Any, *, url: str = "") -> list[Package]:
         where = f"packages[{i}]"
         if not isinstance(item, dict):
             raise ProtocolError(f"{where} should be an object, got {_quote(item)}.", url=url)
-        out.append(Package(_need(item, "language", str, where, url),
-                           _need(item, "language_version", str, where, url),
-                           _need(item, "installed", bool, where, url)))
+        out.append(
+            Package(
+                _need(item, "language", str, where, url),
+                _need(item, "language_version", str, where, url),
+                _need(item, "installed", bool, where, url),
+            )
+        )
     return out
 
 
@@ -323,8 +328,9 @@ def resolve_runtime(runtimes: Sequence[Runtime], language: str, version: str = "
         pass
     else:
         candidates.update((lang.name, *lang.aliases))
-    matches = [rt for rt in runtimes
-               if candidates & {n.lower() for n in rt.names()} and _version_matches(rt.version, version)]
+    matches = [
+        rt for rt in runtimes if candidates & {n.lower() for n in rt.names()} and _version_matches(rt.version, version)
+    ]
     # The server's exact name wins over an alias match, then the newest version.
     matches.sort(key=lambda rt: (rt.language.lower() == key or key in rt.aliases, _version_key(rt.version)))
     return matches[-1] if matches else None
@@ -390,13 +396,19 @@ def parse_stage(data: Any, *, where: str = "run", url: str = "") -> Stage:
         stream = "stdout" if status == "OL" else "stderr"
         truncated = True
         shown = "nothing" if not texts[stream] else "only what came before the cap"
-        message = (f"output limit exceeded: the program wrote more than the server allows on {stream} "
-                   f"(PISTON_OUTPUT_MAX_SIZE, 1024 bytes per stream by default) and was stopped; {shown} is "
-                   "shown"
-                   + (f" (Piston: {data.get('message')})" if data.get("message") else ""))
+        message = (
+            f"output limit exceeded: the program wrote more than the server allows on {stream} "
+            f"(PISTON_OUTPUT_MAX_SIZE, 1024 bytes per stream by default) and was stopped; {shown} is "
+            "shown" + (f" (Piston: {data.get('message')})" if data.get("message") else "")
+        )
     return Stage(
-        stdout=texts["stdout"], stderr=texts["stderr"], output=texts["output"], exit_code=code, signal=sig,
-        status=status, message=message,
+        stdout=texts["stdout"],
+        stderr=texts["stderr"],
+        output=texts["output"],
+        exit_code=code,
+        signal=sig,
+        status=status,
+        message=message,
         wall_time=_seconds(data.get("wall_time"), f"{where}.wall_time", url),
         cpu_time=_seconds(data.get("cpu_time"), f"{where}.cpu_time", url),
         memory=int(memory) if memory is not None else None,
@@ -406,8 +418,12 @@ def parse_stage(data: Any, *, where: str = "run", url: str = "") -> Stage:
 
 def _java_launcher_compile_failure(language: str, stage: Stage) -> bool:
     """Piston's Java runs through the single-file source launcher: a compile error is a failed *run* stage."""
-    return (language == "java" and stage.exit_code == 1 and stage.status in (None, "RE")
-            and "error: compilation failed" in stage.stderr)
+    return (
+        language == "java"
+        and stage.exit_code == 1
+        and stage.status in (None, "RE")
+        and "error: compilation failed" in stage.stderr
+    )
 
 
 def result_from_response(job: Job, data: Any, *, url: str = "", limits: Limits | None = None) -> Result:
@@ -417,13 +433,11 @@ def result_from_response(job: Job, data: Any, *, url: str = "", limits: Limits |
         raise ProtocolError(f"the execute answer should be an object, got {_quote(data)}.", url=url)
     if "run" not in data:
         if "message" in data:  # a 200 carrying an error message: not Piston, but say what it said
-            raise ProtocolError("the execute answer has no run stage, only a message: "
-                                f"{_quote(data)}.", url=url)
+            raise ProtocolError(f"the execute answer has no run stage, only a message: {_quote(data)}.", url=url)
         raise ProtocolError(f"the execute answer has no 'run' stage: {_quote(data)}.", url=url)
     version = data.get("version", job.version)
     if not isinstance(version, str):
-        raise ProtocolError("the execute answer's version should be a string, got "
-                            f"{_quote(version)}.", url=url)
+        raise ProtocolError(f"the execute answer's version should be a string, got {_quote(version)}.", url=url)
     raw_compile = data.get("compile")
     compile_stage = parse_stage(raw_compile, where="compile", url=url) if raw_compile is not None else None
     run_stage: Stage | None = parse_stage(data["run"], where="run", url=url)
@@ -433,26 +447,37 @@ def result_from_response(job: Job, data: Any, *, url: str = "", limits: Limits |
         run_stage = None
     elif compile_stage is None and _java_launcher_compile_failure(job.language, run_stage):
         compile_stage, run_stage = replace(run_stage, message="Compilation failed"), None
-    result = judge(job, engine=ENGINE_NAME, version=version, compile=compile_stage, run=run_stage,
-                   limits=limits if limits is not None else job.limits)
+    result = judge(
+        job,
+        engine=ENGINE_NAME,
+        version=version,
+        compile=compile_stage,
+        run=run_stage,
+        limits=limits if limits is not None else job.limits,
+    )
     if result.verdict == "internal_error" and result.error is None:
         stage = run_stage or compile_stage
         said = f": {stage.message}" if stage is not None and stage.message else ""
-        result = replace(result, error=f"Piston reported an internal error (status XX){said}. This is the "
-                                       "server's "
-                                       "fault, not the program's: run it again, and if it persists check the "
-                                       "server's logs (docker logs piston on the VMs).")
+        result = replace(
+            result,
+            error=f"Piston reported an internal error (status XX){said}. This is the "
+            "server's "
+            "fault, not the program's: run it again, and if it persists check the "
+            "server's logs (docker logs piston on the VMs).",
+        )
     return result
 
 
 # -- errors -------------------------------------------------------------------------------------------
 
 _UNKNOWN_RUNTIME = re.compile(r"^(?P<language>.+?)-(?P<version>[^-]*) runtime is unknown$")
-_INSTALL_HINT = ("install it with client.install({language!r}, VERSION) or `codecapsule cluster install "
-                 "{language}` "
-                 "(client.packages() lists the versions the package index has), or add it to the cluster "
-                 "spec's "
-                 "runtimes")
+_INSTALL_HINT = (
+    "install it with client.install({language!r}, VERSION) or `codecapsule cluster install "
+    "{language}` "
+    "(client.packages() lists the versions the package index has), or add it to the cluster "
+    "spec's "
+    "runtimes"
+)
 
 
 def _body_message(body: bytes) -> tuple[str | None, Any]:
@@ -475,8 +500,9 @@ def unknown_runtime_in(status: int, body: bytes) -> tuple[str, str] | None:
     return (m.group("language"), m.group("version")) if m else None
 
 
-def runtime_not_installed(language: str, version: str, runtimes: Sequence[Runtime] | None, *, url: str = "",
-                          body: bytes = b"") -> RuntimeNotInstalled:
+def runtime_not_installed(
+    language: str, version: str, runtimes: Sequence[Runtime] | None, *, url: str = "", body: bytes = b""
+) -> RuntimeNotInstalled:
     """The error for an unknown runtime, listing what the server has and how to install what is missing."""
     url = display_url(url)
     installed = tuple(str(rt) for rt in runtimes) if runtimes is not None else ()
@@ -493,16 +519,22 @@ def runtime_not_installed(language: str, version: str, runtimes: Sequence[Runtim
     hint = _INSTALL_HINT.format(language=language)
     return RuntimeNotInstalled(
         f"the Piston server at {url} has no runtime for {want}. {have} To add it, {hint}.",
-        url=url, status_code=400, body=_excerpt(body), language=language, version=version,
+        url=url,
+        status_code=400,
+        body=_excerpt(body),
+        language=language,
+        version=version,
         installed=installed,
     )
 
 
 def _validation_hint(message: str) -> str:
     if "cannot exceed the configured limit" in message:
-        return ("lower that limit on the job, or raise the server's cap (PISTON_RUN_TIMEOUT, "
-                "PISTON_COMPILE_TIMEOUT, "
-                "..., or PISTON_LIMIT_OVERRIDES per language in the cluster spec's piston_limits)")
+        return (
+            "lower that limit on the job, or raise the server's cap (PISTON_RUN_TIMEOUT, "
+            "PISTON_COMPILE_TIMEOUT, "
+            "..., or PISTON_LIMIT_OVERRIDES per language in the cluster spec's piston_limits)"
+        )
     if "utf8 encoded file" in message:
         return "the first file is the entry point and must be text, not bytes"
     if "must be a number" in message or "non-negative" in message or "is required" in message:
@@ -562,18 +594,23 @@ def error_from_status(
         if "cloudflareaccess.com" in location or "/cdn-cgi/access/" in location:
             return AccessDenied(
                 f"{url} is protected by Cloudflare Access and redirected to its login page: "
-                + ("the service token that was sent was not accepted — check that it is valid, not expired, "
-                   "and "
-                   "allowed by the Access policy (a 'Service Auth' rule)." if access_sent else
-                   "set CODECAPSULE_ACCESS_CLIENT_ID and CODECAPSULE_ACCESS_CLIENT_SECRET (or pass "
-                   "access_client_id=/access_client_secret= to the Client) to the cluster's service token."),
-                **kw)
+                + (
+                    "the service token that was sent was not accepted — check that it is valid, not expired, "
+                    "and "
+                    "allowed by the Access policy (a 'Service Auth' rule)."
+                    if access_sent
+                    else "set CODECAPSULE_ACCESS_CLIENT_ID and CODECAPSULE_ACCESS_CLIENT_SECRET (or pass "
+                    "access_client_id=/access_client_secret= to the Client) to the cluster's service token."
+                ),
+                **kw,
+            )
         return WrongEndpoint(
             f"{url} answered {status} with a redirect to {display_url(location) or '(nowhere)'}: the Piston "
             "URL "
             "should be the final address of the host (use https:// if the server redirects there), with no "
             "path.",
-            **kw)
+            **kw,
+        )
     if status == 400:
         lang_ver = unknown_runtime_in(status, body)
         if lang_ver is not None:
@@ -583,83 +620,106 @@ def error_from_status(
             return ClientBug(
                 f"Piston could not parse the request CodeCapsule sent ({first}). This is a bug in "
                 "CodeCapsule, "
-                "not in your code or settings: please report it with the job that triggered it.", **kw)
+                "not in your code or settings: please report it with the job that triggered it.",
+                **kw,
+            )
         if message is not None:
-            return BadRequest(f"Piston refused the request: {message}. To fix: "
-                              f"{_validation_hint(message)}.", **kw)
+            return BadRequest(f"Piston refused the request: {message}. To fix: {_validation_hint(message)}.", **kw)
         return BadRequest(f"Piston refused the request (400){said}.", **kw)
     if status in (401, 403):
         if access_sent:
-            fix = ("the service token that was sent was refused: check CODECAPSULE_ACCESS_CLIENT_ID/SECRET "
-                   "hold a "
-                   "current token of the cluster and that the Access policy allows it (a 'Service Auth' "
-                   "rule).")
+            fix = (
+                "the service token that was sent was refused: check CODECAPSULE_ACCESS_CLIENT_ID/SECRET "
+                "hold a "
+                "current token of the cluster and that the Access policy allows it (a 'Service Auth' "
+                "rule)."
+            )
         else:
-            fix = ("the host is protected (Cloudflare Access): set CODECAPSULE_ACCESS_CLIENT_ID and "
-                   "CODECAPSULE_ACCESS_CLIENT_SECRET (or access_client_id=/access_client_secret= on the "
-                   "Client) to "
-                   "the cluster's service token.")
+            fix = (
+                "the host is protected (Cloudflare Access): set CODECAPSULE_ACCESS_CLIENT_ID and "
+                "CODECAPSULE_ACCESS_CLIENT_SECRET (or access_client_id=/access_client_secret= on the "
+                "Client) to "
+                "the cluster's service token."
+            )
         return AccessDenied(f"{url} refused access ({status}): {fix}", **kw)
     if status == 404:
         if packages and message and "does not exist" in message:
-            return PackageError(f"{message}. client.packages() lists the packages the server's index offers "
-                                "(names are package names: gcc, node, python, java).", **kw)
+            return PackageError(
+                f"{message}. client.packages() lists the packages the server's index offers "
+                "(names are package names: gcc, node, python, java).",
+                **kw,
+            )
         path = urlsplit(base_url).path if base_url else ""
-        extra = (f" Your base URL has a path ({path!r}); remove it." if path not in ("", "/") else "")
+        extra = f" Your base URL has a path ({path!r}); remove it." if path not in ("", "/") else ""
         return WrongEndpoint(
             f"{url} answered 404 Not Found: the Piston base URL must end at the host (e.g. "
             f"https://tunnel.example.edu) — CodeCapsule adds {API_PREFIX}/... itself.{extra} Check "
-            "CODECAPSULE_PISTON_URL, and that the host really routes to a Piston server.", **kw)
+            "CODECAPSULE_PISTON_URL, and that the host really routes to a Piston server.",
+            **kw,
+        )
     if status == 413:
         return PayloadTooLarge(
             f"{url} refused the request as too large (413){said}: make the files smaller (Piston's "
             "PISTON_MAX_FILE_SIZE, Cloudflare's request size limit), or send big data files another "
-            "way.", **kw)
+            "way.",
+            **kw,
+        )
     if status == 415:
         return UnsupportedMediaType(
             f"{url} refused the request's content type (415){said}: Piston needs Content-Type: "
             "application/json. "
-            "This is a bug in CodeCapsule (or a proxy rewriting requests): please report it.", **kw)
+            "This is a bug in CodeCapsule (or a proxy rewriting requests): please report it.",
+            **kw,
+        )
     if status == 429:
         retry_after = parse_retry_after(headers.get("retry-after"))
         wait = f" The server asks to wait {retry_after:g} s." if retry_after is not None else ""
         return RateLimited(
             f"{url} is rate limiting requests (429).{wait} Lower the batch concurrency (execute_many(..., "
-            "concurrency=...)) or raise the rate limit on the Cloudflare side.", url=url, status_code=status,
-            body=excerpt, retry_after=retry_after)
+            "concurrency=...)) or raise the rate limit on the Cloudflare side.",
+            url=url,
+            status_code=status,
+            body=excerpt,
+            retry_after=retry_after,
+        )
     if status == 530 or (status >= 500 and re.search(r"\b1033\b", excerpt)):
         return TunnelNotConnected(
             f"{url} answered {status}: Cloudflare has no connector for this tunnel (error 1033) — "
             "cloudflared is "
             "not running on any VM. Check `codecapsule cluster status`; start VMs or scale up "
-            "(`codecapsule cluster scale`), or redeploy if the tunnel token changed.", **kw)
+            "(`codecapsule cluster scale`), or redeploy if the tunnel token changed.",
+            **kw,
+        )
     if status in (502, 503):
-        behind = ("the tunnel is up but nothing answers behind it" if via_cloudflare
-                  else "the server is unavailable")
+        behind = "the tunnel is up but nothing answers behind it" if via_cloudflare else "the server is unavailable"
         return OriginDown(
             f"{url} answered {status}: {behind} — Piston or cloudflared is down on the VMs (starting, "
             "crashed, or "
             "still installing runtimes). Check `codecapsule cluster status` / `codecapsule doctor`; if it "
             "lasts, "
-            "restart the VMs.", **kw)
+            "restart the VMs.",
+            **kw,
+        )
     if status in (504, 524):
         return OriginTimeout(
             f"{url} answered {status}: Piston took too long to answer — the cluster is overloaded. Scale up "
             "(`codecapsule cluster scale` or the scaling panel), lower the batch concurrency, or lower the "
             "jobs' "
-            "time limits.", **kw)
+            "time limits.",
+            **kw,
+        )
     if packages and status == 500 and message:
-        return PackageError(f"the packages API refused: {message}. client.packages() shows what is "
-                            "installed.", **kw)
+        return PackageError(f"the packages API refused: {message}. client.packages() shows what is installed.", **kw)
     if status == 500:
         return HTTPStatusError(
             f"{url} failed with an internal server error (500){said or ' and an empty answer'}. Piston "
             "answers this "
             "way to file names it cannot write (e.g. containing '../') and when a package index is "
             "unreachable; "
-            "check the request's file names and the server's logs.", **kw)
-    return HTTPStatusError(f"{url} answered HTTP {status}{said}, which is not a Piston answer: check the "
-                           "URL.", **kw)
+            "check the request's file names and the server's logs.",
+            **kw,
+        )
+    return HTTPStatusError(f"{url} answered HTTP {status}{said}, which is not a Piston answer: check the URL.", **kw)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -671,10 +731,12 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-_DNS_TEXT = re.compile(r"name or service not known|nodename nor servname|getaddrinfo failed|name resolution|"
-                       r"no address associated|\[Errno -[235]\]", re.IGNORECASE)
-_TLS_TEXT = re.compile(r"\bSSL\b|\bTLS\b|certificate|CERTIFICATE_VERIFY_FAILED|WRONG_VERSION_NUMBER",
-                       re.IGNORECASE)
+_DNS_TEXT = re.compile(
+    r"name or service not known|nodename nor servname|getaddrinfo failed|name resolution|"
+    r"no address associated|\[Errno -[235]\]",
+    re.IGNORECASE,
+)
+_TLS_TEXT = re.compile(r"\bSSL\b|\bTLS\b|certificate|CERTIFICATE_VERIFY_FAILED|WRONG_VERSION_NUMBER", re.IGNORECASE)
 
 
 def error_from_transport(exc: httpx.HTTPError, *, url: str) -> TransportError:
@@ -691,44 +753,57 @@ def error_from_transport(exc: httpx.HTTPError, *, url: str) -> TransportError:
             "not yet "
             "propagated. Check the hostname in CODECAPSULE_PISTON_URL, and `codecapsule cluster status` for "
             "the "
-            "DNS record (re-run deploy to recreate it).", url=url)
+            "DNS record (re-run deploy to recreate it).",
+            url=url,
+        )
     if any(isinstance(e, ssl.SSLError | ssl.CertificateError) for e in chain) or (
-            isinstance(exc, httpx.ConnectError) and _TLS_TEXT.search(reason)):
+        isinstance(exc, httpx.ConnectError) and _TLS_TEXT.search(reason)
+    ):
         return TLSFailure(
             f"the TLS connection to {host!r} failed ({reason}): the certificate is not trusted or the "
             "server does "
             "not speak https on that port. Use the tunnel's https:// hostname (Cloudflare serves a valid "
             "certificate), or http:// for a plain local server; check the clock and any TLS-intercepting "
             "proxy.",
-            url=url)
+            url=url,
+        )
     if isinstance(exc, httpx.ConnectTimeout):
         return ConnectFailure(
             f"could not connect to {host!r} in time ({reason}): the host is unreachable from here. Check "
             "the URL "
-            "and your network (firewall, proxy).", url=url)
+            "and your network (firewall, proxy).",
+            url=url,
+        )
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeout(
             f"{url} did not answer within the deadline ({type(exc).__name__}): the cluster is overloaded or "
             "a job "
             "runs much longer than its limits — scale up (`codecapsule cluster scale`), lower the batch "
-            "concurrency, or raise CODECAPSULE_REQUEST_TIMEOUT.", url=url)
+            "concurrency, or raise CODECAPSULE_REQUEST_TIMEOUT.",
+            url=url,
+        )
     if isinstance(exc, httpx.ConnectError):
         return ConnectFailure(
             f"could not connect to {url} ({reason}): nothing is listening there. Check "
             "CODECAPSULE_PISTON_URL "
-            "(host and port); for a local Piston, that it is running.", url=url)
+            "(host and port); for a local Piston, that it is running.",
+            url=url,
+        )
     return ConnectFailure(
         f"the connection to {url} broke before an answer came ({type(exc).__name__}: {reason}): the server "
         "or a "
         "proxy reset it. This is usually transient; if it persists, check `codecapsule cluster "
-        "status`.", url=url)
+        "status`.",
+        url=url,
+    )
 
 
 # -- retries ------------------------------------------------------------------------------------------
 
 
-def retry_delay(error: PistonError, attempt: int, *, jitter: float, base: float = 0.2, cap: float = 5.0
-                ) -> float | None:
+def retry_delay(
+    error: PistonError, attempt: int, *, jitter: float, base: float = 0.2, cap: float = 5.0
+) -> float | None:
     """Seconds to wait before repeating a request that failed with ``error``; None = do not repeat.
 
     ``attempt`` counts from 0 (the first retry); ``jitter`` is a number in [0, 1) from the caller's RNG, so
@@ -739,7 +814,8 @@ def retry_delay(error: PistonError, attempt: int, *, jitter: float, base: float 
     if isinstance(error, RateLimited) and error.retry_after is not None:
         return float(error.retry_after) + 0.1 * jitter * min(1.0, float(error.retry_after))
     retryable = isinstance(error, ConnectFailure) or (
-        isinstance(error, HTTPStatusError) and error.status_code in RETRY_STATUSES)
+        isinstance(error, HTTPStatusError) and error.status_code in RETRY_STATUSES
+    )
     if not retryable:
         return None
     return backoff_delay(attempt, jitter=jitter, base=base, cap=cap)
