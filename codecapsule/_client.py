@@ -144,6 +144,7 @@ class _ClientCore:
                     sandbox=s.sql_sandbox,
                     memory_limit=s.sql_memory,
                     max_rows=s.max_rows,
+                    allowed_directories=s.sql_data,
                 )
             return self._duckdb
 
