@@ -7,7 +7,8 @@ from collections.abc import Collection, Sequence
 
 # DuckDB suggests its system catalogs for any unknown name ("Did you mean "pg_depend"?"): no help to a student.
 _SYSTEM_SUGGESTION = re.compile(
-    r'^Did you mean "(?:pg_catalog\.|information_schema\.|main\.)?(?:pg_|duckdb_|sqlite_|information_schema)[^"]*"\?\n?',
+    r'^Did you mean "(?:pg_catalog\.|information_schema\.|main\.)?'
+    r'(?:pg_|duckdb_|sqlite_|information_schema)[^"]*"\?\n?',
     re.MULTILINE,
 )
 _MISSING_TABLE = re.compile(r"Table with name (?P<name>\w+) does not exist")

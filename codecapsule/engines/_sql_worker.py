@@ -6,8 +6,8 @@ address space, so any allocation past the cap fails inside DuckDB (an ``Out of M
 on) instead of growing the notebook's kernel. The host kills and restarts a worker that stops answering; the
 session's tables live in a database file, so committed work survives the restart.
 
-Answers carry measured facts only (what DuckDB raised, whether the host's interrupt hit the query, rows counted here); the
-query text never decides a verdict.
+Answers carry measured facts only (what DuckDB raised, whether the host's interrupt hit the query, rows counted
+here); the query text never decides a verdict.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class Worker:
         done: list[str] = []
         try:
             answer, rows = self._run(header["sql"], body, int(header["head"]), done)
-        except BaseException as exc:  # noqa: BLE001 - every failure is an answer; the worker lives on
+        except BaseException as exc:
             self.interrupter.running(0)
             status = self._status(exc, self.interrupter.fired)
             answer, rows = {"ok": False, "status": status, "error": str(exc)}, b""
@@ -219,28 +219,37 @@ class Worker:
             return {"ok": True, "table": meta}, _rows_to_bytes(meta["columns"], columns, None)
         import pyarrow as pa
 
-        reader = cursor.to_arrow_reader(8192)
-        schema = reader.schema
-        head_batch = _rows_to_batch(schema, first)
-        batches = [head_batch] if head_batch is not None else []
-        rows, size = len(first), head_batch.nbytes if head_batch is not None else 0
+        schema: Any = None
+        head_batch: Any = None
+        batches: list[Any] = []
+        rows = size = len(first)
         try:
+            reader = cursor.to_arrow_reader(8192)
+            schema = reader.schema
+            head_batch = _rows_to_batch(schema, first)
+            if head_batch is not None:
+                batches.append(head_batch)
+                size = head_batch.nbytes
             for batch in reader:
                 if head_batch is not None:
                     batches.append(batch)  # else: counted, not kept (df() then says the rest is not kept)
                 rows += batch.num_rows
                 size += batch.nbytes
                 if size > self.keep_budget:
-                    raise MemoryError(
-                        f"the query's result is larger than the SQL memory kept for results ({self.keep_budget} "
-                        f"bytes): add a LIMIT, or aggregate"
-                    )
-        except BaseException as exc:  # noqa: BLE001 - out of memory or interrupted: the first rows are still shown
+                    raise MemoryError(f"more than the {self.keep_budget} bytes kept for results")
+        except BaseException as exc:
             batches.clear()
+            status = self._status(exc, self.interrupter.fired)
+            error = str(exc)
+            if status == "ML":
+                error = (
+                    f"the query's result does not fit in the SQL memory limit ({exc}); stopped after {rows} rows: "
+                    "add a LIMIT, or aggregate"
+                )
             return {
                 "ok": False,
-                "status": self._status(exc, self.interrupter.fired),
-                "error": f"{exc} (stopped after {rows} rows)",
+                "status": status,
+                "error": error,
                 "partial": {**meta, "rows_seen": rows},
             }, _rows_to_bytes(meta["columns"], columns, schema)
         if head_batch is None:
@@ -313,7 +322,7 @@ def main() -> None:
         header, _ = reader.read()
         try:
             worker = Worker(header)
-        except Exception as exc:  # noqa: BLE001 - a database that cannot be opened is an answer
+        except Exception as exc:
             write_message(fd_out, {"ok": False, "error": str(exc)})
             return
         _cap_address_space(int(header.get("address_space") or 0))
@@ -324,7 +333,7 @@ def main() -> None:
                 return
             try:
                 answer, data = worker.handle(header, body)
-            except BaseException as exc:  # noqa: BLE001 - e.g. MemoryError while registering a table
+            except BaseException as exc:
                 answer, data = {"ok": False, "status": "XX", "error": f"{type(exc).__name__}: {exc}"}, b""
             write_message(fd_out, answer, data)
     except WireError:

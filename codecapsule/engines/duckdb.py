@@ -19,6 +19,7 @@ A SQL error is a Result (verdict runtime_error, DuckDB's message), never an exce
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -40,9 +41,9 @@ from .._verdicts import judge
 from ._sql_messages import clean_error, tables_text
 from ._sql_wire import (
     SEQ,
+    Reader,
     WireError,
     WireTimeout,
-    Reader,
     arrow_to_bytes,
     bytes_to_arrow,
     write_message,
@@ -126,10 +127,8 @@ class _Worker:
             raise
 
     def interrupt(self, seq: int) -> None:
-        try:
+        with contextlib.suppress(OSError):  # already gone: the read that follows tells
             os.write(self._interrupt, SEQ.pack(seq))
-        except OSError:
-            pass  # already gone: the read that follows tells
 
     @property
     def alive(self) -> bool:
@@ -138,10 +137,7 @@ class _Worker:
     def death(self) -> str:
         """How the worker ended, from its wait status (and the last line it wrote)."""
         code = self.process.wait()
-        if code < 0:
-            how = f"was killed by {signal.Signals(-code).name}"
-        else:
-            how = f"exited with status {code}"
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
         try:
             tail = self.log_path.read_text(errors="replace").strip().splitlines()[-1:]
         except OSError:
@@ -349,7 +345,8 @@ class DuckDBEngine:
                 why = f"query interrupted after the {timeout:g} s time limit"
                 return self._stopped(job, "TO", why, self._lost(worker, "it did not stop at the time limit"), limits)
             except WireError:
-                return self._stopped(job, "SG", f"the SQL worker {worker.death()}", self._lost(worker, "it died"), limits)
+                died = f"the SQL worker {worker.death()}"
+                return self._stopped(job, "SG", died, self._lost(worker, "it died"), limits)
             except KeyboardInterrupt:
                 self._lost(worker, "the query was interrupted")
                 raise
