@@ -139,6 +139,15 @@ def check_sql_lab(nb: Any) -> None:
     assert "Linus" in html(nb, "register")
     assert "read-only" in text(nb, "course-db")
     assert "Catalog Error" in text(nb, "sql-error") and "expected verdict" in text(nb, "sql-error")
+    setup = text(nb, "setup")
+    assert "created table students; inserted 5 rows; created table courses; inserted 3 rows" in setup
+    assert "created table enrollments; inserted 9 rows" in setup
+    assert "9.5" in html(nb, "params") and "Alan" not in html(nb, "params")  # grade >= :min_grade (8)
+    assert "saved top_students" in text(nb, "save-query")
+    assert "8.83" in html(nb, "compose") and "Margaret" in html(nb, "compose") and "Grace" not in html(nb, "compose")
+    assert "--register attendance_df" in text(nb, "register-hint") and "pg_" not in text(nb, "register-hint")
+    assert "92" in html(nb, "data") and "Ada" in html(nb, "data")
+    assert "Permission Error" in text(nb, "data-outside") and "expected verdict" in text(nb, "data-outside")
 
 
 def check_grading(nb: Any) -> None:
