@@ -12,6 +12,7 @@ here); the query text never decides a verdict.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
@@ -120,6 +121,9 @@ class Worker:
             conn.execute("SET enable_external_access=false")
             conn.execute("SET lock_configuration=true")
         self.interrupter = _Interrupter(int(config["interrupt_fd"]), conn.interrupt)
+        import pyarrow  # noqa: F401 - mapped now, so the address-space cap counts it as the baseline
+
+        conn.execute("SELECT 1").fetchall()  # DuckDB's threads exist from here on
         self.kept: dict[int, Any] = {}  # result id → the whole result as a pyarrow Table
         self.next_id = 1
 
@@ -152,15 +156,23 @@ class Worker:
         done: list[str] = []
         try:
             answer, rows = self._run(header["sql"], body, int(header["head"]), done)
-        except BaseException as exc:
+        except BaseException as exc:  # every failure is an answer; the worker lives on
             self.interrupter.running(0)
             status = self._status(exc, self.interrupter.fired)
-            answer, rows = {"ok": False, "status": status, "error": str(exc)}, b""
+            error = str(exc) if status != "XX" else f"{type(exc).__name__}: {exc}"
+            answer, rows = {"ok": False, "status": status, "error": error}, b""
         else:
             self.interrupter.running(0)
+        if not answer.get("ok"):
+            self._release()
         answer["done"] = done
         answer["wall"] = time.perf_counter() - started
         return answer, rows
+
+    def _release(self) -> None:
+        """Drop a failed query's pending result (and what it holds) before the next request."""
+        with contextlib.suppress(Exception):
+            self.conn.execute("SELECT 1").fetchall()
 
     def _status(self, exc: BaseException, interrupted: bool) -> str:
         duckdb = self.duckdb
@@ -190,7 +202,7 @@ class Worker:
             cursor = self.conn.execute(statement, bound) if names else self.conn.execute(statement)
             kind = statement.type.name
             last = i == len(statements) - 1
-            if kind in _COUNTED or cursor.description is None or not last:
+            if not last or not _has_rows(kind, cursor.description):
                 count = None
                 if cursor.description is not None:
                     first = cursor.fetchmany(1)
@@ -237,10 +249,12 @@ class Worker:
                 size += batch.nbytes
                 if size > self.keep_budget:
                     raise MemoryError(f"more than the {self.keep_budget} bytes kept for results")
-        except BaseException as exc:
+        except BaseException as exc:  # out of memory, or interrupted: the first rows are still shown
             batches.clear()
+            reader = batch = None  # let go of what was read before building the answer
+            self._release()
             status = self._status(exc, self.interrupter.fired)
-            error = str(exc)
+            error = str(exc) if status != "XX" else f"{type(exc).__name__}: {exc}"
             if status == "ML":
                 error = (
                     f"the query's result does not fit in the SQL memory limit ({exc}); stopped after {rows} rows: "
@@ -304,12 +318,35 @@ def _rows_to_batch(schema: Any, rows: list[tuple[Any, ...]]) -> Any | None:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def _has_rows(kind: str, description: Any) -> bool:
+    """Whether a statement's result is a table to show, not a status (DDL's and DML's one "Count" column);
+    ``INSERT ... RETURNING`` returns rows."""
+    if description is None:
+        return False
+    status_only = len(description) == 1 and str(description[0][0]) == "Count"
+    return not (status_only and kind in _STATUS_KINDS)
+
+
+_STATUS_KINDS = frozenset({"CREATE", "DROP", "ALTER", "INSERT", "UPDATE", "DELETE", "CREATE_FUNC", "MERGE_INTO"})
+
+
 class _Refused(Exception):
     """A statement the sandbox does not run."""
 
 
-def _cap_address_space(limit: int) -> None:
-    if limit > 0:
+def _address_space() -> int:
+    """This process's mapped address space now (VmSize), in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _cap_address_space(extra: int) -> None:
+    """Cap the address space at what is mapped now (interpreter, DuckDB, pyarrow, threads) plus ``extra``."""
+    if extra > 0:
+        limit = _address_space() + extra
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
@@ -325,7 +362,7 @@ def main() -> None:
         except Exception as exc:
             write_message(fd_out, {"ok": False, "error": str(exc)})
             return
-        _cap_address_space(int(header.get("address_space") or 0))
+        _cap_address_space(int(header.get("address_space_extra") or 0))
         write_message(fd_out, {"ok": True, "version": worker.duckdb.__version__, "pid": os.getpid()})
         while True:
             header, body = reader.read()

@@ -3,9 +3,10 @@
 Why a worker process (measured in ``bench/bench_sql_isolation.py``, see docs/sql.md): DuckDB's ``memory_limit``
 covers its buffer manager, not every allocation — ``SELECT len(range(100000000))`` or ``repeat('x', 1500000000)``
 grow the process past any limit, and in a notebook that process is the kernel. The worker caps its own address
-space (``RLIMIT_AS`` = the SQL memory limit + :data:`ADDRESS_SPACE_MARGIN`), so such an allocation fails inside
-DuckDB as an ``Out of Memory Error`` and the worker lives on. Results come back as Arrow IPC, only the first
-``max_rows`` rows of them; the rest stays in the worker (within the limit) until ``Table.df()``/``arrow()`` asks.
+space (``RLIMIT_AS`` = its set-up size + the SQL memory limit + :data:`ADDRESS_SPACE_MARGIN`), so such an
+allocation fails inside DuckDB as an ``Out of Memory Error`` and the worker lives on. Results come back (JSON, or
+Arrow IPC for other types) as their first ``max_rows`` rows only; the whole result stays in the worker (within the
+limit) until ``Table.df()``/``arrow()`` asks for it.
 
 The session's tables live in a database file in a private temporary directory (for the default ``:memory:``),
 so a worker that had to be killed (a query that ignores the interrupt, Ctrl-C) is restarted on the same file
@@ -51,8 +52,9 @@ from ._sql_wire import (
 from .base import EngineInfo
 
 DEFAULT_TIMEOUT = 30.0
-# What the worker needs besides DuckDB's memory limit: the interpreter, DuckDB's and pyarrow's code, thread stacks.
-ADDRESS_SPACE_MARGIN = 512 << 20
+# The worker's address space is capped at what it maps once set up (the interpreter, DuckDB, pyarrow, its threads:
+# about 480 MB mapped, 70 MB resident) plus the SQL memory limit plus this margin (allocator slack, result buffers).
+ADDRESS_SPACE_MARGIN = 256 << 20
 # How long past a query's time limit the worker may take to stop before it is killed and restarted.
 KILL_GRACE = 3.0
 _START_TIMEOUT = 60.0
@@ -70,6 +72,7 @@ class _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         env["MALLOC_ARENA_MAX"] = "2"  # glibc reserves 64 MB of address space per arena otherwise
+        env["ARROW_DEFAULT_MEMORY_POOL"] = "system"  # mimalloc reserves address space in large segments
         self.log_path = directory / f"worker-{generation}.log"
         self.generation = generation
         interrupt_read, self._interrupt = os.pipe()
@@ -224,7 +227,7 @@ class DuckDBEngine:
             "sandbox": self.sandbox,
             "memory_limit": self.memory_limit,
             "keep_budget": max(self.memory_limit // 2, 1 << 20),
-            "address_space": self.memory_limit + ADDRESS_SPACE_MARGIN if self.sandbox else 0,
+            "address_space_extra": self.memory_limit + ADDRESS_SPACE_MARGIN if self.sandbox else 0,
             "allowed_directories": list(self.allowed_directories),
             "threads": min(os.cpu_count() or 1, _THREADS),
         }
@@ -361,6 +364,11 @@ class DuckDBEngine:
         message = str(answer.get("error") or "")
         if status == "TO":
             message = f"query interrupted after the {timeout:g} s time limit"
+        elif status == "ML" and not message.startswith(("Out of Memory", "the query's result")):
+            message = (
+                f"Out of Memory Error: {message or 'an allocation failed'} (the SQL memory limit is "
+                f"{self.memory_limit} bytes)"
+            )
         elif status != "XX":
             message = clean_error(message)
         if done:
@@ -406,7 +414,7 @@ class DuckDBEngine:
             data = ", ".join(self.allowed_directories)
             isolation = (
                 f"DuckDB worker process on {where}; sandboxed: memory limit {self.memory_limit} bytes (address "
-                f"space capped at {self.memory_limit + ADDRESS_SPACE_MARGIN} bytes), "
+                f"space capped at its start-up size + {self.memory_limit + ADDRESS_SPACE_MARGIN} bytes), "
                 + (f"reads files only under {data}, " if data else "no file access, ")
                 + "no network, no extensions, configuration locked"
             )
