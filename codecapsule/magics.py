@@ -655,6 +655,8 @@ class Capsule(Magics):
                 result = client.run(job, engine=engine)  # type: ignore[arg-type]
         except InvalidRequest as exc:
             raise UsageError(str(exc)) from None
+        except UsageError:
+            raise  # already one line (--register, --data, --with)
         except CodeCapsuleError as exc:
             raise MagicFailure(str(exc), title=type(exc).__name__) from None
         except Exception as exc:
