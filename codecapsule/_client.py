@@ -119,7 +119,7 @@ class _ClientCore:
     def _wants_piston(self, job: Job, engine: EngineChoice | None) -> bool:
         if job.lang.sql:
             if engine == "piston":
-                raise InvalidRequest("SQL runs in the in-process DuckDB engine, not on Piston: drop engine='piston'.")
+                raise InvalidRequest("SQL runs in CodeCapsule's DuckDB engine, not on Piston: drop engine='piston'.")
             return False
         choice = engine or self.settings.engine
         if choice == "local":

@@ -22,7 +22,7 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03-sql-lab.ip
 @pytest.mark.parametrize(
     ("sql", "query", "names"),
     [
-        ("SELECT * FROM t WHERE a > :low AND b < $high", "SELECT * FROM t WHERE a > $low AND b < $high", ("low", "high")),
+        ("SELECT * FROM t WHERE a > :lo AND b < $hi", "SELECT * FROM t WHERE a > $lo AND b < $hi", ("lo", "hi")),
         ("SELECT :x, :x", "SELECT $x, $x", ("x",)),
         ("SELECT x::INT, list[1:n], {'a':1}", "SELECT x::INT, list[1:n], {'a':1}", ()),
         ("SELECT ':no', \"$no\" -- :no $no\n/* :no */", "SELECT ':no', \"$no\" -- :no $no\n/* :no */", ()),
@@ -65,7 +65,7 @@ def test_messages_lose_catalog_suggestions_and_gain_the_register_hint() -> None:
 
 
 def test_parameters_come_from_the_notebook_as_values(shell: InteractiveShell) -> None:
-    run(shell, "%%capsule sql\nCREATE OR REPLACE TABLE p(name TEXT, score INT); INSERT INTO p VALUES ('a', 5), ('b', 9)")
+    run(shell, "%%capsule sql\nCREATE OR REPLACE TABLE p(name TEXT, score INT);INSERT INTO p VALUES ('a', 5), ('b', 9)")
     run(shell, "cc_low = 6\ncc_name = \"a' OR '1'='1\"")
     cell = run(shell, "%%capsule sql --out cc_r\nSELECT name FROM p WHERE score > :cc_low")
     assert cell.success and shell.user_ns["cc_r"].table.rows == (("b",),)

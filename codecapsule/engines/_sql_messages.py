@@ -11,12 +11,14 @@ _SYSTEM_SUGGESTION = re.compile(
     r'(?:pg_|duckdb_|sqlite_|information_schema)[^"]*"\?\n?',
     re.MULTILINE,
 )
+# DuckDB's out-of-memory advice names settings the sandbox has locked (threads, memory_limit): not for students.
+_TUNING_ADVICE = re.compile(r"\n*Possible solutions:\n(?:\*[^\n]*\n?)*(?:\nSee also [^\n)]*)?")
 _MISSING_TABLE = re.compile(r"Table with name (?P<name>\w+) does not exist")
 
 
 def clean_error(message: str) -> str:
-    """DuckDB's message without suggestions of system catalog tables."""
-    return _SYSTEM_SUGGESTION.sub("", message)
+    """DuckDB's message without suggestions of system catalog tables or of settings the sandbox locked."""
+    return _TUNING_ADVICE.sub("", _SYSTEM_SUGGESTION.sub("", message))
 
 
 def missing_table(message: str) -> str | None:

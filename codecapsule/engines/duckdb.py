@@ -364,13 +364,13 @@ class DuckDBEngine:
         message = str(answer.get("error") or "")
         if status == "TO":
             message = f"query interrupted after the {timeout:g} s time limit"
-        elif status == "ML" and not message.startswith(("Out of Memory", "the query's result")):
+        elif status != "XX":
+            message = clean_error(message)
+        if status == "ML" and not message.startswith(("Out of Memory", "the query's result")):
             message = (
                 f"Out of Memory Error: {message or 'an allocation failed'} (the SQL memory limit is "
                 f"{self.memory_limit} bytes)"
             )
-        elif status != "XX":
-            message = clean_error(message)
         if done:
             message = f"{message}\n(before it: {tables_text(done)})"
         run = Stage(stderr=message, output=message, exit_code=1, status=status, wall_time=wall)
