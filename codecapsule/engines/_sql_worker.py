@@ -350,7 +350,20 @@ def _cap_address_space(extra: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _die_with_parent() -> None:
+    """Ask the kernel to kill this worker when the notebook's process dies (even in the middle of a query)."""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(0)
+
+
 def main() -> None:
+    _die_with_parent()
     # the protocol owns the original stdout; anything DuckDB or Python prints goes to stderr
     reader, fd_out = Reader(0), os.dup(1)
     os.dup2(2, 1)

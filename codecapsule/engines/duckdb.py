@@ -92,7 +92,12 @@ class _Worker:
         assert self.process.stdin is not None and self.process.stdout is not None
         self._in, self._out = self.process.stdin.fileno(), Reader(self.process.stdout.fileno())
         self._seq = 0
-        answer, _ = self.request({**config, "interrupt_fd": interrupt_read}, deadline=time.monotonic() + _START_TIMEOUT)
+        try:
+            answer, _ = self.request(
+                {**config, "interrupt_fd": interrupt_read}, deadline=time.monotonic() + _START_TIMEOUT
+            )
+        except WireError:
+            raise EngineError(f"the SQL worker did not start: it {self.death()}") from None
         if not answer.get("ok"):
             self.kill()
             raise ConfigurationError(f"cannot open the SQL database {config['database']!r}: {answer.get('error')}")

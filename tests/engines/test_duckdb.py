@@ -212,3 +212,35 @@ def test_closing_removes_the_private_session_directory() -> None:
     assert oct(directory.stat().st_mode & 0o777) == "0o700"
     c.close()
     assert not directory.exists()
+
+
+def test_the_worker_dies_with_the_notebook_even_mid_query() -> None:
+    host = textwrap.dedent(
+        """
+        import sys, threading
+        import codecapsule as cc
+        c = cc.Client()
+        c.sql.start()
+        print(c.sql._worker.process.pid, flush=True)
+        c.execute("SELECT count(*) FROM range(100000000000) a, range(1000) b", "sql", timeout=120)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", host], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    worker = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait()
+    import time
+
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{worker}").exists() and "Z" not in _state(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling for the kernel's PDEATHSIG to land (not synchronising our own code)
+    assert not Path(f"/proc/{worker}").exists() or "Z" in _state(worker)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
