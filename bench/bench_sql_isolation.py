@@ -55,7 +55,10 @@ INPROC = textwrap.dedent(
     stop.set()
     if fired:
         outcome += " (watchdog fired)"
-    print(json.dumps({"outcome": outcome, "host": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    def hwm():  # this image's own peak (ru_maxrss would carry the parent's across exec)
+        with open("/proc/self/status") as f:
+            return int([l for l in f if l.startswith("VmHWM")][0].split()[1]) * 1024
+    print(json.dumps({"outcome": outcome, "host": hwm(),
                       "worker": 0, "wall": time.perf_counter() - started}))
     """
 )
@@ -69,7 +72,8 @@ WORKER = textwrap.dedent(
         started = time.perf_counter()
         r = client.execute(QUERY, "sql", timeout=60)
         wall = time.perf_counter() - started
-        host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        with open("/proc/self/status") as f:
+            host = int([l for l in f if l.startswith("VmHWM")][0].split()[1]) * 1024
     print(json.dumps({"outcome": r.verdict.value, "host": host,
                       "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, "wall": wall}))
     """
