@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from ._sql_wire import SEQ as _SEQ
-from ._sql_wire import Reader, WireError, arrow_to_bytes, bytes_to_arrow, write_message
+from ._sql_wire import Buffer, Reader, WireError, arrow_to_bytes, bytes_to_arrow, write_message
 
 # Statements that write files or reach other databases: refused in the sandbox even under allowed directories
 # (DuckDB's allowlist would let COPY ... TO write into a course-data directory).
@@ -129,7 +129,7 @@ class Worker:
 
     # -- one request ----------------------------------------------------------------------------------
 
-    def handle(self, header: dict[str, Any], body: bytes) -> tuple[dict[str, Any], bytes]:
+    def handle(self, header: dict[str, Any], body: Buffer) -> tuple[dict[str, Any], Buffer]:
         op = header.get("op")
         if op == "run":
             return self.run(header, body)
@@ -150,7 +150,7 @@ class Worker:
             return {"ok": True}, b""
         return {"ok": False, "error": f"unknown request {op!r}"}, b""
 
-    def run(self, header: dict[str, Any], body: bytes) -> tuple[dict[str, Any], bytes]:
+    def run(self, header: dict[str, Any], body: Buffer) -> tuple[dict[str, Any], Buffer]:
         started = time.perf_counter()
         self.interrupter.running(int(header["seq"]))
         done: list[str] = []
@@ -184,7 +184,7 @@ class Worker:
             return "RE"
         return "XX"
 
-    def _run(self, sql: str, params_body: bytes, head: int, done: list[str]) -> tuple[dict[str, Any], bytes]:
+    def _run(self, sql: str, params_body: Buffer, head: int, done: list[str]) -> tuple[dict[str, Any], Buffer]:
         params: dict[str, Any] = {}
         if params_body:
             table = bytes_to_arrow(params_body)
@@ -213,7 +213,7 @@ class Worker:
             return {"ok": True, "table": None}, b""
         return self._fetch(cursor, head)
 
-    def _fetch(self, cursor: Any, head: int) -> tuple[dict[str, Any], bytes]:
+    def _fetch(self, cursor: Any, head: int) -> tuple[dict[str, Any], Buffer]:
         """The first ``head`` rows for the answer; the whole result kept here when there are more.
 
         The head comes through ``fetchmany`` (DuckDB's own Python values, the cheapest path for the usual small
@@ -285,7 +285,7 @@ class Worker:
             total -= self.kept.pop(rid).nbytes
 
 
-def _rows_to_bytes(names: list[str], columns: list[list[Any]], schema: Any) -> bytes:
+def _rows_to_bytes(names: list[str], columns: list[list[Any]], schema: Any) -> Buffer:
     """The head rows as an Arrow IPC stream: with DuckDB's schema when known, else types inferred from the values
     (DuckDB's Python values of one column share a type), with DuckDB's own conversion as the fallback."""
     import pyarrow as pa

@@ -42,6 +42,7 @@ from .._verdicts import judge
 from ._sql_messages import clean_error, tables_text
 from ._sql_wire import (
     SEQ,
+    Buffer,
     Reader,
     WireError,
     WireTimeout,
@@ -108,8 +109,8 @@ class _Worker:
         return self._seq
 
     def request(
-        self, header: dict[str, Any], body: bytes = b"", *, deadline: float | None = None
-    ) -> tuple[dict[str, Any], bytes]:
+        self, header: dict[str, Any], body: Buffer = b"", *, deadline: float | None = None
+    ) -> tuple[dict[str, Any], Buffer]:
         """Send one request and read its answer. At ``deadline`` the running query (``header["seq"]``) is
         interrupted; a worker that still does not answer within :data:`KILL_GRACE` is killed (``WireTimeout``)."""
         try:
@@ -381,7 +382,7 @@ class DuckDBEngine:
         run = Stage(stderr=message, output=message, exit_code=1, status=status, wall_time=wall)
         return replace(self._judge(job, run, limits), table=table, error=message)
 
-    def _table(self, answer: dict[str, Any], rows: bytes, generation: int) -> Table | None:
+    def _table(self, answer: dict[str, Any], rows: Buffer, generation: int) -> Table | None:
         meta = answer.get("table") or answer.get("partial")
         if meta is None:
             return None
