@@ -109,22 +109,22 @@ class _Worker:
         return self._seq
 
     def request(
-        self, header: dict[str, Any], body: Buffer = b"", *, deadline: float | None = None
+        self, header: dict[str, Any], body: Buffer = b"", *, deadline: float | None = None, grace: float = KILL_GRACE
     ) -> tuple[dict[str, Any], Buffer]:
         """Send one request and read its answer. At ``deadline`` the running query (``header["seq"]``) is
-        interrupted; a worker that still does not answer within :data:`KILL_GRACE` is killed (``WireTimeout``)."""
+        interrupted; a worker that still does not answer ``grace`` seconds later is killed (``WireTimeout``)."""
         try:
             write_message(self._in, header, body)
             if deadline is not None and not self._out.readable(deadline):
                 self.interrupt(int(header.get("seq", 0)))
-                if not self._out.readable(time.monotonic() + KILL_GRACE):
+                if not self._out.readable(time.monotonic() + grace):
                     raise WireTimeout("the SQL worker did not stop when interrupted")
             return self._out.read(time.monotonic() + _TRANSFER_TIMEOUT)
         except KeyboardInterrupt:
             # Ctrl-C in the notebook: stop the query, keep the worker (and its tables) when it answers
             try:
                 self.interrupt(int(header.get("seq", 0)))
-                if self._out.readable(time.monotonic() + KILL_GRACE):
+                if self._out.readable(time.monotonic() + grace):
                     self._out.read(time.monotonic() + _TRANSFER_TIMEOUT)
                     raise
             except WireError:
@@ -219,6 +219,7 @@ class DuckDBEngine:
         self._forgotten: list[int] = []
         self._lock = threading.RLock()  # one request at a time on the pipe
         self._version = ""
+        self.kill_grace = KILL_GRACE  # how long an interrupted query may take to stop before the worker is killed
 
     # -- the worker ------------------------------------------------------------------------------------
 
@@ -273,6 +274,11 @@ class DuckDBEngine:
             if worker is None or not worker.alive or worker.generation != generation:
                 raise EngineError("the rest of this result is gone (the SQL session restarted): run the query again.")
             answer, body = worker.request({"op": "fetch", "result": result})
+            if not answer.get("ok") and not answer.get("gone"):
+                raise EngineError(
+                    f"cannot bring the whole result over ({answer.get('error')}): keep what you need with CREATE "
+                    "TABLE ... AS SELECT, or add a LIMIT."
+                )
             if not answer.get("ok"):
                 raise EngineError(
                     "the rest of this result is no longer kept (later results needed the memory): run the query "
@@ -349,7 +355,9 @@ class DuckDBEngine:
                 worker.request({"op": "forget", "results": forgotten})
             header["seq"] = worker.next_seq()
             try:
-                answer, rows = worker.request(header, body, deadline=time.monotonic() + timeout)
+                answer, rows = worker.request(
+                    header, body, deadline=time.monotonic() + timeout, grace=self.kill_grace
+                )
             except WireTimeout:
                 why = f"query interrupted after the {timeout:g} s time limit"
                 return self._stopped(job, "TO", why, self._lost(worker, "it did not stop at the time limit"), limits)

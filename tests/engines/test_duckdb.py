@@ -245,3 +245,15 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_a_query_that_ignores_the_interrupt_is_killed_and_the_tables_survive() -> None:
+    with cc.Client(settings=cc.Settings(sql_memory="2GB")) as c:
+        c.execute("CREATE TABLE t AS SELECT 7 AS x", "sql")
+        first = worker_pid(c)
+        c.sql.kill_grace = 0.05
+        # building one 100M-element list is a single step: DuckDB looks at the interrupt only after it
+        r = c.execute("SELECT len(range(100000000))", "sql", timeout=0.01)
+        assert r.verdict == "time_limit" and "committed tables are kept" in (r.error or ""), r.error
+        assert c.execute("SELECT x FROM t", "sql").table.rows == ((7,),)  # type: ignore[union-attr]
+        assert worker_pid(c) != first
