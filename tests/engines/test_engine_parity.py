@@ -16,7 +16,7 @@ from codecapsule import Job, Settings
 from codecapsule.engines.local import LocalEngine
 from codecapsule.engines.piston import PistonEngine
 
-from .piston_fixtures import piston_server, piston_settings  # noqa: F401 - fixtures
+from tests.piston_fixtures import piston_server, piston_settings  # noqa: F401 - fixtures
 
 PROGRAMS: dict[str, dict[str, str]] = {
     "python": {

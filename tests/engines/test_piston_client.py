@@ -31,8 +31,8 @@ from codecapsule._errors import (
 from codecapsule.engines.piston import AsyncPistonEngine, PistonEngine
 from codecapsule.engines.piston_protocol import Runtime
 
-from .piston_fixtures import piston_server, piston_settings  # noqa: F401 - fixtures
-from .piston_server import PistonTestServer
+from tests.piston_fixtures import piston_server, piston_settings  # noqa: F401 - fixtures
+from tests.fakes.piston import PistonTestServer
 
 SECRET = "s3cr3t-access-value-0123456789"
 CPP_BAD = "int main(){ return undefined; }"
