@@ -40,7 +40,7 @@ def server_process(service_time: float) -> Iterator[str]:
     with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
         f.write(FIXED)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "-m", "tests.piston_server", "--fixed", f.name, "--service-time",
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.piston", "--fixed", f.name, "--service-time",
                              str(service_time)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root)
     try:
         assert proc.stdout is not None

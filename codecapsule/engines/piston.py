@@ -28,7 +28,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import NoEndpointConfigured, PistonError, RequestTimeout, RuntimeNotInstalled, TransportError
+from .._errors import BadRequest, NoEndpointConfigured, PistonError, RequestTimeout, RuntimeNotInstalled, TransportError
 from .._jobs import Job
 from .._results import Result
 from .._settings import Settings
@@ -37,6 +37,8 @@ from .piston_protocol import (
     API_PREFIX,
     Package,
     Runtime,
+    clamp_to_server,
+    configured_limit_in,
     display_url,
     error_from_status,
     error_from_transport,
@@ -51,6 +53,7 @@ from .piston_protocol import (
     retry_delay,
     runtime_not_installed,
 )
+from .piston_shape import shape
 
 if TYPE_CHECKING:
     import httpx
@@ -117,6 +120,7 @@ class _PistonCore:
         }
         self._runtimes: list[Runtime] | None = None
         self._names: dict[str, str] = {}  # our language → the server's name for it, learnt from /runtimes
+        self._caps: dict[str, dict[str, int]] = {}  # language → Piston limit field → the server's configured limit
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
 
@@ -199,9 +203,13 @@ class _PistonCore:
         deadline = time.monotonic() + self.settings.request_timeout + job_time_budget(job)
         path = f"{API_PREFIX}/execute"
         name = self._names.get(job.language, job.language)
+        shaped = shape(job)
         refreshed = False
         while True:
-            body = json.dumps(execute_payload(job, language=name), separators=(",", ":")).encode()
+            # Limits above what the server allows are lowered to its limits (learnt from its 400 answers), with
+            # a note on the Result: the same job gives the same note every time, never a BadRequest.
+            sent, notes = clamp_to_server(job, self._caps.get(job.language, {}))
+            body = json.dumps(execute_payload(sent, language=name, shaped=shaped), separators=(",", ":")).encode()
             try:
                 data = yield from self._call("POST", path, body, deadline)
             except RuntimeNotInstalled as exc:
@@ -225,7 +233,17 @@ class _PistonCore:
                     url=self.base_url + path,
                     body=exc.body.encode(),
                 ) from None
-            return result_from_response(job, data, url=self.base_url + path)
+            except BadRequest as exc:
+                learnt = configured_limit_in(400, exc.body.encode())
+                caps = self._caps.setdefault(job.language, {})
+                if learnt is None or caps.get(learnt[0]) == learnt[1]:
+                    raise
+                log.info("Piston allows at most %s=%d for %s; lowering it", learnt[0], learnt[1], job.language)
+                caps[learnt[0]] = learnt[1]
+                continue
+            return result_from_response(
+                job, data, url=self.base_url + path, limits=sent.limits, shaped=shaped, notes=notes
+            )
 
     def _packages_flow(self) -> _Flow[list[dict[str, Any]]]:
         deadline = time.monotonic() + self.settings.request_timeout

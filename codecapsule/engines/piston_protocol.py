@@ -58,7 +58,8 @@ from .._errors import (
 from .._jobs import Job, Limits
 from .._languages import resolve as resolve_language
 from .._results import Result, Stage
-from .._verdicts import judge
+from .._verdicts import judge, stage_failed
+from .piston_shape import Shaped, shape
 
 if TYPE_CHECKING:
     import httpx
@@ -71,6 +72,8 @@ __all__ = [
     "Package",
     "Runtime",
     "backoff_delay",
+    "clamp_to_server",
+    "configured_limit_in",
     "display_url",
     "error_from_status",
     "error_from_transport",
@@ -166,19 +169,19 @@ _LIMIT_FIELDS: tuple[tuple[str, str, bool], ...] = (
 )
 
 
-def execute_payload(job: Job, *, language: str | None = None) -> dict[str, Any]:
+def execute_payload(job: Job, *, language: str | None = None, shaped: Shaped | None = None) -> dict[str, Any]:
     """The JSON body of ``POST /api/v2/execute`` for ``job``.
 
-    ``language`` overrides the name sent (a runtime name learnt from the server's runtimes list); by default
-    the
-    job's canonical name, which is Piston's own (python, javascript, java, c, c++). Only the limits the job
-    sets are
-    sent; the server's defaults (and its configured caps) apply to the rest.
+    ``language`` overrides the name sent (a runtime name learnt from the server's runtimes list); by default the
+    job's canonical name, which is Piston's own (python, javascript, java, c, c++). The files are shaped for
+    Piston's runtimes (:mod:`.piston_shape`). Only the limits the job sets are sent; the server's defaults (and
+    its configured caps) apply to the rest.
     """
+    shaped = shaped if shaped is not None else shape(job)
     payload: dict[str, Any] = {
         "language": language or job.language,
         "version": job.version,
-        "files": [f.to_dict() for f in job.files],
+        "files": [dict(f) for f in shaped.files],
         "stdin": job.stdin,
         "args": list(job.args),
     }
@@ -187,6 +190,47 @@ def execute_payload(job: Job, *, language: str | None = None) -> dict[str, Any]:
         if value is not None:
             payload[theirs] = _ms(value) if is_time else int(value)
     return payload
+
+
+_CONFIGURED_LIMIT = re.compile(r"^(?P<field>\w+) cannot exceed the configured limit of (?P<limit>\d+)$")
+
+
+def configured_limit_in(status: int, body: bytes) -> tuple[str, int] | None:
+    """``(Piston field, the server's limit)`` when the answer is "<field> cannot exceed the configured limit of N"."""
+    if status != 400:
+        return None
+    message, _ = _body_message(body)
+    m = _CONFIGURED_LIMIT.match(message or "")
+    return (m.group("field"), int(m.group("limit"))) if m else None
+
+
+def clamp_to_server(job: Job, caps: Mapping[str, int]) -> tuple[Job, tuple[str, ...]]:
+    """``job`` with every limit above what the server allows (``caps``: Piston field → its limit) lowered to it.
+
+    The notes say what was lowered; the engine puts them on the Result, so the run is never silently different
+    from what was asked.
+    """
+    changes: dict[str, Any] = {}
+    notes: list[str] = []
+    for ours, theirs, is_time in _LIMIT_FIELDS:
+        value = getattr(job.limits, ours)
+        cap = caps.get(theirs)
+        if value is None or cap is None or cap < 0:
+            continue
+        sent = _ms(value) if is_time else int(value)
+        if sent <= cap:
+            continue
+        allowed: float | int = cap / 1000 if is_time else cap
+        changes[ours] = allowed
+        asked_text = f"{value:g} s" if is_time else f"{int(value)} bytes"
+        allowed_text = f"{allowed:g} s" if is_time else f"{int(allowed)} bytes"
+        notes.append(
+            f"{ours} lowered from {asked_text} to {allowed_text}, the most this Piston server allows "
+            f"(PISTON_{theirs.upper()}; raise it in the cluster spec's piston_limits)"
+        )
+    if not changes:
+        return job, ()
+    return replace(job, limits=replace(job.limits, **changes)), tuple(notes)
 
 
 def install_payload(language: str, version: str) -> dict[str, str]:
@@ -426,9 +470,47 @@ def _java_launcher_compile_failure(language: str, stage: Stage) -> bool:
     )
 
 
-def result_from_response(job: Job, data: Any, *, url: str = "", limits: Limits | None = None) -> Result:
-    """An execute answer (the decoded JSON of a 200) → our Result, judged by the shared verdict policy."""
+# Piston reports memory as kB × 1000 (so a limit of 128 MiB comes back as ~98% of it); a SIGKILL with the memory
+# at this share of the limit was the memory limit, not a crash.
+_MEMORY_KILL_SHARE = 0.9
+
+
+def _memory_killed(stage: Stage, limits: Limits) -> bool:
+    return (
+        stage.status == "SG"
+        and stage.signal == "SIGKILL"
+        and limits.memory is not None
+        and stage.memory is not None
+        and stage.memory >= _MEMORY_KILL_SHARE * limits.memory
+    )
+
+
+def _restored(stage: Stage, shaped: Shaped) -> Stage:
+    return replace(
+        stage,
+        stdout=stage.stdout,
+        stderr=shaped.restore(stage.stderr),
+        output=shaped.restore(stage.output),
+    )
+
+
+def result_from_response(
+    job: Job,
+    data: Any,
+    *,
+    url: str = "",
+    limits: Limits | None = None,
+    shaped: Shaped | None = None,
+    notes: Sequence[str] = (),
+) -> Result:
+    """An execute answer (the decoded JSON of a 200) → our Result, judged by the shared verdict policy.
+
+    ``shaped`` is how the request was shaped (:func:`.piston_shape.shape`): diagnostics are read back through it.
+    ``notes`` (e.g. limits lowered to the server's) are put on the Result.
+    """
     url = display_url(url)
+    limits = limits if limits is not None else job.limits
+    shaped = shaped if shaped is not None else shape(job)
     if not isinstance(data, dict):
         raise ProtocolError(f"the execute answer should be an object, got {_quote(data)}.", url=url)
     if "run" not in data:
@@ -442,28 +524,36 @@ def result_from_response(job: Job, data: Any, *, url: str = "", limits: Limits |
     compile_stage = parse_stage(raw_compile, where="compile", url=url) if raw_compile is not None else None
     run_stage: Stage | None = parse_stage(data["run"], where="run", url=url)
     assert run_stage is not None
-    if compile_stage is not None and raw_compile == data["run"] and compile_stage.status is not None:
+    if compile_stage is not None and raw_compile == data["run"] and stage_failed(compile_stage):
         # The run never happened: Piston copies `compile` into `run` when compilation fails.
         run_stage = None
     elif compile_stage is None and _java_launcher_compile_failure(job.language, run_stage):
         compile_stage, run_stage = replace(run_stage, message="Compilation failed"), None
+    if run_stage is not None and _memory_killed(run_stage, limits):
+        run_stage = replace(
+            run_stage,
+            status="ML",
+            message=f"memory limit exceeded: the program used more than {limits.memory} bytes and was killed",
+        )
+    compile_stage = _restored(compile_stage, shaped) if compile_stage is not None else None
+    run_stage = _restored(run_stage, shaped) if run_stage is not None else None
     result = judge(
         job,
         engine=ENGINE_NAME,
         version=version,
         compile=compile_stage,
         run=run_stage,
-        limits=limits if limits is not None else job.limits,
+        limits=limits,
     )
+    if notes:
+        result = replace(result, notes=(*result.notes, *notes))
     if result.verdict == "internal_error" and result.error is None:
         stage = run_stage or compile_stage
         said = f": {stage.message}" if stage is not None and stage.message else ""
         result = replace(
             result,
-            error=f"Piston reported an internal error (status XX){said}. This is the "
-            "server's "
-            "fault, not the program's: run it again, and if it persists check the "
-            "server's logs (docker logs piston on the VMs).",
+            error=f"Piston reported an internal error (status XX){said}. This is the server's fault, not the "
+            "program's: run it again, and if it persists check the server's logs (docker logs piston on the VMs).",
         )
     return result
 
