@@ -1,4 +1,3 @@
-# ruff: noqa: F811
 """The classroom corpus: every program gives the same Result on the local engine and on Piston.
 
 Piston here is the faithful double (tests/fakes/piston.py: real toolchains run the way Piston's package scripts
@@ -29,13 +28,15 @@ def results() -> Iterator[dict[str, tuple[Result, Result]]]:
     """Every corpus program run on both engines once (two at a time: the machine has two cores)."""
     local = LocalEngine()
     # Classroom servers raise the output cap (the cluster's spec does); the default 1024 bytes is tested elsewhere.
-    with PistonTestServer(output_max_size=65536) as server, PistonEngine(
-        Settings(piston_url=server.url, engine="piston", retries=0, request_timeout=60)
-    ) as piston:
+    with (
+        PistonTestServer(output_max_size=65536) as server,
+        PistonEngine(Settings(piston_url=server.url, engine="piston", retries=0, request_timeout=60)) as piston,
+    ):
 
         def both(p: Program) -> tuple[str, tuple[Result, Result]]:
-            job = Job.create(p.source, p.language, files=p.files or None, stdin=p.stdin or "", memory=p.memory,
-                             timeout=3)
+            job = Job.create(
+                p.source, p.language, files=p.files or None, stdin=p.stdin or "", memory=p.memory, timeout=3
+            )
             return p.name, (local.run(job), piston.run(job))
 
         with ThreadPoolExecutor(2) as pool:
