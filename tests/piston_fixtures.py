@@ -13,7 +13,7 @@ from .fakes.piston import PistonTestServer
 
 @pytest.fixture
 def piston_server() -> Iterator[PistonTestServer]:
-    """A fresh Piston-compatible server on 127.0.0.1 whose runtimes behave like real Piston's (tests/fakes/piston.py)."""
+    """A fresh fake Piston on 127.0.0.1 whose runtimes behave like real Piston's (tests/fakes/piston.py)."""
     with PistonTestServer() as server:
         yield server
 
