@@ -19,9 +19,11 @@ a repr and never in a message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Generator, Mapping
@@ -30,16 +32,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import BadRequest, NoEndpointConfigured, PistonError, RequestTimeout, RuntimeNotInstalled, TransportError
 from .._jobs import Job
+from .._redact import display_url, redact, url_secrets
 from .._results import Result
 from .._settings import Settings
 from .base import EngineInfo
 from .piston_protocol import (
     API_PREFIX,
+    AnswerReader,
     Package,
     Runtime,
     clamp_to_server,
     configured_limit_in,
-    display_url,
     error_from_status,
     error_from_transport,
     execute_payload,
@@ -115,9 +118,12 @@ class _PistonCore:
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
+            "Accept-Encoding": "gzip",  # the only compression AnswerReader inflates (under its size cap)
             "User-Agent": f"codecapsule/{_version()}",
             **settings.access_headers,
         }
+        # every value that must never be shown, even when a proxy echoes the request's headers back
+        self._secrets = (*settings.access_headers.values(), *url_secrets(settings.piston_url))
         self._runtimes: list[Runtime] | None = None
         self._names: dict[str, str] = {}  # our language → the server's name for it, learnt from /runtimes
         self._caps: dict[str, dict[str, int]] = {}  # language → Piston limit field → the server's configured limit
@@ -132,6 +138,14 @@ class _PistonCore:
     def cached_runtimes(self) -> list[Runtime] | None:
         """The runtimes list from the last fetch (None before the first)."""
         return None if self._runtimes is None else list(self._runtimes)
+
+    def _redacted(self, error: PistonError) -> PistonError:
+        """``error`` with every secret blanked from its message and the answer excerpt it keeps."""
+        if self._secrets:
+            error.args = tuple(redact(a, self._secrets) if isinstance(a, str) else a for a in error.args)
+            if isinstance(getattr(error, "body", None), str):
+                error.body = redact(error.body, self._secrets)  # type: ignore[attr-defined]
+        return error
 
     def _jitter(self) -> float:
         with self._rng_lock:
@@ -170,6 +184,7 @@ class _PistonCore:
             else:
                 assert outcome is not None
                 error = outcome
+            error = self._redacted(error)
             delay = retry_delay(error, attempt, jitter=self._jitter()) if attempt < self.settings.retries else None
             if delay is None:
                 raise error
@@ -280,6 +295,26 @@ class _PistonCore:
         )
 
 
+def _too_slow(url: str, seconds: float) -> RequestTimeout:
+    return RequestTimeout(
+        f"{display_url(url)} did not finish its answer within the deadline ({seconds:.3g} s): the server is "
+        "overloaded, or something between here and Piston holds the answer back. Scale up (`codecapsule cluster "
+        "scale`) or raise CODECAPSULE_REQUEST_TIMEOUT.",
+        url=display_url(url),
+    )
+
+
+def _socket_of(response: httpx.Response) -> socket.socket | None:
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def _brief(error: PistonError) -> str:
     status = getattr(error, "status_code", None)
     head = str(error).split(": ", 1)[-1] if status else str(error)
@@ -327,7 +362,6 @@ class PistonEngine(_PistonCore):
         self.close()
 
     def _drive(self, flow: _Flow[T]) -> T:
-        import httpx
 
         try:
             action = next(flow)
@@ -336,19 +370,44 @@ class PistonEngine(_PistonCore):
                     time.sleep(action.seconds)
                     action = flow.send(None)
                     continue
-                url = self.base_url + action.path
-                outcome: _Outcome
-                try:
-                    r = self._http.request(action.method, url, content=action.body, timeout=_timeout(action.timeout))
-                    outcome = _Answer(r.status_code, r.headers, r.content)
-                except httpx.HTTPError as exc:
-                    outcome = error_from_transport(exc, url=url)
-                action = flow.send(outcome)
+                action = flow.send(self._exchange(action))
         except StopIteration as stop:
             value: T = stop.value
             return value
+        except PistonError as exc:
+            raise self._redacted(exc) from None
         finally:
             flow.close()
+
+    def _exchange(self, action: _Send) -> _Outcome:
+        """One request; the body streamed under the caps, and the whole exchange within ``action.timeout``."""
+        import httpx
+
+        url = self.base_url + action.path
+        deadline = time.monotonic() + action.timeout
+        watchdog: threading.Timer | None = None
+        try:
+            with self._http.stream(action.method, url, content=action.body, timeout=_timeout(action.timeout)) as r:
+                # a server dripping its body byte by byte resets every read timeout: at the deadline the socket
+                # is shut down under the read
+                sock = _socket_of(r)
+                if sock is not None:
+                    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _shutdown, (sock,))
+                    watchdog.daemon = True
+                    watchdog.start()
+                reader = AnswerReader(r.headers.get("content-encoding"), r.headers.get("content-length"), url=url)
+                for chunk in r.iter_raw():
+                    reader.feed(chunk)
+                    if time.monotonic() > deadline:
+                        return _too_slow(url, action.timeout)
+                return _Answer(r.status_code, r.headers, reader.body())
+        except httpx.HTTPError as exc:
+            if time.monotonic() >= deadline:
+                return _too_slow(url, action.timeout)
+            return error_from_transport(exc, url=url)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
 
     def run(self, job: Job) -> Result:
         """Execute ``job`` on the server and judge the answer."""
@@ -403,7 +462,6 @@ class AsyncPistonEngine(_PistonCore):
         await self.aclose()
 
     async def _drive(self, flow: _Flow[T]) -> T:
-        import httpx
 
         try:
             action = next(flow)
@@ -412,21 +470,33 @@ class AsyncPistonEngine(_PistonCore):
                     await asyncio.sleep(action.seconds)
                     action = flow.send(None)
                     continue
-                url = self.base_url + action.path
-                outcome: _Outcome
-                try:
-                    r = await self._http.request(
-                        action.method, url, content=action.body, timeout=_timeout(action.timeout)
-                    )
-                    outcome = _Answer(r.status_code, r.headers, r.content)
-                except httpx.HTTPError as exc:
-                    outcome = error_from_transport(exc, url=url)
-                action = flow.send(outcome)
+                action = flow.send(await self._exchange(action))
         except StopIteration as stop:
             value: T = stop.value
             return value
+        except PistonError as exc:
+            raise self._redacted(exc) from None
         finally:
             flow.close()
+
+    async def _exchange(self, action: _Send) -> _Outcome:
+        """One request; the body streamed under the caps, and the whole exchange within ``action.timeout``."""
+        import httpx
+
+        url = self.base_url + action.path
+        try:
+            async with asyncio.timeout(action.timeout):
+                async with self._http.stream(
+                    action.method, url, content=action.body, timeout=_timeout(action.timeout)
+                ) as r:
+                    reader = AnswerReader(r.headers.get("content-encoding"), r.headers.get("content-length"), url=url)
+                    async for chunk in r.aiter_raw():
+                        reader.feed(chunk)
+                    return _Answer(r.status_code, r.headers, reader.body())
+        except TimeoutError:
+            return _too_slow(url, action.timeout)
+        except httpx.HTTPError as exc:
+            return error_from_transport(exc, url=url)
 
     async def arun(self, job: Job) -> Result:
         return await self._drive(self._execute_flow(job))

@@ -28,10 +28,11 @@ import signal as _signal
 import socket
 import ssl
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from .._errors import (
     AccessDenied,
@@ -57,6 +58,7 @@ from .._errors import (
 )
 from .._jobs import Job, Limits
 from .._languages import resolve as resolve_language
+from .._redact import display_url
 from .._results import Result, Stage
 from .._verdicts import judge, stage_failed
 from .piston_shape import Shaped, shape
@@ -66,9 +68,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_PREFIX",
+    "MAX_ANSWER_BYTES",
     "PISTON_DEFAULT_COMPILE_TIMEOUT",
     "PISTON_DEFAULT_RUN_TIMEOUT",
     "RETRY_STATUSES",
+    "AnswerReader",
     "Package",
     "Runtime",
     "backoff_delay",
@@ -80,6 +84,7 @@ __all__ = [
     "execute_payload",
     "install_payload",
     "job_time_budget",
+    "loads",
     "parse_json",
     "parse_packages",
     "parse_retry_after",
@@ -109,17 +114,6 @@ _BODY_EXCERPT = 300
 # -- small helpers -----------------------------------------------------------------------------------
 
 
-def display_url(url: str) -> str:
-    """``url`` without any ``user:password@`` part, safe for messages and logs."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
 def _quote(value: Any, limit: int = 200) -> str:
     """A short, readable excerpt of a JSON value for error messages."""
     try:
@@ -135,11 +129,23 @@ def _excerpt(body: bytes | str) -> str:
     return text if len(text) <= _BODY_EXCERPT else text[: _BODY_EXCERPT - 1] + "…"
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(body: bytes | str) -> Any:
+    """Strict JSON: ``NaN``/``Infinity`` refused (ValueError), nesting too deep for Python refused (ValueError)."""
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+
+
 def parse_json(body: bytes, *, url: str, what: str) -> Any:
     """The JSON value of a 2xx answer; :class:`ProtocolError` quoting the start of the body otherwise."""
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return loads(body)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors too
         raise ProtocolError(
             f"{what} from {display_url(url)} is not JSON "
             f"({exc.msg if isinstance(exc, json.JSONDecodeError) else exc})"
@@ -147,6 +153,69 @@ def parse_json(body: bytes, *, url: str, what: str) -> Any:
             "https://tunnel.example.edu.",
             url=display_url(url),
         ) from None
+
+
+# The most a Piston answer may be, decompressed: far above any output cap a classroom server uses, far below
+# what would hurt the machine (a hostile or broken server cannot make the client buffer gigabytes).
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+class AnswerReader:
+    """Collects an HTTP answer's body as it streams in, decompressing it, never holding more than ``limit`` bytes.
+
+    ``feed`` the raw (still encoded) chunks, then take :meth:`body`. A body larger than ``limit`` — sent or after
+    decompression (a gzip bomb) — or in an encoding Piston never uses raises :class:`ProtocolError` at once.
+    """
+
+    def __init__(
+        self, content_encoding: str | None, content_length: str | None, *, url: str, limit: int = MAX_ANSWER_BYTES
+    ) -> None:
+        self.url, self.limit = display_url(url), limit
+        self._parts: list[bytes] = []
+        self._size = 0
+        encodings = [e.strip().lower() for e in (content_encoding or "").split(",") if e.strip()]
+        encodings = [e for e in encodings if e != "identity"]
+        if len(encodings) > 1 or (encodings and encodings[0] not in _DECODERS):
+            raise ProtocolError(
+                f"the answer from {self.url} uses the content encoding {content_encoding!r}, which CodeCapsule did "
+                "not ask for: this is not a Piston server (or a proxy is rewriting answers).",
+                url=self.url,
+            )
+        self._decoder = zlib.decompressobj(_DECODERS[encodings[0]]) if encodings else None
+        if content_length is not None and content_length.strip().isdigit() and int(content_length) > limit:
+            self._too_large()
+
+    def _too_large(self) -> None:
+        raise ProtocolError(
+            f"the answer from {self.url} is larger than {self.limit // (1024 * 1024)} MiB (decompressed): no "
+            "Piston answer is that big, so it was not read. Check that the URL is the cluster's Piston server.",
+            url=self.url,
+        )
+
+    def _keep(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size > self.limit:
+            self._too_large()
+        if data:
+            self._parts.append(data)
+
+    def feed(self, chunk: bytes) -> None:
+        if self._decoder is None:
+            self._keep(chunk)
+            return
+        try:
+            while chunk:
+                # at most one byte past the limit is ever inflated, however well the chunk compresses
+                self._keep(self._decoder.decompress(chunk, self.limit - self._size + 1))
+                chunk = self._decoder.unconsumed_tail
+        except zlib.error as exc:
+            raise ProtocolError(f"the compressed answer from {self.url} is corrupt ({exc}).", url=self.url) from None
+
+    def body(self) -> bytes:
+        if self._decoder is not None:
+            self._keep(self._decoder.flush(self.limit - self._size + 1))
+        return b"".join(self._parts)
 
 
 def _ms(seconds: float) -> int:
@@ -573,8 +642,8 @@ _INSTALL_HINT = (
 def _body_message(body: bytes) -> tuple[str | None, Any]:
     """Piston's ``{"message": ...}`` text, and the decoded JSON (or None)."""
     try:
-        data = json.loads(body) if body else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = loads(body) if body else None
+    except ValueError:
         return None, None
     if isinstance(data, dict) and isinstance(data.get("message"), str):
         return data["message"], data
