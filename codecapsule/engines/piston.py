@@ -30,7 +30,15 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import BadRequest, NoEndpointConfigured, PistonError, RequestTimeout, RuntimeNotInstalled, TransportError
+from .._errors import (
+    BadRequest,
+    NoEndpointConfigured,
+    PistonError,
+    ProtocolError,
+    RequestTimeout,
+    RuntimeNotInstalled,
+    TransportError,
+)
 from .._jobs import Job
 from .._redact import display_url, redact, url_secrets
 from .._results import Result
@@ -260,6 +268,18 @@ class _PistonCore:
                 job, data, url=self.base_url + path, limits=sent.limits, shaped=shaped, notes=notes
             )
 
+    def _root_flow(self) -> _Flow[str]:
+        deadline = time.monotonic() + self.settings.request_timeout
+        data = yield from self._call("GET", "/", None, deadline)
+        message = data.get("message") if isinstance(data, dict) else None
+        if not isinstance(message, str) or "piston" not in message.lower():
+            raise ProtocolError(
+                f"{display_url(self.base_url)}/ answered {str(data)[:80]!r}, not Piston's version message: check "
+                "that the URL is the cluster's Piston server.",
+                url=display_url(self.base_url),
+            )
+        return message
+
     def _packages_flow(self) -> _Flow[list[dict[str, Any]]]:
         deadline = time.monotonic() + self.settings.request_timeout
         path = f"{API_PREFIX}/packages"
@@ -416,6 +436,10 @@ class PistonEngine(_PistonCore):
     def runtimes(self) -> list[Runtime]:
         """The runtimes installed on the server, fetched now (and cached for alias resolution)."""
         return self._drive(self._runtimes_flow())
+
+    def server_version(self) -> str:
+        """Piston's answer to ``GET /`` (``"Piston v3.1.1"``); ProtocolError when the address is not Piston."""
+        return self._drive(self._root_flow())
 
     def packages(self) -> list[dict[str, Any]]:
         """Packages the server's index offers: ``{"language", "language_version", "installed"}`` each."""

@@ -24,12 +24,13 @@ import email.utils
 import json
 import math
 import re
+import shlex
 import signal as _signal
 import socket
 import ssl
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -69,9 +70,12 @@ if TYPE_CHECKING:
 __all__ = [
     "API_PREFIX",
     "MAX_ANSWER_BYTES",
+    "PACKAGE_INSTALL_ANSWERS",
     "PISTON_DEFAULT_COMPILE_TIMEOUT",
     "PISTON_DEFAULT_RUN_TIMEOUT",
     "RETRY_STATUSES",
+    "STATUS_RULES",
+    "SYMPTOMS",
     "AnswerReader",
     "Package",
     "Runtime",
@@ -82,6 +86,8 @@ __all__ = [
     "error_from_status",
     "error_from_transport",
     "execute_payload",
+    "install_answer_shell",
+    "install_outcome",
     "install_payload",
     "job_time_budget",
     "loads",
@@ -94,6 +100,7 @@ __all__ = [
     "result_from_response",
     "retry_delay",
     "runtime_not_installed",
+    "symptom",
     "unknown_runtime_in",
 ]
 
@@ -721,6 +728,203 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
+@dataclass(frozen=True)
+class _ErrorAnswer:
+    """An HTTP error answer, with what every rule of :data:`STATUS_RULES` looks at."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+    url: str
+    base_url: str
+    access_sent: bool
+    packages: bool
+    message: str | None
+    data: Any
+    excerpt: str
+
+    @property
+    def said(self) -> str:
+        return f" ({self.message})" if self.message else (f" ({self.excerpt})" if self.excerpt else "")
+
+    @property
+    def kw(self) -> dict[str, Any]:
+        return {"url": self.url, "status_code": self.status, "body": self.excerpt}
+
+    @property
+    def via_cloudflare(self) -> bool:
+        return self.headers.get("cf-ray") is not None or self.headers.get("server", "").lower() == "cloudflare"
+
+
+def _redirect(a: _ErrorAnswer) -> PistonError:
+    location = a.headers.get("location", "")
+    if "cloudflareaccess.com" in location or "/cdn-cgi/access/" in location:
+        return AccessDenied(
+            f"{a.url} is protected by Cloudflare Access and redirected to its login page: "
+            + (
+                "the service token that was sent was not accepted — check that it is valid, not expired, and "
+                "allowed by the Access policy (a 'Service Auth' rule)."
+                if a.access_sent
+                else "set CODECAPSULE_ACCESS_CLIENT_ID and CODECAPSULE_ACCESS_CLIENT_SECRET (or pass "
+                "access_client_id=/access_client_secret= to the Client) to the cluster's service token."
+            ),
+            **a.kw,
+        )
+    return WrongEndpoint(
+        f"{a.url} answered {a.status} with a redirect to {display_url(location) or '(nowhere)'}: the Piston URL "
+        "should be the final address of the host (use https:// if the server redirects there), with no path.",
+        **a.kw,
+    )
+
+
+def _bad_request(a: _ErrorAnswer) -> PistonError:
+    lang_ver = unknown_runtime_in(a.status, a.body)
+    if lang_ver is not None:
+        return runtime_not_installed(lang_ver[0], lang_ver[1], None, url=a.url, body=a.body)
+    if isinstance(a.data, dict) and "stack" in a.data and a.message is None:
+        first = str(a.data["stack"]).strip().splitlines()[0] if str(a.data["stack"]).strip() else "?"
+        return ClientBug(
+            f"Piston could not parse the request CodeCapsule sent ({first}). This is a bug in CodeCapsule, "
+            "not in your code or settings: please report it with the job that triggered it.",
+            **a.kw,
+        )
+    if a.message is not None:
+        return BadRequest(f"Piston refused the request: {a.message}. To fix: {_validation_hint(a.message)}.", **a.kw)
+    return BadRequest(f"Piston refused the request (400){a.said}.", **a.kw)
+
+
+def _refused(a: _ErrorAnswer) -> PistonError:
+    if a.access_sent:
+        fix = (
+            "the service token that was sent was refused: check CODECAPSULE_ACCESS_CLIENT_ID/SECRET hold a "
+            "current token of the cluster and that the Access policy allows it (a 'Service Auth' rule)."
+        )
+    else:
+        fix = (
+            "the host is protected (Cloudflare Access): set CODECAPSULE_ACCESS_CLIENT_ID and "
+            "CODECAPSULE_ACCESS_CLIENT_SECRET (or access_client_id=/access_client_secret= on the Client) to "
+            "the cluster's service token."
+        )
+    return AccessDenied(f"{a.url} refused access ({a.status}): {fix}", **a.kw)
+
+
+def _not_found(a: _ErrorAnswer) -> PistonError:
+    if a.packages and a.message and "does not exist" in a.message:
+        return PackageError(
+            f"{a.message}. client.packages() lists the packages the server's index offers "
+            "(names are package names: gcc, node, python, java).",
+            **a.kw,
+        )
+    path = urlsplit(a.base_url).path if a.base_url else ""
+    extra = f" Your base URL has a path ({path!r}); remove it." if path not in ("", "/") else ""
+    return WrongEndpoint(
+        f"{a.url} answered 404 Not Found: the Piston base URL must end at the host (e.g. "
+        f"https://tunnel.example.edu) — CodeCapsule adds {API_PREFIX}/... itself.{extra} Check "
+        "CODECAPSULE_PISTON_URL, and that the host really routes to a Piston server.",
+        **a.kw,
+    )
+
+
+def _too_large(a: _ErrorAnswer) -> PistonError:
+    return PayloadTooLarge(
+        f"{a.url} refused the request as too large (413){a.said}: make the files smaller (Piston's "
+        "PISTON_MAX_FILE_SIZE, Cloudflare's request size limit), or send big data files another way.",
+        **a.kw,
+    )
+
+
+def _media_type(a: _ErrorAnswer) -> PistonError:
+    return UnsupportedMediaType(
+        f"{a.url} refused the request's content type (415){a.said}: Piston needs Content-Type: application/json. "
+        "This is a bug in CodeCapsule (or a proxy rewriting requests): please report it.",
+        **a.kw,
+    )
+
+
+def _rate_limited(a: _ErrorAnswer) -> PistonError:
+    retry_after = parse_retry_after(a.headers.get("retry-after"))
+    wait = f" The server asks to wait {retry_after:g} s." if retry_after is not None else ""
+    return RateLimited(
+        f"{a.url} is rate limiting requests (429).{wait} Lower the batch concurrency (execute_many(..., "
+        "concurrency=...)) or raise the rate limit on the Cloudflare side.",
+        url=a.url,
+        status_code=a.status,
+        body=a.excerpt,
+        retry_after=retry_after,
+    )
+
+
+def _no_connector(a: _ErrorAnswer) -> PistonError:
+    return TunnelNotConnected(
+        f"{a.url} answered {a.status}: Cloudflare has no connector for this tunnel (error 1033) — cloudflared is "
+        "not running on any VM. Check `codecapsule cluster status`; start VMs or scale up "
+        "(`codecapsule cluster scale`), or redeploy if the tunnel token changed.",
+        **a.kw,
+    )
+
+
+def _origin_down(a: _ErrorAnswer) -> PistonError:
+    behind = "the tunnel is up but nothing answers behind it" if a.via_cloudflare else "the server is unavailable"
+    return OriginDown(
+        f"{a.url} answered {a.status}: {behind} — Piston or cloudflared is down on the VMs (starting, crashed, or "
+        "still installing runtimes). Check `codecapsule cluster status` / `codecapsule doctor`; if it lasts, "
+        "restart the VMs.",
+        **a.kw,
+    )
+
+
+def _origin_timeout(a: _ErrorAnswer) -> PistonError:
+    return OriginTimeout(
+        f"{a.url} answered {a.status}: Piston took too long to answer — the cluster is overloaded. Scale up "
+        "(`codecapsule cluster scale` or the scaling panel), lower the batch concurrency, or lower the jobs' "
+        "time limits.",
+        **a.kw,
+    )
+
+
+def _package_refused(a: _ErrorAnswer) -> PistonError:
+    return PackageError(f"the packages API refused: {a.message}. client.packages() shows what is installed.", **a.kw)
+
+
+def _server_error(a: _ErrorAnswer) -> PistonError:
+    return HTTPStatusError(
+        f"{a.url} failed with an internal server error (500){a.said or ' and an empty answer'}. Piston answers "
+        "this way to file names it cannot write (e.g. containing '../') and when a package index is "
+        "unreachable; check the request's file names and the server's logs.",
+        **a.kw,
+    )
+
+
+def _not_piston(a: _ErrorAnswer) -> PistonError:
+    return HTTPStatusError(
+        f"{a.url} answered HTTP {a.status}{a.said}, which is not a Piston answer: check the URL.", **a.kw
+    )
+
+
+_CLOUDFLARE_1033 = re.compile(r"\b1033\b")
+
+# THE status → error table, first match wins. Everything that reads Piston's (or Cloudflare's) HTTP answers —
+# the engines, `codecapsule doctor`, Cluster.install_runtime — goes through it, so a 502 has one name everywhere.
+STATUS_RULES: tuple[tuple[str, Callable[[_ErrorAnswer], bool], Callable[[_ErrorAnswer], PistonError]], ...] = (
+    ("3xx redirect (Access login page, or a wrong address)", lambda a: 300 <= a.status < 400, _redirect),
+    ("400 validation / unknown runtime / unparsable request", lambda a: a.status == 400, _bad_request),
+    ("401/403 refused by Cloudflare Access", lambda a: a.status in (401, 403), _refused),
+    ("404 wrong path, or no such package", lambda a: a.status == 404, _not_found),
+    ("413 request too large", lambda a: a.status == 413, _too_large),
+    ("415 not JSON", lambda a: a.status == 415, _media_type),
+    ("429 rate limited", lambda a: a.status == 429, _rate_limited),
+    (
+        "530 / error 1033: no tunnel connector",
+        lambda a: a.status == 530 or (a.status >= 500 and bool(_CLOUDFLARE_1033.search(a.excerpt))),
+        _no_connector,
+    ),
+    ("502/503 origin down", lambda a: a.status in (502, 503), _origin_down),
+    ("504/524 origin timeout", lambda a: a.status in (504, 524), _origin_timeout),
+    ("500 from the packages API", lambda a: a.packages and a.status == 500 and a.message is not None, _package_refused),
+    ("500 internal server error", lambda a: a.status == 500, _server_error),
+)
+
+
 def error_from_status(
     status: int,
     body: bytes,
@@ -731,154 +935,80 @@ def error_from_status(
     access_sent: bool = False,
     packages: bool = False,
 ) -> PistonError:
-    """The exception for an HTTP error answer (status ≥ 300), with a message that names the fix.
+    """The exception for an HTTP error answer (status ≥ 300) by :data:`STATUS_RULES`, its message naming the fix.
 
     ``access_sent``: whether Cloudflare Access headers were sent (changes the advice on 401/403).
-    ``packages``: the call was to the packages API (its 404/500 answers mean "no such "
-                                                                             "package"/"already installed").
-    An unknown-runtime 400 gives a :class:`RuntimeNotInstalled` without the installed list; the engine
-    refreshes
-    its runtimes and rebuilds it with :func:`runtime_not_installed`.
+    ``packages``: the call was to the packages API (its 404/500 answers mean "no such package"/"already
+    installed"). An unknown-runtime 400 gives a :class:`RuntimeNotInstalled` without the installed list; the
+    engine refreshes its runtimes and rebuilds it with :func:`runtime_not_installed`.
     """
-    url = display_url(url)
     message, data = _body_message(body)
-    excerpt = _excerpt(body)
-    kw: dict[str, Any] = {"url": url, "status_code": status, "body": excerpt}
-    said = f" ({message})" if message else (f" ({excerpt})" if excerpt else "")
-    ray = headers.get("cf-ray")
-    via_cloudflare = ray is not None or headers.get("server", "").lower() == "cloudflare"
+    answer = _ErrorAnswer(
+        status, body, headers, display_url(url), base_url, access_sent, packages, message, data, _excerpt(body)
+    )
+    for _, matches, build in STATUS_RULES:
+        if matches(answer):
+            return build(answer)
+    return _not_piston(answer)
 
-    if 300 <= status < 400:
-        location = headers.get("location", "")
-        if "cloudflareaccess.com" in location or "/cdn-cgi/access/" in location:
-            return AccessDenied(
-                f"{url} is protected by Cloudflare Access and redirected to its login page: "
-                + (
-                    "the service token that was sent was not accepted — check that it is valid, not expired, "
-                    "and "
-                    "allowed by the Access policy (a 'Service Auth' rule)."
-                    if access_sent
-                    else "set CODECAPSULE_ACCESS_CLIENT_ID and CODECAPSULE_ACCESS_CLIENT_SECRET (or pass "
-                    "access_client_id=/access_client_secret= to the Client) to the cluster's service token."
-                ),
-                **kw,
-            )
-        return WrongEndpoint(
-            f"{url} answered {status} with a redirect to {display_url(location) or '(nowhere)'}: the Piston "
-            "URL "
-            "should be the final address of the host (use https:// if the server redirects there), with no "
-            "path.",
-            **kw,
-        )
-    if status == 400:
-        lang_ver = unknown_runtime_in(status, body)
-        if lang_ver is not None:
-            return runtime_not_installed(lang_ver[0], lang_ver[1], None, url=url, body=body)
-        if isinstance(data, dict) and "stack" in data and message is None:
-            first = str(data["stack"]).strip().splitlines()[0] if str(data["stack"]).strip() else "?"
-            return ClientBug(
-                f"Piston could not parse the request CodeCapsule sent ({first}). This is a bug in "
-                "CodeCapsule, "
-                "not in your code or settings: please report it with the job that triggered it.",
-                **kw,
-            )
-        if message is not None:
-            return BadRequest(f"Piston refused the request: {message}. To fix: {_validation_hint(message)}.", **kw)
-        return BadRequest(f"Piston refused the request (400){said}.", **kw)
-    if status in (401, 403):
-        if access_sent:
-            fix = (
-                "the service token that was sent was refused: check CODECAPSULE_ACCESS_CLIENT_ID/SECRET "
-                "hold a "
-                "current token of the cluster and that the Access policy allows it (a 'Service Auth' "
-                "rule)."
-            )
-        else:
-            fix = (
-                "the host is protected (Cloudflare Access): set CODECAPSULE_ACCESS_CLIENT_ID and "
-                "CODECAPSULE_ACCESS_CLIENT_SECRET (or access_client_id=/access_client_secret= on the "
-                "Client) to "
-                "the cluster's service token."
-            )
-        return AccessDenied(f"{url} refused access ({status}): {fix}", **kw)
-    if status == 404:
-        if packages and message and "does not exist" in message:
-            return PackageError(
-                f"{message}. client.packages() lists the packages the server's index offers "
-                "(names are package names: gcc, node, python, java).",
-                **kw,
-            )
-        path = urlsplit(base_url).path if base_url else ""
-        extra = f" Your base URL has a path ({path!r}); remove it." if path not in ("", "/") else ""
-        return WrongEndpoint(
-            f"{url} answered 404 Not Found: the Piston base URL must end at the host (e.g. "
-            f"https://tunnel.example.edu) — CodeCapsule adds {API_PREFIX}/... itself.{extra} Check "
-            "CODECAPSULE_PISTON_URL, and that the host really routes to a Piston server.",
-            **kw,
-        )
-    if status == 413:
-        return PayloadTooLarge(
-            f"{url} refused the request as too large (413){said}: make the files smaller (Piston's "
-            "PISTON_MAX_FILE_SIZE, Cloudflare's request size limit), or send big data files another "
-            "way.",
-            **kw,
-        )
-    if status == 415:
-        return UnsupportedMediaType(
-            f"{url} refused the request's content type (415){said}: Piston needs Content-Type: "
-            "application/json. "
-            "This is a bug in CodeCapsule (or a proxy rewriting requests): please report it.",
-            **kw,
-        )
-    if status == 429:
-        retry_after = parse_retry_after(headers.get("retry-after"))
-        wait = f" The server asks to wait {retry_after:g} s." if retry_after is not None else ""
-        return RateLimited(
-            f"{url} is rate limiting requests (429).{wait} Lower the batch concurrency (execute_many(..., "
-            "concurrency=...)) or raise the rate limit on the Cloudflare side.",
-            url=url,
-            status_code=status,
-            body=excerpt,
-            retry_after=retry_after,
-        )
-    if status == 530 or (status >= 500 and re.search(r"\b1033\b", excerpt)):
-        return TunnelNotConnected(
-            f"{url} answered {status}: Cloudflare has no connector for this tunnel (error 1033) — "
-            "cloudflared is "
-            "not running on any VM. Check `codecapsule cluster status`; start VMs or scale up "
-            "(`codecapsule cluster scale`), or redeploy if the tunnel token changed.",
-            **kw,
-        )
-    if status in (502, 503):
-        behind = "the tunnel is up but nothing answers behind it" if via_cloudflare else "the server is unavailable"
-        return OriginDown(
-            f"{url} answered {status}: {behind} — Piston or cloudflared is down on the VMs (starting, "
-            "crashed, or "
-            "still installing runtimes). Check `codecapsule cluster status` / `codecapsule doctor`; if it "
-            "lasts, "
-            "restart the VMs.",
-            **kw,
-        )
-    if status in (504, 524):
-        return OriginTimeout(
-            f"{url} answered {status}: Piston took too long to answer — the cluster is overloaded. Scale up "
-            "(`codecapsule cluster scale` or the scaling panel), lower the batch concurrency, or lower the "
-            "jobs' "
-            "time limits.",
-            **kw,
-        )
-    if packages and status == 500 and message:
-        return PackageError(f"the packages API refused: {message}. client.packages() shows what is installed.", **kw)
-    if status == 500:
-        return HTTPStatusError(
-            f"{url} failed with an internal server error (500){said or ' and an empty answer'}. Piston "
-            "answers this "
-            "way to file names it cannot write (e.g. containing '../') and when a package index is "
-            "unreachable; "
-            "check the request's file names and the server's logs.",
-            **kw,
-        )
-    return HTTPStatusError(f"{url} answered HTTP {status}{said}, which is not a Piston answer: check the URL.", **kw)
+
+# What each error means in the troubleshooting table (docs/piston.md, `codecapsule doctor`'s fixes), first
+# match wins: (error class, symptom key, short description).
+SYMPTOMS: tuple[tuple[type[PistonError], str, str], ...] = (
+    (RuntimeNotInstalled, "unknown runtime", "the runtime is not installed"),
+    (TunnelNotConnected, "530", "no connector for the tunnel (error 1033)"),
+    (OriginDown, "502", "tunnel up, origin down"),
+    (OriginTimeout, "524", "origin timeout"),
+    (AccessDenied, "access", "blocked by Cloudflare Access"),
+    (WrongEndpoint, "404", "wrong path"),
+    (DNSFailure, "dns", "the name does not resolve"),
+    (TLSFailure, "tls", "TLS failure"),
+    (RequestTimeout, "timeout", "timed out"),
+    (ConnectFailure, "connect", "cannot connect"),
+    (PistonError, "not piston", "not a Piston answer"),
+)
+
+
+def symptom(error: PistonError) -> tuple[str, str]:
+    """(symptom key, short description, with the HTTP status when there was one) for ``error``."""
+    status = getattr(error, "status_code", None)
+    for cls, key, text in SYMPTOMS:
+        if isinstance(error, cls):
+            return key, f"HTTP {status}: {text}" if status else text
+    return "not piston", str(error)  # pragma: no cover - PistonError closes the table
+
+
+# What the packages API's answers to an install mean, one table for every installer (Cluster.install_runtime's
+# outcome and the shell installer the VMs' cloud-init runs): (status, text the body must contain, outcome,
+# what the installer does: "done", "give up" or — for anything not listed — retry).
+PACKAGE_INSTALL_ANSWERS: tuple[tuple[int, str, str, str], ...] = (
+    (200, "", "installed", "done"),
+    (500, "Already installed", "already installed", "done"),
+    (404, "", "the package index has no such package", "give up"),
+)
+
+
+def install_outcome(status: int | None, body: str) -> tuple[str, str]:
+    """(outcome, action) for an answer to ``POST /api/v2/packages`` (status None: no answer at all)."""
+    for code, needle, outcome, action in PACKAGE_INSTALL_ANSWERS:
+        if status == code and needle in body:
+            return outcome, action
+    if status is None:
+        return "Piston did not answer on 127.0.0.1:2000", "retry"
+    return f"HTTP {status}", "retry"
+
+
+def install_answer_shell(status_var: str, body_file: str) -> list[str]:
+    """The shell lines (for the VMs' installer) that act on :data:`PACKAGE_INSTALL_ANSWERS`: ``return 0`` for
+    "done", ``return 2`` for "give up"; anything else falls through to the retry."""
+    lines = []
+    for code, needle, outcome, action in PACKAGE_INSTALL_ANSWERS:
+        test = f'[ "${status_var}" = {code} ]'
+        if needle:
+            test += f" && grep -q {shlex.quote(needle)} {body_file}"
+        result = "return 0" if action == "done" else "return 2"
+        lines.append(f'if {test}; then log "$language $version: {outcome}"; {result}; fi')
+    return lines
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
