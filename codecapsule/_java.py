@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 __all__ = ["JavaFile", "JavaType", "entry_point", "scan"]
 
-_TYPE = re.compile(r"\b(class|interface|enum|record)\s+([A-Za-z_$][\w$]*)")
 _MAIN = re.compile(r"\bstatic\s+(?:[\w$]+\s+)*void\s+main\s*\(")
 _PUBLIC = re.compile(r"\bpublic\b")
 _PACKAGE = re.compile(r"^[ \t]*package\s+([\w$.]+)\s*;[ \t]*$", re.MULTILINE)
@@ -52,89 +51,53 @@ class JavaFile:
         return self.text.count("\n", 0, offset) + 1
 
 
+# Comments and literals, in the order Java's lexer sees them (a text block before a string, `//` before `/*`).
+_NOT_CODE = re.compile(
+    r"//[^\n]*"
+    r"|/\*.*?(?:\*/|\Z)"
+    r'|"""(?:\\.|[^\\])*?(?:"""|\Z)'
+    r'|"(?:\\.|[^"\\\n])*"?'
+    r"|'(?:\\.|[^'\\\n])*'?",
+    re.DOTALL,
+)
+_NOT_NEWLINE = re.compile(r"[^\n]")
+_STRUCTURE = re.compile(r"[{};]|(?<![\w$])(?:class|interface|enum|record)\s+([A-Za-z_$][\w$]*)")
+
+
 def _blank(text: str) -> str:
     """``text`` with comments and literals replaced by spaces (newlines kept), so braces and words are code."""
-    out = list(text)
-    i, n = 0, len(text)
-
-    def wipe(a: int, b: int) -> None:
-        for k in range(a, min(b, n)):
-            if out[k] != "\n":
-                out[k] = " "
-
-    while i < n:
-        c = text[i]
-        if text.startswith("//", i):
-            j = text.find("\n", i)
-            j = n if j < 0 else j
-            wipe(i, j)
-            i = j
-        elif text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-            wipe(i, j)
-            i = j
-        elif text.startswith('"""', i):
-            j = text.find('"""', i + 3)
-            while j > 0 and text[j - 1] == "\\":
-                j = text.find('"""', j + 1)
-            j = n if j < 0 else j + 3
-            wipe(i, j)
-            i = j
-        elif c in "\"'":
-            j = i + 1
-            while j < n and text[j] != c and text[j] != "\n":
-                j += 2 if text[j] == "\\" else 1
-            wipe(i, j + 1)
-            i = j + 1
-        else:
-            i += 1
-    return "".join(out)
-
-
-def _word_char(c: str) -> bool:
-    return c.isalnum() or c in "_$"
+    return _NOT_CODE.sub(lambda m: _NOT_NEWLINE.sub(" ", m.group(0)), text)
 
 
 def scan(text: str) -> JavaFile:
     """The top-level structure of one Java source file."""
     code = _blank(text)
     types: list[JavaType] = []
-    depth, i, n = 0, 0, len(code)
+    depth = 0
     boundary = 0  # where the next top-level declaration may start
-    while i < n:
-        c = code[i]
-        if c == "{":
+    pending: tuple[str, int, int] | None = None  # a top-level type whose body has not closed yet
+    for m in _STRUCTURE.finditer(code):
+        token = m.group(0)
+        if m.group(1) is not None:
+            if depth == 0 and pending is None:
+                start = boundary + (len(text[boundary : m.start()]) - len(text[boundary : m.start()].lstrip()))
+                pending = (m.group(1), start, m.start())
+            continue
+        if token == "{":
             depth += 1
-        elif c == "}":
+        elif token == "}":
             depth = max(0, depth - 1)
             if depth == 0:
-                boundary = i + 1
-        elif c == ";" and depth == 0:
-            boundary = i + 1
-        elif depth == 0 and (m := _TYPE.match(code, i)) and (i == 0 or not _word_char(code[i - 1])):
-            open_brace = code.find("{", m.end())
-            if open_brace < 0:
-                break
-            level, j = 0, open_brace
-            while j < n:
-                if code[j] == "{":
-                    level += 1
-                elif code[j] == "}":
-                    level -= 1
-                    if level == 0:
-                        break
-                j += 1
-            end = min(j + 1, n)
-            start = boundary + (len(text[boundary:i]) - len(text[boundary:i].lstrip()))
-            body = code[open_brace:end]
-            types.append(
-                JavaType(m.group(2), bool(_PUBLIC.search(code[start:i])), bool(_MAIN.search(body)), start, end)
-            )
-            i = boundary = end
-            continue
-        i += 1
-    header_end = types[0].start if types else n
+                boundary = m.end()
+                if pending is not None:
+                    name, start, keyword = pending
+                    body = code[keyword : m.end()]
+                    public = bool(_PUBLIC.search(code[start:keyword]))
+                    types.append(JavaType(name, public, bool(_MAIN.search(body)), start, m.end()))
+                    pending = None
+        elif depth == 0 and pending is None:
+            boundary = m.end()
+    header_end = types[0].start if types else len(code)
     header = code[:header_end]
     pkg = _PACKAGE.search(header)
     imports = tuple((text[m.start() : m.end()].strip(), m.start(), m.end()) for m in _IMPORT.finditer(header))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import logging
 import random
@@ -324,6 +325,55 @@ def _too_slow(url: str, seconds: float) -> RequestTimeout:
     )
 
 
+class _Watchdog:
+    """Shuts a request's socket down at its deadline: one thread per engine, started on first use (a
+    ``threading.Timer`` per request would cost a thread start on every call)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, socket.socket]] = []
+        self._live: set[int] = set()
+        self._count = 0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def arm(self, deadline: float, sock: socket.socket) -> int:
+        with self._cond:
+            self._count += 1
+            heapq.heappush(self._heap, (deadline, self._count, sock))
+            self._live.add(self._count)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="codecapsule-piston-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return self._count
+
+    def disarm(self, token: int) -> None:
+        with self._cond:
+            self._live.discard(token)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        with self._cond:
+            while not self._closed:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                delay = self._heap[0][0] - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                _, token, sock = heapq.heappop(self._heap)
+                self._live.discard(token)
+                _shutdown(sock)
+
+
 def _socket_of(response: httpx.Response) -> socket.socket | None:
     stream = response.extensions.get("network_stream")
     sock = stream.get_extra_info("socket") if stream is not None else None
@@ -366,6 +416,7 @@ class PistonEngine(_PistonCore):
         super().__init__(settings)
         import httpx
 
+        self._watchdog = _Watchdog()
         self._http = httpx.Client(
             headers=self._headers,
             limits=_limits(),
@@ -405,16 +456,14 @@ class PistonEngine(_PistonCore):
 
         url = self.base_url + action.path
         deadline = time.monotonic() + action.timeout
-        watchdog: threading.Timer | None = None
+        token: int | None = None
         try:
             with self._http.stream(action.method, url, content=action.body, timeout=_timeout(action.timeout)) as r:
                 # a server dripping its body byte by byte resets every read timeout: at the deadline the socket
                 # is shut down under the read
                 sock = _socket_of(r)
                 if sock is not None:
-                    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _shutdown, (sock,))
-                    watchdog.daemon = True
-                    watchdog.start()
+                    token = self._watchdog.arm(deadline, sock)
                 reader = AnswerReader(r.headers.get("content-encoding"), r.headers.get("content-length"), url=url)
                 for chunk in r.iter_raw():
                     reader.feed(chunk)
@@ -426,8 +475,8 @@ class PistonEngine(_PistonCore):
                 return _too_slow(url, action.timeout)
             return error_from_transport(exc, url=url)
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
+            if token is not None:
+                self._watchdog.disarm(token)
 
     def run(self, job: Job) -> Result:
         """Execute ``job`` on the server and judge the answer."""
@@ -460,6 +509,7 @@ class PistonEngine(_PistonCore):
             return self._info(self.cached_runtimes, f"runtimes unavailable: {exc}")
 
     def close(self) -> None:
+        self._watchdog.close()
         self._http.close()
 
 
