@@ -436,3 +436,50 @@ def test_retry_policy() -> None:
         assert pp.retry_delay(never, 0, jitter=0.0) is None, type(never)
     assert pp.retry_delay(pp.error_from_transport(httpx.ReadError("reset"), url=URL), 0, jitter=0.0) is not None
     assert pp.backoff_delay(20, jitter=1.0) == pytest.approx(5.0)  # capped
+
+
+def test_a_sigkill_at_the_memory_limit_is_memory_limit_and_below_it_a_signal() -> None:
+    from codecapsule.engines.piston_protocol import result_from_response
+
+    job = Job.create("x = 'a' * (512 << 20)", "python", memory="128MB")
+    limit = job.limits.memory
+    assert limit is not None
+
+    def run(memory: int) -> dict[str, object]:
+        return {
+            "language": "python",
+            "version": "3.11.2",
+            "run": {
+                "stdout": "",
+                "stderr": "",
+                "output": "",
+                "code": None,
+                "signal": "SIGKILL",
+                "status": "SG",
+                "message": None,
+                "cpu_time": 90,
+                "wall_time": 100,
+                "memory": memory,
+            },
+        }
+
+    killed = result_from_response(job, run(limit // 1024 * 1000))  # Piston's kB × 1000
+    assert killed.verdict == "memory_limit" and killed.run is not None and killed.run.status == "ML"
+    assert result_from_response(job, run(20_000_000)).verdict == "signal"
+    no_limit = Job.create("x = 1", "python")
+    assert result_from_response(no_limit, run(limit)).verdict == "signal"
+
+
+def test_limits_are_clamped_to_the_servers_with_one_note_each() -> None:
+    from codecapsule.engines.piston_protocol import clamp_to_server, configured_limit_in
+
+    assert configured_limit_in(400, b'{"message":"run_timeout cannot exceed the configured limit of 3000"}') == (
+        "run_timeout",
+        3000,
+    )
+    assert configured_limit_in(400, b'{"message":"run_timeout must be non-negative"}') is None
+    job = Job.create("print(1)", "python", timeout=5, memory="1GB")
+    sent, notes = clamp_to_server(job, {"run_timeout": 3000, "run_memory_limit": 256 * 1024 * 1024})
+    assert (sent.limits.run_timeout, sent.limits.memory, sent.limits.run_cpu_time) == (3.0, 256 * 1024 * 1024, 5.0)
+    assert len(notes) == 2 and notes[0].startswith("run_timeout lowered from 5 s to 3 s")
+    assert clamp_to_server(job, {"run_timeout": 10000}) == (job, ())
