@@ -7,6 +7,7 @@
     codecapsule demo                           one example per language on the engine in use
     codecapsule engine                         what runs where, and how well it is isolated
     codecapsule runtimes                       languages installed on the Piston server
+    codecapsule lab [FOLDER]                   JupyterLab on the classroom notebooks
     codecapsule cluster ... / doctor           cloud side (see docs/admin.md)
 
 The exit status mirrors the program's: its exit code; 128+n when killed by signal n; 124 on a time limit;
@@ -220,6 +221,20 @@ def _cmd_runtimes(args: argparse.Namespace) -> int:
         return print_runtimes(client)
 
 
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from ._lab import lab_command, prepare_folder
+
+    folder_arg, lab_args = args.folder, list(args.lab_args)
+    if folder_arg is not None and folder_arg.startswith("-"):  # `lab -- --no-browser`: argparse ate the --
+        folder_arg, lab_args = None, [folder_arg, *lab_args]
+    if lab_args[:1] == ["--"]:
+        lab_args = lab_args[1:]
+    folder = prepare_folder(folder_arg)
+    command = lab_command(folder, lab_args)
+    print(f"codecapsule: opening JupyterLab on {folder}", file=sys.stderr, flush=True)
+    os.execv(command[0], command)  # JupyterLab takes over this process (Ctrl+C stops it)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codecapsule", description="Run student code locally, on Piston, or in DuckDB."
@@ -257,6 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("runtimes", help="list the languages installed on the Piston server")
     rt.add_argument("--piston", metavar="URL", help="Piston base URL (default: CODECAPSULE_PISTON_URL)")
     rt.set_defaults(func=_cmd_runtimes, engine="piston")
+
+    lab = sub.add_parser(
+        "lab",
+        help="open JupyterLab on the classroom notebooks",
+        description="Open JupyterLab on the classroom notebooks: in a clone, notebooks/ itself; otherwise a copy "
+        "in FOLDER (default ./codecapsule-notebooks; notebooks already there are kept). Options after -- go to "
+        "JupyterLab, e.g. codecapsule lab -- --no-browser --port 8899.",
+    )
+    lab.add_argument("folder", nargs="?", help="where the notebooks are copied and opened")
+    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="options for JupyterLab, after --")
+    lab.set_defaults(func=_cmd_lab)
 
     from .cluster.cli import add_cluster_commands, add_doctor_command
 
