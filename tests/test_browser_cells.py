@@ -20,7 +20,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.jupyterlab import ARTIFACTS, CHROMIUM, MS, REPO, Lab, chromium_page, run_cell, running_lab, write_notebook
+from tests.jupyterlab import (
+    ARTIFACTS,
+    CHROMIUM,
+    MS,
+    REPO,
+    Lab,
+    chromium_page,
+    run_cell,
+    running_lab,
+    write_notebook,
+)
 
 BUILT = REPO / "codecapsule" / "labextension"
 NAME = json.loads((REPO / "labextension" / "package.json").read_text())["name"]
