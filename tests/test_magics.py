@@ -134,7 +134,7 @@ def test_unescape() -> None:
         ("jav", "Did you mean 'java'"),
         ("python --stdin a --stdin-from b", "either --stdin or --stdin-from"),
         ("python --expect a --expect-from b", "either --expect or --expect-from"),
-        ("python --bogus", "unrecognized arguments: --bogus"),
+        ("python --bogus", "unknown option --bogus. See %%capsule"),
         ('python --stdin "unclosed', "check the quotes"),
         ("python --run", "--run goes with --save"),
         ("sql --save q", "--save and --with are for program files"),
@@ -142,7 +142,7 @@ def test_unescape() -> None:
         ("sql --db-write", "--db-write goes with --db"),
         ("sql --register 1x=df", "use name=VARIABLE"),
         ("python --out not-a-name", "is not a Python variable name"),
-        ("python --expect-verdict great", "invalid choice"),
+        ("python --expect-verdict great", "--expect-verdict 'great' is not one of ok, compile_error"),
     ],
 )
 def test_parse_errors_are_usage_errors(line: str, message: str) -> None:
@@ -168,13 +168,13 @@ def test_config_lists_and_sets_capsule_options(shell: InteractiveShell) -> None:
     assert "Time limit" in cell.text and "limit 300 ms" in cell.text
 
 
-def test_config_rejects_bad_values(shell: InteractiveShell, caplog: pytest.LogCaptureFixture) -> None:
-    # %config reports a rejected value through logging.error (the kernel shows it on stderr)
-    run(shell, '%config Capsule.timeout = "soon"')
-    assert "Capsule.timeout must be a duration such as 2.5 or '500ms', not 'soon'." in caplog.text
-    run(shell, '%config Capsule.piston_url = "ftp://example.edu"')
-    assert "must start with https://" in caplog.text
+def test_config_rejects_bad_values(shell: InteractiveShell) -> None:
+    cell = run(shell, '%config Capsule.timeout = "soon"')
+    assert "%config Capsule.timeout: must be a duration such as 2.5 or '500ms', not 'soon'." in cell.stderr
+    cell = run(shell, '%config Capsule.piston_url = "ftp://example.edu"')
+    assert "must start with https://" in cell.stderr and not cell.success
     assert shell.magics_manager.registry["Capsule"].piston_url is None
+    assert shell.magics_manager.registry["Capsule"].timeout is None
 
 
 def test_unload_removes_magics_and_configurable(shell: InteractiveShell) -> None:
@@ -476,3 +476,69 @@ def test_access_secret_never_shown(
         assert secret not in cell.stdout + cell.stderr + cell.text + cell.html
     assert secret not in repr(shell.user_ns["cc_r"]) + shell.user_ns["cc_r"].to_json()
     assert piston_server.log[-1].headers.get("cf-access-client-secret") == secret  # it was sent, not shown
+
+
+# -- typing mistakes: did-you-mean, %config checked, clean help ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("%%capsule python --timout 2s", "%%capsule: unknown option --timout. Did you mean --timeout?"),
+        ("%%capsule python --engine lokal", "--engine 'lokal' is not one of auto, local, piston. Did you mean local?"),
+        ("%%capsule python --expect-verdict ok_", "Did you mean ok?"),
+        ("%%capsule python --zzz", "unknown option --zzz. See %%capsule? for the options."),
+    ],
+)
+def test_option_typos_get_a_did_you_mean_and_the_cell_does_not_run(
+    shell: InteractiveShell, line: str, message: str
+) -> None:
+    cell = run(shell, f"{line}\nprint('ran')")
+    assert not cell.success and cell.texts == []
+    assert message in cell.stderr and cell.stderr.count("\n") == 1
+    no_codecapsule_stack(cell)
+
+
+def test_an_unambiguous_prefix_still_works(shell: InteractiveShell) -> None:
+    cell = run(shell, "%%capsule python --time 2s\nprint('ran')")
+    assert cell.success and cell.shown == "ran"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('Capsule.timout = "2s"', "%config: Capsule has no setting 'timout'. Did you mean Capsule.timeout?"),
+        ('Capsule.timeout = "2 parsecs"', "%config Capsule.timeout: must be a duration such as 2.5 or '500ms'"),
+        ('Capsule.engine = "lokal"', "%config Capsule.engine: must be one of auto, local, piston, not 'lokal'."),
+        ('Capsule.max_lines = "x"', "%config Capsule.max_lines: must be a whole number, not 'x'."),
+        ('Capsule.memory = "lots"', "%config Capsule.memory: must be a size such as 268435456 or '256MB'"),
+    ],
+)
+def test_a_bad_config_value_is_one_line_and_stops_the_cell(
+    shell: InteractiveShell, setting: str, message: str
+) -> None:
+    cell = run(shell, f"%config {setting}\nprint('ran on')")
+    assert not cell.success
+    assert "ran on" not in cell.stdout  # the rest of the cell did not run
+    assert message in cell.stderr and "ERROR:root" not in cell.stderr and cell.stderr.count("\n") == 1
+    no_codecapsule_stack(cell)
+
+
+def test_a_good_config_value_applies_and_other_configurables_are_untouched(shell: InteractiveShell) -> None:
+    cell = run(shell, '%config Capsule.timeout = "300ms"\n%config Capsule.max_lines = 5\nprint("set")')
+    assert cell.success and cell.stdout == "set\n"
+    cell = run(shell, "%%capsule python\nwhile True: pass")
+    assert "time_limit" in cell.text and "limit 300 ms" in cell.text
+    cell = run(shell, "%%capsule python\nfor i in range(20): print(i)")
+    assert "… 15 more lines not shown" in cell.text
+    assert run(shell, "%config Capsule").success  # the listing is IPython's own
+    assert run(shell, "%config InteractiveShell.autoindent = False").success
+
+
+def test_capsule_help_is_plain_text(shell: InteractiveShell) -> None:
+    from codecapsule.magics import Capsule
+
+    doc = Capsule.capsule.__doc__ or ""
+    assert doc.startswith("Usage:\n\n  %%capsule [--stdin TEXT]")
+    assert "::" not in doc and "<" not in doc and ">" not in doc
+    assert "--engine {auto,local,piston}" in doc and "Examples:\n" in doc
