@@ -109,9 +109,22 @@ def map_sql_lines(message: str, line_offset: int) -> str:
     return "\n".join(lines)
 
 
+def _file_pattern(name: str) -> str:
+    """The file name, optionally behind a directory, not glued to a longer name on its left."""
+    return r"(?<![\w.\-/])(?:/?[^\s:()\"'<>]*/)?" + re.escape(name) + r"(?![\w.\-])"
+
+
+def name_files(text: str, names: dict[str, str]) -> str:
+    """The engine's file names in compiler and runtime messages replaced by the user's own:
+    ``/tmp/w/main.c:3:18`` → ``broken.c:3:18`` (``names``: engine name → user's name). Used by the CLI."""
+    for engine_name, user_name in names.items():
+        if engine_name and engine_name != user_name and engine_name in text:
+            text = re.sub(_file_pattern(engine_name), lambda _m, u=user_name: u, text)
+    return text
+
+
 def _map_file(text: str, name: str, line_offset: int, label: str) -> str:
-    # the file name, optionally behind a directory, not glued to a longer name on its left
-    path = r"(?<![\w.\-/])(?:/?[^\s:()\"'<>]*/)?" + re.escape(name)
+    path = _file_pattern(name)
 
     def line_no(raw: str) -> int | None:
         n = int(raw) + line_offset
@@ -640,6 +653,16 @@ def render_html(
             parts.append(_table_html(result.table, max_rows))
     parts.append("</div>")
     return "".join(parts)
+
+
+def wrong_answer_text(result: Result, max_lines: int = DEFAULT_MAX_LINES) -> str | None:
+    """The "expected" / "your output" comparison as text (the CLI prints it for --expect), or None."""
+    if result.verdict.value != "wrong_answer":
+        return None
+    rows = _diff_rows(result)
+    if rows is None:
+        return _clean(result.diff) if result.diff else None
+    return diff_text(rows, max(1, max_lines // 2))
 
 
 def table_text(table: Table, max_rows: int = 20) -> str:

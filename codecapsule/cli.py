@@ -151,7 +151,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CodeCapsuleError(f"cannot read {args.expect_file!r}: {exc.strerror}.") from None
     with _client(args) as client:
-        result = client.execute(
+        job = client.job(
             source,
             language,
             stdin=stdin,
@@ -162,27 +162,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             memory=args.memory,
         )
+        result = client.run(job)
     if args.json:
         print(result.to_json(indent=2))
         return _exit_status(result)
-    _print_plain(result)
+    # messages name the user's files (broken.c:3:18), not the engine's (main.c:3:18)
+    names = {job.files[0].name: args.file} if args.code is None else {}
+    names.update({Path(extra).name: extra for extra in args.with_files or ()})
+    _print_plain(result, names=names, source=source)
     return _exit_status(result)
 
 
-def _print_plain(result: Result) -> None:
-    """Like running the program: its stdout on stdout, its stderr on stderr, then a status line if it failed."""
-    from ._render import status_line, table_text
+def _print_plain(result: Result, *, names: dict[str, str] | None = None, source: str | None = None) -> None:
+    """Like running the program: its stdout on stdout, its stderr on stderr; when it failed, then the comparison
+    with the expected output, hints and a status line (on stderr)."""
+    from ._hints import hints_for
+    from ._render import name_files, status_line, table_text, wrong_answer_text
+
+    def mine(text: str) -> str:
+        return name_files(text, names or {})
 
     if result.compile is not None and result.run is None:
-        sys.stderr.write(result.compile.stderr or result.compile.stdout)
+        sys.stderr.write(mine(result.compile.stderr or result.compile.stdout))
+    elif result.compile is not None and result.compile.stderr:
+        sys.stderr.write(mine(result.compile.stderr))  # warnings of a successful compile
     if result.table is not None:
         sys.stdout.write(table_text(result.table) + "\n")
     elif result.run is not None:
         sys.stdout.write(result.run.stdout)
-        sys.stderr.write(result.run.stderr)
+        sys.stderr.write(mine(result.run.stderr))
     elif result.error:
         sys.stderr.write(result.error + "\n")
     sys.stdout.flush()
+    comparison = wrong_answer_text(result)
+    if comparison:
+        sys.stderr.write(f"--- expected vs your output ---\n{comparison}\n")
+    for hint in hints_for(result, source):
+        sys.stderr.write(f"Hint: {hint}\n")
     if not result.ok:
         sys.stderr.write(f"[{status_line(result)}]\n")
 
