@@ -40,6 +40,14 @@ def _void_main(source: str) -> bool:
 
 HINTS: tuple[Hint, ...] = (
     Hint(
+        frozenset({"python"}),
+        frozenset({"runtime_error"}),
+        _re(r"^(?:SyntaxError|IndentationError|TabError): "),
+        None,
+        "Python could not read the program, so none of it ran: fix the line shown above (the ^ marks where "
+        "Python got lost; an IndentationError means the spaces at the start of a line do not line up).",
+    ),
+    Hint(
         frozenset({"python", "javascript", "java", "c", "c++"}),
         frozenset({"runtime_error", "wrong_answer"}),
         _re(

@@ -119,7 +119,7 @@ def name_files(text: str, names: dict[str, str]) -> str:
     ``/tmp/w/main.c:3:18`` → ``broken.c:3:18`` (``names``: engine name → user's name). Used by the CLI."""
     for engine_name, user_name in names.items():
         if engine_name and engine_name != user_name and engine_name in text:
-            text = re.sub(_file_pattern(engine_name), lambda _m, u=user_name: u, text)
+            text = re.sub(_file_pattern(engine_name), user_name.replace("\\", "\\\\"), text)
     return text
 
 
@@ -509,8 +509,8 @@ def _side_html(segments: tuple[Any, ...] | None, absent: str) -> str:
 
 def _diff_table_html(rows: list[Row], max_rows: int) -> str:
     cell = (
-        "padding:0 8px;vertical-align:top;white-space:pre-wrap;word-break:break-word;"
-        "font-family:var(--jp-code-font-family, monospace)"
+        "padding:0 8px;vertical-align:top;white-space:pre-wrap;word-break:break-word;text-align:left;"
+        "font-family:var(--jp-code-font-family, monospace);min-width:8em"
     )
     head = (
         f'<tr><th style="{_LABEL};text-align:right;padding:0 6px">line</th>'
@@ -529,7 +529,8 @@ def _diff_table_html(rows: list[Row], max_rows: int) -> str:
         style = "" if row.same else f"background:{_BACKGROUND['warn']}"
         cls = "cc-same" if row.same else "cc-differs"
         body.append(
-            f'<tr class="{cls}" style="{style}"><td style="{cell};text-align:right;opacity:0.6">{row.number}</td>'
+            f'<tr class="{cls}" style="{style}"><td style="{cell};text-align:right;opacity:0.6;min-width:0">'
+            f"{row.number}</td>"
             f'<td class="cc-expected" style="{cell}">{_side_html(row.expected, "(no line)")}</td>'
             f'<td class="cc-actual" style="{cell}">{_side_html(row.actual, "(no line)")}</td></tr>'
         )

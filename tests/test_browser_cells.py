@@ -125,3 +125,47 @@ def test_browser_capsule_cells_are_highlighted_as_their_language(lab: Lab, tmp_p
         expect(c.locator(".cc-capsule-magic")).to_have_text("%%capsule python")
         expect(c.locator(".tok-comment")).to_have_text("#include <stdio.h>", timeout=30 * MS)
         expect(c.locator(".tok-meta")).to_have_count(0)
+
+
+def test_browser_long_output_is_folded_and_the_diff_is_aligned(lab: Lab, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    with chromium_page(tmp_path, lab, height=1000) as page:
+        page.goto(lab.url("/lab/tree/cells.ipynb"))
+        expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=120 * MS)
+        cells = page.locator(".jp-Notebook .jp-Cell")
+        run_cell(page, 0)  # %load_ext codecapsule
+        expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60 * MS)
+
+        run_cell(page, 3)
+        folded = cells.nth(3).locator(".codecapsule-result")
+        expect(folded).to_be_visible(timeout=60 * MS)
+        # the verdict first, then four of the 200 identical lines and one line for the rest
+        first = folded.locator(":scope > div").first
+        expect(first).to_have_class("cc-status")
+        expect(first).to_contain_text("ok")
+        stdout = folded.locator("pre.cc-stdout")
+        expect(stdout).to_contain_text("… 196 more identical lines")
+        assert stdout.inner_text().count("same line") == 4
+        expect(stdout).to_contain_text("done")
+        expect(folded.locator("details")).to_have_count(0)
+        folded.scroll_into_view_if_needed()
+        folded.screenshot(path=str(ARTIFACTS / "capsule-folded-output.png"))
+
+        run_cell(page, 4)
+        result = cells.nth(4).locator(".codecapsule-result")
+        expect(result).to_have_attribute("data-verdict", "wrong_answer", timeout=60 * MS)
+        table = result.locator("table.cc-diff")
+        expect(table.locator("th")).to_have_text(["line", "expected", "your output"])
+        expect(table.locator("tbody tr")).to_have_count(3)
+        differs = table.locator("tr.cc-differs")
+        expect(differs).to_have_count(1)
+        expect(differs.locator(".cc-expected")).to_have_text("2")
+        expect(differs.locator(".cc-actual")).to_have_text("20")
+        marked = differs.locator(".cc-actual .cc-changed")
+        expect(marked).to_have_text("0")  # only the differing character
+        background = marked.evaluate("el => getComputedStyle(el).backgroundColor")
+        assert background not in ("rgba(0, 0, 0, 0)", "transparent"), background
+        result.scroll_into_view_if_needed()
+        result.screenshot(path=str(ARTIFACTS / "capsule-diff.png"))
+        page.screenshot(path=str(ARTIFACTS / "capsule-cells-lab.png"))

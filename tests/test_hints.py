@@ -51,6 +51,13 @@ def test_reading_input_that_was_not_given_gets_a_hint() -> None:
     assert given.ok and hints_for(given) == []
 
 
+@needs_python
+def test_a_python_syntax_error_says_nothing_ran() -> None:
+    result = run_locally("if True:\nprint('x')", "python")
+    assert result.stdout == ""
+    assert any("none of it ran" in h and "IndentationError" in h for h in hints_for(result))
+
+
 @pytest.mark.parametrize(
     ("result", "words"),
     [
