@@ -193,7 +193,10 @@ def status_line(result: Result) -> str:
         parts.append(f"exit {result.exit_code}")
     if result.wall_time is not None:
         parts.append(format_duration(result.wall_time))
-    if result.memory is not None:
+    if verdict == "memory_limit" and result.limits.memory:
+        # the peak measured at the kill is just under the limit: show the limit, as the user wrote it
+        parts.append(f"over {format_limit(result.limits.memory)}")
+    elif result.memory is not None:
         parts.append(format_size(result.memory))
     parts.append(result.engine)
     parts.append(f"{result.language} {result.version}".strip())

@@ -210,6 +210,12 @@ def test_limit_notes(verdict: Verdict, status: str, limits: Limits, words: str) 
     assert "prefix" in render_text(result)
 
 
+def test_a_memory_limit_status_shows_the_limit_as_written_not_the_peak_at_the_kill() -> None:
+    run = Stage(status="ML", memory=63_963_136, wall_time=0.07)
+    result = Result("python", "3", "local", Verdict.MEMORY_LIMIT, run=run, limits=Limits(memory="64MB"))
+    assert status_line(result) == "⚠ memory_limit · 70 ms · over 64 MB · local · python 3"
+
+
 def wrong(expected: str, stdout: str) -> Result:
     from codecapsule._verdicts import compare_output
 
