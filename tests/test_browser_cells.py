@@ -169,3 +169,15 @@ def test_browser_long_output_is_folded_and_the_diff_is_aligned(lab: Lab, tmp_pat
         result.scroll_into_view_if_needed()
         result.screenshot(path=str(ARTIFACTS / "capsule-diff.png"))
         page.screenshot(path=str(ARTIFACTS / "capsule-cells-lab.png"))
+
+        # the dark theme: the same displays stay readable (JupyterLab's colour variables, translucent fallbacks)
+        page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+        page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
+        page.locator(".lm-Menu-itemLabel").get_by_text("JupyterLab Dark", exact=True).click()
+        expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=30 * MS)
+        expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=30 * MS)
+        expect(result).to_be_visible()
+        text_colour = differs.locator(".cc-actual").evaluate("el => getComputedStyle(el).color")
+        assert text_colour != "rgb(0, 0, 0)", text_colour  # the theme's light text, not black on dark
+        result.scroll_into_view_if_needed()
+        result.screenshot(path=str(ARTIFACTS / "capsule-diff-dark.png"))
