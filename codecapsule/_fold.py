@@ -39,6 +39,8 @@ def _run_at(lines: Sequence[str], start: int) -> tuple[int, int] | None:
     for period in range(1, _MAX_PERIOD + 1):
         if start + 2 * period > len(lines):
             return None
+        if lines[start] != lines[start + period]:  # the common case, without building slices
+            continue
         count = _repeat_count(lines, start, period)
         keep = _KEEP_LINES if period == 1 else _KEEP_BLOCKS * period
         if count > 1 and count * period - keep >= _MIN_HIDDEN:
