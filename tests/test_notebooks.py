@@ -114,7 +114,8 @@ def check_getting_started(nb: Any) -> None:
     assert "total = 23" in text(nb, "cpp")
     assert "Mars" in html(nb, "sql") and "<table" in html(nb, "sql") and "227.4" in html(nb, "sql")
     assert shown(nb, "stdin").splitlines()[0] == "7"
-    assert "Wrong answer" in text(nb, "wrong-answer") and "expected:    12\n  your output: 7" in text(nb, "wrong-answer")
+    wrong = text(nb, "wrong-answer")
+    assert "Wrong answer" in wrong and "expected:    12\n  your output: 7" in wrong
     assert "IndexError: list index out of range" in text(nb, "runtime-error")
     assert "cell, line 3" in text(nb, "runtime-error")
     assert "Time limit" in text(nb, "time-limit") and "counting forever..." in text(nb, "time-limit")
