@@ -9,6 +9,7 @@ this interpreter, so the kernel has CodeCapsule and the %%capsule highlighting e
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 from importlib import resources
@@ -62,4 +63,7 @@ def lab_command(folder: Path, lab_args: list[str]) -> list[str]:
         raise ConfigurationError(
             "`codecapsule lab` needs JupyterLab: pip install 'codecapsule-classroom[notebook]' (then run it again)."
         )
-    return [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={folder}", *lab_args]
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={folder}", *lab_args]
+    if os.geteuid() == 0 and "--allow-root" not in lab_args:
+        command.append("--allow-root")  # a container's root user: JupyterLab refuses to start without it
+    return command

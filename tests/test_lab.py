@@ -3,6 +3,7 @@ command that opens JupyterLab on it."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -38,4 +39,5 @@ def test_a_folder_that_cannot_be_made_is_one_error(tmp_path: Path) -> None:
 def test_the_command_runs_jupyterlab_in_this_interpreter(tmp_path: Path) -> None:
     pytest.importorskip("jupyterlab")
     command = lab_command(tmp_path, ["--no-browser"])
-    assert command == [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={tmp_path}", "--no-browser"]
+    root = ["--allow-root"] if os.geteuid() == 0 else []
+    assert command == [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={tmp_path}", "--no-browser", *root]
