@@ -457,8 +457,8 @@ class Capsule(Magics):
 
     @line_magic("capsule")  # type: ignore[arg-type]  # IPython types the name argument loosely
     def capsule_line(self, line: str) -> None:
-        """``%capsule runtimes | engine | files | run NAME [options]``: what is installed, what runs where,
-        the files saved with ``--save``, and running a saved file (options as for ``%%capsule``)."""
+        """%capsule runtimes | engine | files | run NAME [options]: what is installed, what runs where,
+        the files saved with --save, and running a saved file (options as for %%capsule)."""
         command, _, rest = line.strip().partition(" ")
         if command == "runtimes":
             print(self._runtimes_text())
