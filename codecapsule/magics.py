@@ -104,6 +104,7 @@ class CellOptions(NamedTuple):
     db: str | None = None
     db_write: bool = False
     register: tuple[tuple[str, str], ...] = ()  # (SQL name, notebook variable)
+    tests: str | None = None  # grade the cell against this YAML test file
 
 
 def _split(line: str) -> list[str]:
@@ -170,6 +171,8 @@ def parse_cell_line(line: str) -> CellOptions:
         raise UsageError("--save and --with are for program files; SQL cells share one database instead.")
     if not sql and (ns.db or ns.db_write or ns.register):
         raise UsageError("--db, --db-write and --register are for SQL cells (%%capsule sql).")
+    if ns.tests is not None and (ns.stdin is not None or ns.stdin_from or ns.expect is not None or ns.expect_from):
+        raise UsageError("--tests gives every test's input and expected output: drop --stdin/--expect.")
     if ns.db_write and ns.db is None:
         raise UsageError("--db-write goes with --db PATH (open that database for writing).")
     register: list[tuple[str, str]] = []
@@ -208,6 +211,7 @@ def parse_cell_line(line: str) -> CellOptions:
         db=ns.db,
         db_write=ns.db_write,
         register=tuple(register),
+        tests=ns.tests,
     )
 
 
@@ -295,6 +299,13 @@ _CELL_ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
             "action": "extend",
             "metavar": "NAME=VAR",
             "help": "SQL: expose a notebook DataFrame as table NAME (the sandbox does not scan variables).",
+        },
+    ),
+    (
+        ("--tests",),
+        {
+            "metavar": "FILE",
+            "help": "Grade the cell against a YAML test file: a table of tests (hidden ones show only pass/fail).",
         },
     ),
 )
@@ -437,6 +448,7 @@ class Capsule(Magics):
             %%capsule cpp --save point.h
             %%capsule cpp --with point.h --timeout 1s
             %%capsule sql --register scores=df --out result
+            %%capsule c --tests lab1.yaml
         """
         opts = parse_cell_line(line)
         if opts.save is not None:
@@ -446,6 +458,11 @@ class Capsule(Magics):
                     f"saved {opts.save} ({opts.language}, {_lines(cell)}); add it to a run with --with {opts.save}"
                 )
                 return
+        if opts.tests is not None:
+            from .grading.notebook import grade_cell
+
+            grade_cell(self, cell, opts, exclude=opts.save)
+            return
         self._run(cell, opts, exclude=opts.save)
 
     # -- %capsule -----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ would (diff, banner, stderr), rendered by the one result renderer.
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._render import _COLOR, _ICON, _TONE_OF, render_html, render_text
 from .._units import format_duration
@@ -46,7 +46,8 @@ def _title(grade: Grade, name: str | None) -> str:
     return f"{name} · {grade.summary()}" if name else grade.summary()
 
 
-def grade_text(grade: Grade, *, name: str | None = None) -> str:
+def grade_text(grade: Grade, *, name: str | None = None, **result_options: Any) -> str:
+    """The grade as plain text; ``result_options`` go to the result renderer (``main_file``, ``line_offset``)."""
     rows = [("test", "result", "points", "time")]
     for r in grade.results:
         rows.append(
@@ -62,18 +63,18 @@ def grade_text(grade: Grade, *, name: str | None = None) -> str:
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     failed_compile = grade.compile_error
     if failed_compile is not None:
-        lines += ["", render_text(failed_compile)]
+        lines += ["", render_text(failed_compile, **result_options)]
     for r in grade.results:
         if _details(r):
             assert r.result is not None
             lines += ["", f"── {r.name}: {r.verdict} " + "─" * 20]
             if r.test.stdin:
                 lines += ["input:", r.test.stdin.rstrip("\n")]
-            lines.append(render_text(r.result))
+            lines.append(render_text(r.result, **result_options))
     return "\n".join(lines)
 
 
-def grade_html(grade: Grade, *, name: str | None = None) -> str:
+def grade_html(grade: Grade, *, name: str | None = None, **result_options: Any) -> str:
     tone = "ok" if grade.passed else ("error" if grade.score == 0 else "warn")
     parts = [
         f'<div class="codecapsule-grade" data-passed="{str(grade.passed).lower()}" '
@@ -101,7 +102,7 @@ def grade_html(grade: Grade, *, name: str | None = None) -> str:
     parts.append("</tbody></table>")
     failed_compile = grade.compile_error
     if failed_compile is not None:
-        parts.append(render_html(failed_compile))
+        parts.append(render_html(failed_compile, **result_options))
     for r in grade.results:
         if _details(r):
             assert r.result is not None
@@ -114,7 +115,7 @@ def grade_html(grade: Grade, *, name: str | None = None) -> str:
                     f'<div style="opacity:0.75;font-size:85%">input</div><pre class="cc-input" style="margin:0;'
                     f'padding:4px 6px">{escape(r.test.stdin.rstrip())}</pre>'
                 )
-            parts.append(render_html(r.result))
+            parts.append(render_html(r.result, **result_options))
             parts.append("</details>")
     parts.append("</div>")
     return "".join(parts)

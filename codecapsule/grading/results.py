@@ -79,6 +79,8 @@ class Grade:
 
     def failures(self) -> str:
         """One short phrase per test that did not pass: ``small: wrong_answer; big: time_limit``."""
+        if self.compile_error is not None:
+            return "did not compile"
         return "; ".join(f"{r.name}: {r.verdict}" for r in self.results if not r.passed)
 
     def to_dict(self) -> dict[str, Any]:
