@@ -37,13 +37,16 @@ def suite_from_dict(data: Any, *, source: str, base: Path | None = None) -> Test
         return str(base / path)
 
     tests = []
-    for raw in data["tests"]:
+    for index, raw in enumerate(data["tests"]):
         item = dict(raw)
         if "args" in item:
             item["args"] = tuple(item["args"])
         if "database" in item:
             item["database"] = where(item["database"])
-        tests.append(TestCase(**item))
+        try:
+            tests.append(TestCase(**item))
+        except InvalidTestSuite as exc:
+            raise InvalidTestSuite(f"{source}: tests[{index}]: {exc}") from None
     return TestSuite(
         tuple(tests),
         name=data.get("name"),

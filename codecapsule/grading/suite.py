@@ -96,7 +96,10 @@ class TestSuite:
                 )
             seen.add(t.name)
         object.__setattr__(self, "tests", named)
-        Comparison.parse(self.compare)
+        try:
+            Comparison.parse(self.compare)
+        except InvalidTestSuite as exc:
+            raise InvalidTestSuite(f"{self._where}: {exc}") from None
         if self.language is not None:
             try:
                 object.__setattr__(self, "language", resolve(self.language).name)
