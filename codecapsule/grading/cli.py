@@ -23,17 +23,24 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         print(grade.summary() if grade.note or grade.passed else f"{grade.summary()} · {grade.failures()}", flush=True)
 
     with _client(args) as client:
-        book = grade_many(
-            args.submissions,
-            suite,
-            concurrency=args.concurrency,
-            out=args.out,
-            resume=args.resume,
-            stop_on_first_failure=True if args.stop_on_first_failure else None,
-            client=client,
-            engine=args.engine,
-            on_grade=show,
-        )
+        try:
+            book = grade_many(
+                args.submissions,
+                suite,
+                concurrency=args.concurrency,
+                out=args.out,
+                resume=args.resume,
+                stop_on_first_failure=True if args.stop_on_first_failure else None,
+                client=client,
+                engine=args.engine,
+                on_grade=show,
+            )
+        except KeyboardInterrupt:
+            where = (
+                f"the students graded so far are in {args.out}; add --resume to grade the others" if args.out else ""
+            )
+            print(f"codecapsule: interrupted; {where or 'nothing was saved (no --out)'}.", file=sys.stderr)
+            return 130
     print(book.summary())
     if args.out:
         print(f"gradebook: {args.out}", file=sys.stderr)
