@@ -29,6 +29,8 @@ def grade_cell(magics: Capsule, source: str, opts: CellOptions, *, exclude: str 
     except InvalidTestSuite as exc:
         raise MagicFailure(str(exc), title="InvalidTestSuite") from None
     job = magics._job(source, opts, exclude)
+    if suite.language is not None and suite.language != job.language:
+        raise UsageError(f"{opts.tests} is a {suite.language} exercise, but this cell is {job.language}.")
     try:
         client = magics._sql_client(opts) if job.lang.sql else magics._client()
         grade = grade_job(client, job, suite, engine=opts.engine or magics.engine)  # type: ignore[arg-type]

@@ -72,7 +72,7 @@ def test_grade_writes_the_gradebook(course: Path) -> None:
 def test_bad_test_file_is_one_line(course: Path) -> None:
     (course / "bad.yaml").write_text("tests:\n  - {stdin: 1, expect: 2}\n")
     proc = cli("grade", "submissions", "--tests", "bad.yaml", cwd=course)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "Traceback" not in err
     assert err.startswith("codecapsule: error:") and "tests[0].stdin" in err and len(err.strip().splitlines()) == 1
     proc = cli("grade", "submissions", "--tests", "lab1.yaml", "--resume", cwd=course)
@@ -86,7 +86,7 @@ def test_interrupted_run_then_resume(course: Path) -> None:
     first = proc.stdout.readline()  # ada is graded first (alphabetical) and fast; bob then takes 1.2 s
     assert first.startswith("ada: 3/3"), first
     proc.send_signal(signal.SIGINT)
-    rest, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err
     graded = students(course / "grades.csv")

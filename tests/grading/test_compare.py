@@ -40,7 +40,7 @@ def test_diff_is_readable_and_exact_shows_invisible_differences() -> None:
 
 @pytest.mark.parametrize("bad", ["fuzzy", "float:abc", "float:-1", "trim:2", ""])
 def test_unknown_modes_name_the_known_ones(bad: str) -> None:
-    with pytest.raises(InvalidTestSuite, match="compare|tolerance"):
+    with pytest.raises(InvalidTestSuite, match=r"compare|tolerance"):
         Comparison.parse(bad)
 
 

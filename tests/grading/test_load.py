@@ -50,7 +50,10 @@ def test_sql_database_is_relative_to_the_file(tmp_path: Path) -> None:
     [
         ("tests: []", r"tests: \[\] should be non-empty"),
         ("name: x", "'tests' is a required property"),
-        ("tests:\n  - {stdin: 1 2, expect: 3}", r'tests\[0\]\.expect: 3 is a number in YAML; write it as text in quotes'),
+        (
+            "tests:\n  - {stdin: 1 2, expect: 3}",
+            r"tests\[0\]\.expect: 3 is a number in YAML; write it as text in quotes",
+        ),
         ("tests:\n  - {stdin: '1', expct: '3'}", r"tests\[0\]: .*'expct' was unexpected.*allowed here are"),
         ("tests:\n  - {expect: '3', points: -1}", r"tests\[0\]\.points: -1 is less than the minimum of 0"),
         ("tests:\n  - {expect: '3', hidden: maybe}", r"tests\[0\]\.hidden: 'maybe' is not of type 'boolean'"),

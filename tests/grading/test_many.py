@@ -72,7 +72,9 @@ def test_grade_many_writes_one_row_per_student(lab: tuple[Path, cc.TestSuite], t
     subs, suite = lab
     out = tmp_path / "grades.csv"
     seen: list[str] = []
-    book = cc.grade_many(subs, suite, concurrency=2, out=out, client=client, on_grade=lambda g: seen.append(g.student or ""))
+    book = cc.grade_many(
+        subs, suite, concurrency=2, out=out, client=client, on_grade=lambda g: seen.append(g.student or "")
+    )
     assert isinstance(book, cc.Gradebook) and sorted(seen) == ["ada", "bob", "carl", "dan", "eve", "fay"]
     rows = {r["student"]: r for r in csv.DictReader(out.open())}
     assert list(next(csv.reader(out.open()))) == ["student", "score", "max_score", "small", "big", "note"]
@@ -99,7 +101,9 @@ def test_resume_grades_only_who_is_missing(lab: tuple[Path, cc.TestSuite], tmp_p
     # what a run killed while writing carl's row leaves behind: ada complete, carl's row cut short
     out.write_text("student,score,max_score,small,big,note\r\nada,3,3,1,2,\r\ncarl,0,3,0,")
     seen: list[str] = []
-    book = cc.grade_many(subs, suite, out=out, resume=True, client=client, on_grade=lambda g: seen.append(g.student or ""))
+    book = cc.grade_many(
+        subs, suite, out=out, resume=True, client=client, on_grade=lambda g: seen.append(g.student or "")
+    )
     assert sorted(seen) == ["bob", "carl", "dan", "eve", "fay"]  # ada is not graded again
     rows = list(csv.DictReader(out.open()))
     assert sorted(r["student"] for r in rows) == ["ada", "bob", "carl", "dan", "eve", "fay"]

@@ -86,11 +86,15 @@ def test_python_and_comparison_modes(client: Client) -> None:
     assert cc.grade(source, "python", tests, client=client, compare="float:1e-6").passed
     exact = [cc.TestCase(stdin="3 0 0", expect="1.0", compare="exact")]
     assert not cc.grade(source, "python", exact, client=client).passed  # exact: the newline counts
-    assert cc.grade(source, "python", [cc.TestCase(stdin="3 0 0", expect="1.0\n", compare="exact")], client=client).passed
+    assert cc.grade(
+        source, "python", [cc.TestCase(stdin="3 0 0", expect="1.0\n", compare="exact")], client=client
+    ).passed
 
 
 def test_a_test_without_expect_passes_when_the_program_runs(client: Client) -> None:
-    g = cc.grade("import sys\nsys.exit(int(input()))", "python", [cc.TestCase(stdin="0"), cc.TestCase(stdin="4")], client=client)
+    g = cc.grade(
+        "import sys\nsys.exit(int(input()))", "python", [cc.TestCase(stdin="0"), cc.TestCase(stdin="4")], client=client
+    )
     assert [r.verdict for r in g.results] == ["ok", "runtime_error"]
 
 
