@@ -7,10 +7,12 @@ would (diff, banner, stderr), rendered by the one result renderer.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from html import escape
 from typing import TYPE_CHECKING, Any
 
 from .._render import _COLOR, _ICON, _TONE_OF, render_html, render_text
+from .._results import Result
 from .._units import format_duration
 from .results import SKIPPED, Grade, TestResult, format_points
 
@@ -42,6 +44,11 @@ def _details(r: TestResult) -> bool:
     return not r.passed and not r.test.hidden and r.result is not None and r.verdict != "compile_error"
 
 
+def _unnamed(result: Result | None) -> Result | None:
+    """The result without its test name: the grade's own heading already names the test."""
+    return replace(result, name=None) if result is not None else None
+
+
 def _title(grade: Grade, name: str | None) -> str:
     return f"{name} · {grade.summary()}" if name else grade.summary()
 
@@ -61,7 +68,7 @@ def grade_text(grade: Grade, *, name: str | None = None, **result_options: Any) 
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [_title(grade, name), ""]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    failed_compile = grade.compile_error
+    failed_compile = _unnamed(grade.compile_error)
     if failed_compile is not None:
         lines += ["", render_text(failed_compile, **result_options)]
     for r in grade.results:
@@ -70,7 +77,7 @@ def grade_text(grade: Grade, *, name: str | None = None, **result_options: Any) 
             lines += ["", f"── {r.name}: {r.verdict} " + "─" * 20]
             if r.test.stdin:
                 lines += ["input:", r.test.stdin.rstrip("\n")]
-            lines.append(render_text(r.result, **result_options))
+            lines.append(render_text(replace(r.result, name=None), **result_options))
     return "\n".join(lines)
 
 
@@ -100,7 +107,7 @@ def grade_html(grade: Grade, *, name: str | None = None, **result_options: Any) 
             f'<td style="{_CELL};text-align:right;opacity:0.75">{escape(_time(r))}</td></tr>'
         )
     parts.append("</tbody></table>")
-    failed_compile = grade.compile_error
+    failed_compile = _unnamed(grade.compile_error)
     if failed_compile is not None:
         parts.append(render_html(failed_compile, **result_options))
     for r in grade.results:
@@ -115,7 +122,7 @@ def grade_html(grade: Grade, *, name: str | None = None, **result_options: Any) 
                     f'<div style="opacity:0.75;font-size:85%">input</div><pre class="cc-input" style="margin:0;'
                     f'padding:4px 6px">{escape(r.test.stdin.rstrip())}</pre>'
                 )
-            parts.append(render_html(r.result, **result_options))
+            parts.append(render_html(replace(r.result, name=None), **result_options))
             parts.append("</details>")
     parts.append("</div>")
     return "".join(parts)
