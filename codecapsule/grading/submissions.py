@@ -73,8 +73,22 @@ def _entry(language: str, sources: dict[str, str]) -> str | None:
     return None
 
 
+def _regular_files(folder: Path) -> list[Path]:
+    """The folder's regular files, links not followed: a submitted link to /etc/shadow is not read."""
+    found = []
+    for top, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = [d for d in dirs if not _IGNORED.search(d)]
+        for name in names:
+            path = Path(top) / name
+            if not _IGNORED.search(name) and path.is_file() and not path.is_symlink():
+                found.append(path)
+    return sorted(found)
+
+
 def _from_file(path: Path, wanted: str | None) -> Submission:
     student = path.stem
+    if path.is_symlink() or not path.is_file():
+        return Submission(student, path, problem=f"{path.name} is not a regular file (links are not followed)")
     language = EXTENSIONS.get(path.suffix.lower())
     if language is None:
         known = ", ".join(sorted(EXTENSIONS))
@@ -89,7 +103,7 @@ def _from_file(path: Path, wanted: str | None) -> Submission:
 
 def _from_folder(folder: Path, wanted: str | None) -> Submission:
     student = folder.name
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(_IGNORED.search(x) for x in p.parts))
+    files = _regular_files(folder)
     sources = [p for p in files if p.suffix.lower() in EXTENSIONS]
     languages = {EXTENSIONS[p.suffix.lower()] for p in sources}
     if wanted is not None:

@@ -122,3 +122,29 @@ def test_resume_refuses_a_gradebook_of_other_tests(tmp_path: Path, lab: tuple[Pa
 def test_not_a_folder(tmp_path: Path, lab: tuple[Path, cc.TestSuite]) -> None:
     with pytest.raises(cc.InvalidTestSuite, match="not a folder of submissions"):
         cc.grade_many(tmp_path / "nope", lab[1])
+
+
+def test_links_in_submissions_are_not_followed(tmp_path: Path) -> None:
+    """Hostile: a student hands in links to files of the grader's machine."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    subs = tmp_path / "subs"
+    (subs / "mal").mkdir(parents=True)
+    (subs / "mal" / "main.py").write_text("print(open('notes.txt').read())")
+    (subs / "mal" / "notes.txt").symlink_to(secret)
+    (subs / "mal" / "linked").symlink_to(tmp_path, target_is_directory=True)
+    (subs / "eve.py").symlink_to(secret)
+    found = {s.student: s for s in find_submissions(subs)}
+    assert found["mal"].files == {} and found["mal"].problem is None
+    assert found["eve"].problem == "eve.py is not a regular file (links are not followed)"
+
+
+@needs_gcc
+def test_a_file_name_the_sandbox_refuses_is_a_row_with_the_reason(tmp_path: Path, client: Client) -> None:
+    subs = tmp_path / "subs"
+    (subs / "zed").mkdir(parents=True)
+    (subs / "zed" / "main.c").write_text(SUM_C)
+    (subs / "zed" / "my notes.h").write_text("")
+    suite = cc.TestSuite((cc.TestCase(stdin="1 2", expect="3"),), language="c")
+    book = cc.grade_many(subs, suite, client=client)
+    assert book.rows[0]["score"] == "0" and "my notes.h" in book.rows[0]["note"]

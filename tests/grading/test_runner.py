@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,16 @@ def test_on_piston_each_test_is_one_request(piston_server: PistonTestServer, pis
     assert {r.result.engine for r in g.results if r.result} == {"piston"}
     bodies = [json.loads(r.body) for r in piston_server.execute_requests()]
     assert sorted(b["stdin"].strip() for b in bodies) == ["1 2", "2 2", "5 7"]
+
+
+def test_grade_many_on_piston(piston_server: PistonTestServer, piston_settings: Settings, tmp_path: Path) -> None:
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "ada.py").write_text("a, b = map(int, input().split())\nprint(a + b)\n")
+    (subs / "bob.py").write_text("print(3)\n")
+    suite = cc.TestSuite(tuple(TESTS), language="python")
+    with Client(settings=piston_settings) as client:
+        book = cc.grade_many(subs, suite, concurrency=2, client=client)
+    assert {r["student"]: r["score"] for r in book.rows} == {"ada": "3", "bob": "1"}
+    assert len(piston_server.execute_requests()) == 4  # one request per (student, test)
+    assert {r.result.engine for g in book.grades.values() for r in g.results if r.result} == {"piston"}
