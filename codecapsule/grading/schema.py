@@ -82,8 +82,6 @@ def _message(error: Any) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         return f"{place}: {error.message}; the keys allowed here are {', '.join(allowed)}"
-    if error.validator == "required":
-        return f"{place}: {error.message}"
     return f"{place}: {error.message}"
 
 

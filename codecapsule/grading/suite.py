@@ -56,11 +56,6 @@ class TestCase:
         d["args"] = list(self.args)
         return d
 
-    @property
-    def label(self) -> str:
-        """The name shown in tables (the suite names every unnamed test ``test1``, ``test2``, ...)."""
-        return self.name or "test"
-
 
 @dataclass(frozen=True)
 class TestSuite:
