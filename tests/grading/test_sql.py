@@ -120,3 +120,14 @@ def test_teacher_mistakes_are_errors_not_grades(course: Path, client: Client) ->
     broken = cc.TestSuite((cc.TestCase(query="SELECT oops", name="q"),), language="sql", database=str(course))
     with pytest.raises(cc.InvalidTestSuite, match="reference query of test 'q' fails"):
         cc.grade("SELECT 1", "sql", broken, client=client)
+
+
+def test_grade_many_sql_submissions(suite: cc.TestSuite, course: Path, client: Client) -> None:
+    subs = course.parent / "subs"
+    subs.mkdir()
+    (subs / "ada.sql").write_text("SELECT student, avg(score) AS mean FROM grades GROUP BY student ORDER BY 2 DESC;\n")
+    (subs / "bob.sql").write_text("CREATE TABLE x(a INT);\n")
+    book = cc.grade_many(subs, suite, client=client, out=course.parent / "grades.csv")
+    scores = {r["student"]: r["score"] for r in book.rows}
+    assert scores == {"ada": "3.5", "bob": "0"}
+    assert "read-only" in (book["bob"].results[0].result.error or "")  # type: ignore[union-attr]
