@@ -37,6 +37,23 @@ def row_of(grade: Grade) -> dict[str, str]:
     return row
 
 
+# A spreadsheet runs a cell starting with one of these as a formula: a student named "=HYPERLINK(...)" must stay
+# text. Such text cells get a leading apostrophe in the file (the spreadsheet convention), removed on reading.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_TEXT_COLUMNS = ("student", "note")
+
+
+def for_csv(row: dict[str, str]) -> dict[str, str]:
+    return {k: "'" + v if k in _TEXT_COLUMNS and v.startswith(_FORMULA_START) else v for k, v in row.items()}
+
+
+def from_csv(row: dict[str, str]) -> dict[str, str]:
+    return {
+        k: v[1:] if k in _TEXT_COLUMNS and v.startswith("'") and v[1:].startswith(_FORMULA_START) else v
+        for k, v in row.items()
+    }
+
+
 class Gradebook:
     """The grades of a class. ``df()`` as a pandas DataFrame, ``to_csv(path)``; displays as a table.
 
@@ -105,7 +122,7 @@ class Gradebook:
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=self.columns)
             writer.writeheader()
-            writer.writerows(self.rows)
+            writer.writerows(for_csv(r) for r in self.rows)
 
     def __str__(self) -> str:
         from .render import gradebook_text
@@ -154,7 +171,7 @@ class CsvLog:
             with open(tmp, "w", newline="", encoding="utf-8") as f:
                 start = csv.DictWriter(f, fieldnames=self.columns)
                 start.writeheader()
-                start.writerows(self.rows)
+                start.writerows(for_csv(r) for r in self.rows)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
@@ -183,10 +200,10 @@ class CsvLog:
                 f"{str(self.path)!r} was written for other tests (columns {', '.join(header)}); to resume, use the "
                 "same test file, or write to a new --out file."
             )
-        return [dict(zip(self.columns, row, strict=True)) for row in reader if len(row) == len(self.columns)]
+        return [from_csv(dict(zip(self.columns, row, strict=True))) for row in reader if len(row) == len(self.columns)]
 
     def write(self, row: dict[str, str]) -> None:
-        self._writer.writerow(row)
+        self._writer.writerow(for_csv(row))
         self.rows.append(row)
         self._sync()
 

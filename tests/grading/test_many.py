@@ -148,3 +148,17 @@ def test_a_file_name_the_sandbox_refuses_is_a_row_with_the_reason(tmp_path: Path
     suite = cc.TestSuite((cc.TestCase(stdin="1 2", expect="3"),), language="c")
     book = cc.grade_many(subs, suite, client=client)
     assert book.rows[0]["score"] == "0" and "my notes.h" in book.rows[0]["note"]
+
+
+def test_a_student_name_is_never_a_spreadsheet_formula(tmp_path: Path, client: Client) -> None:
+    """Hostile: a submission named like a formula stays text in the CSV, and --resume still recognises it."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "=HYPERLINK(1).py").write_text("print(3)")
+    suite = cc.TestSuite((cc.TestCase(stdin="", expect="3"),), language="python")
+    out = tmp_path / "grades.csv"
+    cc.grade_many(subs, suite, client=client, out=out)
+    assert "\n'=HYPERLINK(1),1,1," in out.read_text().replace("\r\n", "\n")
+    seen: list[str] = []
+    book = cc.grade_many(subs, suite, client=client, out=out, resume=True, on_grade=lambda g: seen.append("x"))
+    assert seen == [] and [r["student"] for r in book.rows] == ["=HYPERLINK(1)"]
