@@ -112,7 +112,9 @@ def grade_many(
                 log.write(row)
             if on_grade is not None:
                 on_grade(grade)
-        bar.advance(None)
+        # the bar counts students by their first failure's verdict ("ok" when every test passed)
+        shown = [r.result for r in grade.results if not r.passed] + [r.result for r in grade.results]
+        bar.advance(next((r for r in shown if r is not None), None))
 
     from concurrent.futures import ThreadPoolExecutor
 
