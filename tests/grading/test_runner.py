@@ -12,7 +12,7 @@ import pytest
 import codecapsule as cc
 from codecapsule import Client, Settings
 
-from ..piston_server import PistonTestServer
+from ..fakes.piston import PistonTestServer
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
 needs_java = pytest.mark.skipif(shutil.which("javac") is None, reason="javac not installed")
