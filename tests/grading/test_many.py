@@ -20,7 +20,7 @@ SUM_C = '#include <stdio.h>\nint main(void){int a,b; scanf("%d %d",&a,&b); print
 LAB = """\
 name: sum-two
 language: c
-limits: {timeout: 1s}
+limits: {timeout: 3s}
 tests:
   - {name: small, stdin: "1 2", expect: "3"}
   - {name: big, stdin: "500 700", expect: "1200", hidden: true, points: 2}

@@ -18,7 +18,7 @@ needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not inst
 LAB = """\
 name: sum-two
 language: c
-limits: {timeout: 1s}
+limits: {timeout: 3s}
 tests:
   - {name: small, stdin: "1 2", expect: "3"}
   - {name: negative, stdin: "-4 1", expect: "-3"}
