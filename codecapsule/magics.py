@@ -107,6 +107,7 @@ class CellOptions(NamedTuple):
     db_write: bool = False
     register: tuple[tuple[str, str], ...] = ()  # (SQL name, notebook variable)
     data: tuple[str, ...] = ()  # SQL: directories of course data to allow (read-only)
+    tests: str | None = None  # grade the cell against this YAML test file
 
 
 def _split(line: str) -> list[str]:
@@ -172,6 +173,8 @@ def parse_cell_line(line: str) -> CellOptions:
         raise UsageError("--run goes with --save NAME (save the cell and also run it).")
     if not sql and (ns.db or ns.db_write or ns.register or ns.data):
         raise UsageError("--db, --db-write, --register and --data are for SQL cells (%%capsule sql).")
+    if ns.tests is not None and (ns.stdin is not None or ns.stdin_from or ns.expect is not None or ns.expect_from):
+        raise UsageError("--tests gives every test's input and expected output: drop --stdin/--expect.")
     if ns.db_write and ns.db is None:
         raise UsageError("--db-write goes with --db PATH (open that database for writing).")
     register: list[tuple[str, str]] = []
@@ -211,6 +214,7 @@ def parse_cell_line(line: str) -> CellOptions:
         db_write=ns.db_write,
         register=tuple(register),
         data=tuple(ns.data or ()),
+        tests=ns.tests,
     )
 
 
@@ -308,6 +312,13 @@ _CELL_ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
             "metavar": "DIR",
             "help": "SQL: let queries read files under DIR (read-only), for this and later cells "
             "(adds to Capsule.sql_data).",
+        },
+    ),
+    (
+        ("--tests",),
+        {
+            "metavar": "FILE",
+            "help": "Grade the cell against a YAML test file: a table of tests (hidden ones show only pass/fail).",
         },
     ),
 )
@@ -471,6 +482,7 @@ class Capsule(Magics):
             %%capsule cpp --save point.h
             %%capsule cpp --with point.h --timeout 1s
             %%capsule sql --register scores=df --out result
+            %%capsule c --tests lab1.yaml
         """
         opts = parse_cell_line(line)
         if opts.save is not None:
@@ -482,6 +494,11 @@ class Capsule(Magics):
                     f"saved {opts.save} ({opts.language}, {_lines(cell)}); add it to a run with --with {opts.save}"
                 )
                 return
+        if opts.tests is not None:
+            from .grading.notebook import grade_cell
+
+            grade_cell(self, cell, opts, exclude=opts.save)
+            return
         self._run(cell, opts, exclude=opts.save)
 
     # -- %capsule -----------------------------------------------------------------------------------------
