@@ -18,12 +18,15 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CloudAPIError, InvalidRequest, MissingCredentials, OperationFailed
+from .spec import check_autoscale, check_capacity
 from .plan import Change
+from .schedule import DAYS, describe, schedule_profiles
+from .resources import Resource, Walk, apply_all, delete_all, plan_all, read_all
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -44,6 +47,9 @@ CLOUD_INIT_SHA_TAG = "codecapsule-cloud-init-sha256"
 #: VMSS tag holding the runtimes the cloud-init installs (e.g. "python-3.12.0,node-20.11.1").
 RUNTIMES_TAG = "codecapsule-runtimes"
 
+#: Names of the autoscale profiles CodeCapsule writes besides the schedule's ("lab Mon 09:00-12:00", ...).
+DEFAULT_PROFILE = "default"
+WAKE_PROFILE = "wake"
 _DENY_RULE = "deny-all-inbound-from-internet"
 _CPU_METRIC = "Percentage CPU"
 _POWER_STATES = {
@@ -84,6 +90,13 @@ class AutoscaleState:
     default: int
     scale_out_cpu: float
     scale_in_cpu: float
+    #: the recurring profiles as Azure stores them: (name, day, "HH:MM", time zone, minimum, maximum)
+    schedule: tuple[tuple[str, str, str, str, int, int], ...] = ()
+    wake_until: datetime | None = None  # end of a wake-up session (fixed-date profile), UTC
+
+    def awake(self, now: datetime | None = None) -> bool:
+        """True while a wake-up session holds the capacity up."""
+        return self.wake_until is not None and (now or datetime.now(UTC)) < self.wake_until
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,7 @@ class AzureStatus:
     instances: tuple[Instance, ...]
     autoscale: AutoscaleState | None
     tags: dict[str, str] = field(default_factory=dict)  # the VMSS tags
+    network_ok: bool = True  # NSG denies inbound, NAT gateway and subnet wired as the spec says
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
@@ -121,22 +135,45 @@ def _same_id(a: Any, b: Any) -> bool:
     return isinstance(a, str) and isinstance(b, str) and a.lower() == b.lower()
 
 
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _recurring(profile: Any) -> tuple[str, str, str, str, int, int]:
+    sched = profile.recurrence.schedule
+    hours, minutes = list(sched.hours or [0]), list(sched.minutes or [0])
+    return (
+        str(profile.name),
+        ",".join(str(d) for d in sched.days or []),
+        f"{int(hours[0]):02d}:{int(minutes[0]):02d}",
+        str(sched.time_zone),
+        int(profile.capacity.minimum),
+        int(profile.capacity.maximum),
+    )
+
+
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _throwaway_ssh_public_key() -> str:
-    """A fresh ed25519 *public* key whose private half is discarded at once.
+#: Size of the throwaway key: Azure takes RSA only (≥ 2048 bits) for Linux scale sets; 3072 is today's advice.
+THROWAWAY_RSA_BITS = 3072
 
-    Azure refuses a Linux scale set that has password authentication disabled and no SSH key. The VMs need no
-    login at all (run command works without SSH, and cloudflared dials out), so when the spec supplies no key
-    we give Azure a key that nobody holds: nothing secret is created or stored.
+
+def _throwaway_ssh_public_key() -> str:
+    """A fresh RSA-3072 *public* key whose private half is discarded at once.
+
+    Azure refuses a Linux scale set that has password authentication disabled and no SSH key, and accepts
+    only RSA keys there (ED25519 is refused with InvalidParameter). The VMs need no login at all (run command
+    works without SSH, and cloudflared dials out), so when the spec supplies no key we give Azure a key that
+    nobody holds: nothing secret is created or stored.
     """
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
-    public = Ed25519PrivateKey.generate().public_key()  # the private key is garbage-collected right here
-    raw = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    private = rsa.generate_private_key(public_exponent=65537, key_size=THROWAWAY_RSA_BITS)
+    raw = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    del private  # the private key is garbage-collected right here
     return raw.decode("ascii") + " codecapsule-no-login"
 
 
@@ -261,10 +298,7 @@ class AzureProvider:
 
     @property
     def subnet_id(self) -> str:
-        return (
-            self._id("Microsoft.Network/virtualNetworks", self.spec.vnet_name)
-            + f"/subnets/{self.spec.subnet_name}"
-        )
+        return self._id("Microsoft.Network/virtualNetworks", self.spec.vnet_name) + f"/subnets/{self.spec.subnet_name}"
 
     @property
     def vmss_id(self) -> str:
@@ -305,8 +339,7 @@ class AzureProvider:
         except HttpResponseError as exc:
             code, message = _error_parts(exc)
             raise CloudAPIError(
-                f"Azure refused {action} (HTTP {exc.status_code}, {code}: {message}). "
-                f"{_hint(code, exc.status_code)}",
+                f"Azure refused {action} (HTTP {exc.status_code}, {code}: {message}). {_hint(code, exc.status_code)}",
                 service="azure",
                 status_code=exc.status_code,
                 code=code,
@@ -444,9 +477,7 @@ class AzureProvider:
                 disable_password_authentication=True,
                 ssh=c.SshConfiguration(
                     public_keys=[
-                        c.SshPublicKey(
-                            path=f"/home/{s.admin_username}/.ssh/authorized_keys", key_data=ssh_key
-                        )
+                        c.SshPublicKey(path=f"/home/{s.admin_username}/.ssh/authorized_keys", key_data=ssh_key)
                     ]
                 ),
             ),
@@ -457,9 +488,7 @@ class AzureProvider:
             ),
             os_disk=c.VirtualMachineScaleSetOSDisk(
                 create_option="FromImage",
-                managed_disk=c.VirtualMachineScaleSetManagedDiskParameters(
-                    storage_account_type="Standard_LRS"
-                ),
+                managed_disk=c.VirtualMachineScaleSetManagedDiskParameters(storage_account_type="Standard_LRS"),
             ),
         )
         ip_config = c.VirtualMachineScaleSetIPConfiguration(
@@ -486,9 +515,7 @@ class AzureProvider:
                 virtual_machine_profile=c.VirtualMachineScaleSetVMProfile(
                     os_profile=os_profile,
                     storage_profile=storage_profile,
-                    network_profile=c.VirtualMachineScaleSetNetworkProfile(
-                        network_interface_configurations=[nic]
-                    ),
+                    network_profile=c.VirtualMachineScaleSetNetworkProfile(network_interface_configurations=[nic]),
                 ),
             ),
         )
@@ -502,6 +529,7 @@ class AzureProvider:
         scale_out_cpu: float,
         scale_in_cpu: float,
         enabled: bool,
+        wake: tuple[datetime, datetime] | None = None,
     ) -> Any:
         from azure.mgmt.monitor import models as m
 
@@ -523,24 +551,46 @@ class AzureProvider:
                 ),
             )
 
+        def profile(name: str, low: int, high: int, start: int, **when: Any) -> Any:
+            return m.AutoscaleProfile(
+                name=name,
+                capacity=m.ScaleCapacity(minimum=str(low), maximum=str(high), default=str(start)),
+                rules=[
+                    rule("GreaterThan", scale_out_cpu, "Increase"),
+                    rule("LessThan", scale_in_cpu, "Decrease"),
+                ],
+                **when,
+            )
+
+        s = self.spec
+        if s.schedule:  # the rest of the week (before any recurring profile has started) is idle too
+            minimum, maximum = s.idle_bounds
+            default = s.idle_capacity
+        profiles = [profile(DEFAULT_PROFILE, minimum, maximum, default)]
+        for wish in schedule_profiles(s.schedule, s.idle_bounds):
+            # Weekly, no end: it holds until the next profile starts (hence the idle profile at each lab end).
+            recurrence = m.Recurrence(
+                frequency="Week",
+                schedule=m.RecurrentSchedule(
+                    time_zone=s.azure_time_zone,
+                    days=[DAYS[wish.day][1]],
+                    hours=[wish.minute // 60],
+                    minutes=[wish.minute % 60],
+                ),
+            )
+            profiles.append(profile(wish.name, wish.minimum, wish.maximum, wish.default, recurrence=recurrence))
+        if wake is not None:
+            start, end = wake
+            low, high = max(1, s.min_capacity), max(1, s.max_capacity)
+            window = m.TimeWindow(time_zone="UTC", start=start, end=end)
+            profiles.append(profile(WAKE_PROFILE, low, high, low, fixed_date=window))
         return m.AutoscaleSettingResource(
-            location=self.spec.location,
-            tags=self.spec.tag_dict,
+            location=s.location,
+            tags=s.tag_dict,
             enabled=enabled,  # the SDK's default is False: a setting that never scales
             target_resource_uri=self.vmss_id,
-            target_resource_location=self.spec.location,
-            profiles=[
-                m.AutoscaleProfile(
-                    name="default",
-                    capacity=m.ScaleCapacity(
-                        minimum=str(minimum), maximum=str(maximum), default=str(default)
-                    ),
-                    rules=[
-                        rule("GreaterThan", scale_out_cpu, "Increase"),
-                        rule("LessThan", scale_in_cpu, "Decrease"),
-                    ],
-                )
-            ],
+            target_resource_location=s.location,
+            profiles=profiles,
         )
 
     # -- reading current state -------------------------------------------------------------------------------
@@ -644,7 +694,7 @@ class AzureProvider:
                 problems.append(f"attach NAT gateway {s.nat_gateway_name}")
         return ("update", ", ".join(problems)) if problems else ("unchanged", "")
 
-    def _vmss_change(self, vmss: Any, desired_tags: dict[str, str]) -> tuple[str, str]:
+    def _vmss_change(self, vmss: Any, desired_tags: dict[str, str], *, deploying: bool = False) -> tuple[str, str]:
         s = self.spec
         if vmss is None:
             return "create", f"{s.vm_size} × {s.capacity}, Uniform, no public IPs"
@@ -665,50 +715,243 @@ class AzureProvider:
                 )
         if vmss.overprovision is not False or _text(_dig(vmss, "upgrade_policy", "mode")) != "Manual":
             reasons.append("overprovision off, manual upgrades")
-        return ("update", ", ".join(reasons)) if reasons else ("unchanged", "")
+        if deploying and "cloud-init changed" in reasons:
+            reasons.append("running instances keep the old one until reimaged")
+        return (
+            ("update", ", ".join(reasons).replace(", running instances", "; running instances"))
+            if reasons
+            else (
+                "unchanged",
+                "",
+            )
+        )
+
+    def _desired_schedule(self) -> tuple[tuple[str, str, str, str, int, int], ...]:
+        s = self.spec
+        if not s.schedule:
+            return ()
+        zone = s.azure_time_zone
+        return tuple(
+            (w.name, DAYS[w.day][1], f"{w.minute // 60:02d}:{w.minute % 60:02d}", zone, w.minimum, w.maximum)
+            for w in schedule_profiles(s.schedule, s.idle_bounds)
+        )
 
     def _autoscale_change(self, setting: Any) -> tuple[str, str]:
         s = self.spec
+        labs = f"; lab hours: {describe(s.schedule, s.timezone, s.idle_capacity)}" if s.schedule else ""
         if setting is None:
-            return "create", (
-                f"{s.min_capacity}..{s.max_capacity} instances, CPU > {s.scale_out_cpu}% → +1, "
-                f"< {s.scale_in_cpu}% → −1"
-            )
-        if not _same_id(setting.target_resource_uri, self.vmss_id) or self._autoscale_state(setting) is None:
+            bounds = f"{s.idle_bounds[0]}..{s.idle_bounds[1]}" if s.schedule else f"{s.min_capacity}..{s.max_capacity}"
+            return "create", (f"{bounds} instances, CPU > {s.scale_out_cpu}% → +1, < {s.scale_in_cpu}% → −1{labs}")
+        state = self._autoscale_state(setting)
+        if not _same_id(setting.target_resource_uri, self.vmss_id) or state is None:
             return "update", f"target {s.vmss_name} with the CPU rules"
+        if sorted(state.schedule) != sorted(self._desired_schedule()):
+            return "update", f"lab hours changed{labs or ': none, CPU all week'}"
+        if s.schedule and (state.minimum, state.maximum) != s.idle_bounds:
+            return "update", f"outside lab hours {s.idle_bounds[0]}..{s.idle_bounds[1]} instances"
         return "unchanged", ""
 
-    # -- plan ------------------------------------------------------------------------------------------------
+    # -- the resources, in deploy order (plan, deploy, status and teardown all walk this list) -----------
 
-    def plan(self, *, custom_data_sha256: str | None, runtimes_tag: str | None) -> list[Change]:
-        """What :meth:`deploy` would do, one :class:`Change` per resource. Reads only."""
+    def resources(self, desired_tags: dict[str, str] | None = None, custom_data: str | None = None) -> list[Resource]:
+        """The Azure resources of the spec as read/diff/apply/delete units, in dependency order.
+
+        ``desired_tags`` are the scale-set tags the diff compares (the cloud-init hash, the runtimes);
+        ``custom_data`` is the cloud-init text an apply of the scale set writes (None when only planning).
+        """
         s = self.spec
+        tags = dict(desired_tags or {})
+        nc, cc = self._client("network"), self._client("compute")
+
+        def inside(read: Callable[[], Any]) -> Callable[[Walk], Any]:
+            # inside a missing group everything is missing: no need to ask
+            return lambda walk: read() if walk.get("resource group") else None
+
+        def lro(kind: str, name: str, start: Callable[[], Any]) -> Callable[[Walk, Any, str], Any]:
+            def apply(walk: Walk, current: Any, action: str) -> Any:
+                verb = "creating" if action == "create" else "updating"
+                return self._wait(f"{verb} {kind} {name}", f"{kind} {name}", start)
+
+            return apply
+
+        return [
+            Resource(
+                "resource group",
+                "resource group",
+                s.resource_group,
+                read=lambda walk: True if self._rg_exists() else None,
+                diff=lambda walk, exists: ("unchanged", "") if exists else ("create", s.location),
+                apply=lambda walk, current, action: self._create_resource_group(),
+                delete=lambda walk, current, progress: self._delete_resource_group(progress),
+                up_to_date=f"Resource group {s.resource_group} exists.",
+            ),
+            Resource(
+                "nsg",
+                "network security group",
+                s.nsg_name,
+                read=inside(self._get_nsg),
+                diff=lambda walk, nsg: self._nsg_change(nsg),
+                apply=lro(
+                    "network security group",
+                    s.nsg_name,
+                    lambda: nc.network_security_groups.begin_create_or_update(
+                        s.resource_group, s.nsg_name, self._nsg_model()
+                    ),
+                ),
+            ),
+            Resource(
+                "public ip",
+                "public IP",
+                s.public_ip_name,
+                read=inside(self._get_public_ip),
+                diff=lambda walk, ip: self._public_ip_change(ip),
+                apply=lro(
+                    "public IP",
+                    s.public_ip_name,
+                    lambda: nc.public_ip_addresses.begin_create_or_update(
+                        s.resource_group, s.public_ip_name, self._public_ip_model()
+                    ),
+                ),
+            ),
+            Resource(
+                "nat",
+                "NAT gateway",
+                s.nat_gateway_name,
+                read=inside(self._get_nat),
+                diff=lambda walk, nat: self._nat_change(nat),
+                apply=lro(
+                    "NAT gateway",
+                    s.nat_gateway_name,
+                    lambda: nc.nat_gateways.begin_create_or_update(
+                        s.resource_group, s.nat_gateway_name, self._nat_model()
+                    ),
+                ),
+            ),
+            Resource(
+                "vnet",
+                "virtual network",
+                s.vnet_name,
+                read=inside(self._get_vnet),
+                diff=lambda walk, vnet: self._vnet_change(vnet),
+                apply=lro(
+                    "virtual network",
+                    s.vnet_name,
+                    lambda: nc.virtual_networks.begin_create_or_update(
+                        s.resource_group, s.vnet_name, self._vnet_model()
+                    ),
+                ),
+            ),
+            Resource(
+                "vmss",
+                "VM scale set",
+                s.vmss_name,
+                read=inside(self._get_vmss),
+                diff=lambda walk, vmss: self._vmss_change(vmss, tags, deploying=custom_data is not None),
+                apply=lambda walk, vmss, action: self._wait(
+                    f"{'creating' if action == 'create' else 'updating'} VM scale set {s.vmss_name}",
+                    f"VM scale set {s.vmss_name}",
+                    lambda: cc.virtual_machine_scale_sets.begin_create_or_update(
+                        s.resource_group, s.vmss_name, self._vmss_desired(vmss, custom_data, tags)
+                    ),
+                ),
+            ),
+            Resource(
+                "autoscale",
+                "autoscale setting",
+                s.autoscale_name,
+                read=inside(self._get_autoscale),
+                diff=lambda walk, setting: self._autoscale_change(setting),
+                apply=lambda walk, setting, action: self._write_autoscale(self._autoscale_desired(setting)),
+                delete=lambda walk, setting, progress: self._delete_autoscale(progress),
+            ),
+        ]
+
+    def _create_resource_group(self) -> bool:
+        from azure.mgmt.resource.resources.models import ResourceGroup
+
+        s = self.spec
+        with self._call(f"creating resource group {s.resource_group}"):
+            self._client("resource").resource_groups.create_or_update(
+                s.resource_group, ResourceGroup(location=s.location, tags=s.tag_dict)
+            )
+        return True
+
+    def _delete_resource_group(self, progress: Callable[[str], None]) -> None:
+        s = self.spec
+        progress(f"Deleting resource group {s.resource_group} and everything in it (this takes a few minutes)…")
+        rc = self._client("resource")
+        self._wait(
+            f"deleting resource group {s.resource_group}",
+            f"resource group {s.resource_group}",
+            lambda: rc.resource_groups.begin_delete(s.resource_group),
+            retry="call teardown again",
+        )
+        progress(f"Resource group {s.resource_group} deleted.")
+
+    def _delete_autoscale(self, progress: Callable[[str], None]) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        s = self.spec
+        progress(f"Deleting autoscale setting {s.autoscale_name}…")
+        # an autoscale setting that is already gone is fine
+        with self._call(f"deleting autoscale setting {s.autoscale_name}"), suppress(ResourceNotFoundError):
+            self._client("monitor").autoscale_settings.delete(s.resource_group, s.autoscale_name)
+
+    def _write_autoscale(self, model: Any) -> Any:
+        s = self.spec
+        with self._call(f"writing autoscale setting {s.autoscale_name}"):
+            return self._client("monitor").autoscale_settings.create_or_update(
+                s.resource_group, s.autoscale_name, model
+            )
+
+    def _vmss_desired(self, vmss: Any, custom_data: str | None, tags: dict[str, str]) -> Any:
+        """The scale-set model to write: an existing one keeps its capacity (autoscale owns it) and its SSH key
+        (Azure refuses to change the key in place)."""
+        if custom_data is None:
+            raise InvalidRequest("the scale set can only be written by deploy (it needs the cloud-init text).")
+        s = self.spec
+        capacity = int(_dig(vmss, "sku", "capacity") or 0) if vmss is not None else s.capacity
+        existing_keys = (
+            _dig(vmss, "virtual_machine_profile", "os_profile", "linux_configuration", "ssh", "public_keys") or []
+        )
+        ssh_key = (
+            s.ssh_public_key or (existing_keys[0].key_data if existing_keys else None) or _throwaway_ssh_public_key()
+        )
+        return self._vmss_model(custom_data, tags, capacity, ssh_key)
+
+    def _autoscale_desired(self, setting: Any, *, wake: tuple[datetime, datetime] | None = None) -> Any:
+        """The autoscale setting to write: an existing one keeps its bounds, thresholds, on/off (change them
+        with :meth:`autoscale`) and a wake-up session still running; the schedule always follows the spec."""
+        s = self.spec
+        state = self._autoscale_state(setting) if setting is not None else None
+        if wake is None and state is not None and state.awake() and state.wake_until is not None:
+            wake = (datetime.now(UTC), state.wake_until)
+        return self._autoscale_model(
+            minimum=state.minimum if state else s.min_capacity,
+            maximum=state.maximum if state else s.max_capacity,
+            default=state.default if state else s.capacity,
+            scale_out_cpu=state.scale_out_cpu if state else s.scale_out_cpu,
+            scale_in_cpu=state.scale_in_cpu if state else s.scale_in_cpu,
+            enabled=state.enabled if state else True,
+            wake=wake,
+        )
+
+    # -- plan / deploy ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _desired_tags(custom_data_sha256: str | None, runtimes_tag: str | None) -> dict[str, str]:
         desired: dict[str, str] = {}
         if custom_data_sha256 is not None:
             desired[CLOUD_INIT_SHA_TAG] = custom_data_sha256
         if runtimes_tag is not None:
             desired[RUNTIMES_TAG] = runtimes_tag
-        rg = self._rg_exists()
-        get = (lambda f: f()) if rg else (lambda f: None)  # inside a missing group everything is missing
-        pairs = [
-            ("resource group", s.resource_group, ("unchanged", "") if rg else ("create", s.location)),
-            ("network security group", s.nsg_name, self._nsg_change(get(self._get_nsg))),
-            ("public IP", s.public_ip_name, self._public_ip_change(get(self._get_public_ip))),
-            ("NAT gateway", s.nat_gateway_name, self._nat_change(get(self._get_nat))),
-            ("virtual network", s.vnet_name, self._vnet_change(get(self._get_vnet))),
-            ("VM scale set", s.vmss_name, self._vmss_change(get(self._get_vmss), desired)),
-            ("autoscale setting", s.autoscale_name, self._autoscale_change(get(self._get_autoscale))),
-        ]
-        return [
-            Change(action, kind, name, detail)  # type: ignore[arg-type]
-            for kind, name, (action, detail) in pairs
-        ]
+        return desired
 
-    # -- deploy ----------------------------------------------------------------------------------------------
+    def plan(self, *, custom_data_sha256: str | None, runtimes_tag: str | None) -> list[Change]:
+        """What :meth:`deploy` would do, one :class:`Change` per resource. Reads only."""
+        return plan_all(self.resources(self._desired_tags(custom_data_sha256, runtimes_tag)))
 
-    def deploy(
-        self, custom_data: str, *, tags: dict[str, str], progress: Callable[[str], None] = _quiet
-    ) -> None:
+    def deploy(self, custom_data: str, *, tags: dict[str, str], progress: Callable[[str], None] = _quiet) -> None:
         """Create or update every Azure resource; skip what already matches; resume after a failure.
 
         ``custom_data`` is the cloud-init text (it contains the tunnel token: it is never logged or shown).
@@ -718,114 +961,27 @@ class AzureProvider:
         :meth:`autoscale`).
         """
         s = self.spec
-        rc, nc, cc, mc = (self._client(k) for k in ("resource", "network", "compute", "monitor"))
         vmss_tags = {**s.tag_dict, **tags}
         vmss_tags.setdefault(CLOUD_INIT_SHA_TAG, _sha256(custom_data))
-
-        if self._rg_exists():
-            progress(f"Resource group {s.resource_group} exists.")
-        else:
-            from azure.mgmt.resource.resources.models import ResourceGroup
-
-            progress(f"Creating resource group {s.resource_group} in {s.location}…")
-            with self._call(f"creating resource group {s.resource_group}"):
-                rc.resource_groups.create_or_update(
-                    s.resource_group, ResourceGroup(location=s.location, tags=s.tag_dict)
-                )
-
-        def step(kind: str, name: str, change: tuple[str, str], start: Callable[[], Any]) -> None:
-            action, detail = change
-            if action == "unchanged":
-                progress(f"{kind[0].upper()}{kind[1:]} {name} is up to date.")
-                return
-            verb = "Creating" if action == "create" else "Updating"
-            progress(f"{verb} {kind} {name}" + (f" ({detail})" if detail else "") + "…")
-            self._wait(f"{verb.lower()} {kind} {name}", f"{kind} {name}", start)
-
-        rg_name = s.resource_group
-        step(
-            "network security group",
-            s.nsg_name,
-            self._nsg_change(self._get_nsg()),
-            lambda: nc.network_security_groups.begin_create_or_update(rg_name, s.nsg_name, self._nsg_model()),
-        )
-        step(
-            "public IP",
-            s.public_ip_name,
-            self._public_ip_change(self._get_public_ip()),
-            lambda: nc.public_ip_addresses.begin_create_or_update(
-                rg_name, s.public_ip_name, self._public_ip_model()
-            ),
-        )
-        step(
-            "NAT gateway",
-            s.nat_gateway_name,
-            self._nat_change(self._get_nat()),
-            lambda: nc.nat_gateways.begin_create_or_update(rg_name, s.nat_gateway_name, self._nat_model()),
-        )
-        step(
-            "virtual network",
-            s.vnet_name,
-            self._vnet_change(self._get_vnet()),
-            lambda: nc.virtual_networks.begin_create_or_update(rg_name, s.vnet_name, self._vnet_model()),
-        )
-
-        vmss = self._get_vmss()
-        change = self._vmss_change(vmss, vmss_tags)
-        if change[0] == "update" and "cloud-init changed" in change[1]:
-            change = (change[0], change[1] + "; running instances keep the old one until reimaged")
-        capacity = int(_dig(vmss, "sku", "capacity") or 0) if vmss is not None else s.capacity
-        existing_keys = (
-            _dig(vmss, "virtual_machine_profile", "os_profile", "linux_configuration", "ssh", "public_keys")
-            or []
-        )
-        # Keep the key already on the scale set when the spec has none: Azure refuses to change it in place.
-        ssh_key = (
-            s.ssh_public_key
-            or (existing_keys[0].key_data if existing_keys else None)
-            or _throwaway_ssh_public_key()
-        )
-        step(
-            "VM scale set",
-            s.vmss_name,
-            change,
-            lambda: cc.virtual_machine_scale_sets.begin_create_or_update(
-                rg_name, s.vmss_name, self._vmss_model(custom_data, vmss_tags, capacity, ssh_key)
-            ),
-        )
-
-        setting = self._get_autoscale()
-        action, detail = self._autoscale_change(setting)
-        if action == "unchanged":
-            progress(f"Autoscale setting {s.autoscale_name} is up to date.")
-        else:
-            state = self._autoscale_state(setting) if setting is not None else None
-            model = self._autoscale_model(
-                minimum=state.minimum if state else s.min_capacity,
-                maximum=state.maximum if state else s.max_capacity,
-                default=state.default if state else s.capacity,
-                scale_out_cpu=state.scale_out_cpu if state else s.scale_out_cpu,
-                scale_in_cpu=state.scale_in_cpu if state else s.scale_in_cpu,
-                enabled=state.enabled if state else True,
-            )
-            progress(
-                f"{'Creating' if action == 'create' else 'Updating'} autoscale setting {s.autoscale_name} "
-                f"({detail})…"
-            )
-            with self._call(f"writing autoscale setting {s.autoscale_name}"):
-                mc.autoscale_settings.create_or_update(rg_name, s.autoscale_name, model)
+        apply_all(self.resources(vmss_tags, custom_data), progress)
         progress(f"Azure resources in {s.resource_group} are ready.")
 
     # -- status ----------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _autoscale_state(setting: Any) -> AutoscaleState | None:
-        profiles = setting.profiles or []
-        if not profiles:
+    def _default_profile(setting: Any) -> Any:
+        profiles = list(setting.profiles or [])
+        plain = [p for p in profiles if p.recurrence is None and p.fixed_date is None]
+        return next((p for p in plain if p.name == DEFAULT_PROFILE), plain[0] if plain else None)
+
+    @classmethod
+    def _autoscale_state(cls, setting: Any) -> AutoscaleState | None:
+        default = cls._default_profile(setting)
+        if default is None:
             return None
-        cap = profiles[0].capacity
+        cap = default.capacity
         out_cpu = in_cpu = None
-        for rule in profiles[0].rules or []:
+        for rule in default.rules or []:
             trigger, action = rule.metric_trigger, rule.scale_action
             if trigger.metric_name != _CPU_METRIC:
                 continue
@@ -834,13 +990,11 @@ class AzureProvider:
                 and _text(action.direction) == "Increase"
             ):
                 out_cpu = float(trigger.threshold)
-            if (
-                _text(trigger.operator) in ("LessThan", "LessThanOrEqual")
-                and _text(action.direction) == "Decrease"
-            ):
+            if _text(trigger.operator) in ("LessThan", "LessThanOrEqual") and _text(action.direction) == "Decrease":
                 in_cpu = float(trigger.threshold)
         if out_cpu is None or in_cpu is None:
             return None
+        wake = next((p for p in setting.profiles or [] if p.name == WAKE_PROFILE and p.fixed_date), None)
         return AutoscaleState(
             enabled=bool(setting.enabled),
             minimum=int(cap.minimum),
@@ -848,25 +1002,29 @@ class AzureProvider:
             default=int(cap.default),
             scale_out_cpu=out_cpu,
             scale_in_cpu=in_cpu,
+            schedule=tuple(_recurring(p) for p in setting.profiles or [] if p.recurrence is not None),
+            wake_until=_aware(wake.fixed_date.end) if wake is not None else None,
         )
 
     def status(self) -> AzureStatus:
         """What exists now: the resource group, the scale set, its instances and the autoscale setting."""
-        if not self._rg_exists():
+        walk = read_all(self.resources())
+        if not walk["resource group"]:
             return AzureStatus(False, False, None, None, None, (), None, {})
-        vmss = self._get_vmss()
-        setting = self._get_autoscale()
+        vmss, setting = walk["vmss"], walk["autoscale"]
         return AzureStatus(
             resource_group_exists=True,
             vmss_exists=vmss is not None,
             capacity=int(vmss.sku.capacity) if vmss is not None and vmss.sku is not None else None,
             vm_size=_dig(vmss, "sku", "name"),
-            provisioning_state=_text(vmss.provisioning_state)
-            if vmss is not None and vmss.provisioning_state
-            else None,
+            provisioning_state=_text(vmss.provisioning_state) if vmss is not None and vmss.provisioning_state else None,
             instances=tuple(self.instances()) if vmss is not None else (),
             autoscale=self._autoscale_state(setting) if setting is not None else None,
             tags=dict(_dig(vmss, "tags") or {}),
+            network_ok=all(
+                diff(walk[key])[0] == "unchanged"
+                for key, diff in (("nsg", self._nsg_change), ("nat", self._nat_change), ("vnet", self._vnet_change))
+            ),
         )
 
     def instances(self) -> list[Instance]:
@@ -918,8 +1076,7 @@ class AzureProvider:
     def scale(self, capacity: int, *, progress: Callable[[str], None] = _quiet) -> None:
         """Set the number of VMs. If autoscale is on and ``capacity`` lies outside its bounds, the bounds move
         to include it first (otherwise autoscale would undo the change); ``progress`` says so."""
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 <= capacity <= 1000:
-            raise InvalidRequest(f"capacity must be a whole number between 0 and 1000, not {capacity!r}.")
+        check_capacity(capacity)
         s = self.spec
         vmss = self._require_vmss(f"scale to {capacity}")
         setting = self._get_autoscale()
@@ -935,13 +1092,16 @@ class AzureProvider:
                 f"Capacity {capacity} is outside the autoscale range {state.minimum}..{state.maximum}; "
                 f"moving the range to {low}..{high} so autoscale keeps it."
             )
-            cap = setting.profiles[0].capacity
+            if s.schedule:
+                progress(
+                    "The lab-hours schedule sets the bounds again at its next change; use wake(hours=...) "
+                    "for a session outside lab hours."
+                )
+            cap = self._default_profile(setting).capacity
             cap.minimum, cap.maximum = str(low), str(high)
             cap.default = str(min(max(int(cap.default), low), high))
             with self._call(f"moving the bounds of autoscale setting {s.autoscale_name}"):
-                self._client("monitor").autoscale_settings.create_or_update(
-                    s.resource_group, s.autoscale_name, setting
-                )
+                self._client("monitor").autoscale_settings.create_or_update(s.resource_group, s.autoscale_name, setting)
         from azure.mgmt.compute import models as c
 
         progress(f"Scaling {s.vmss_name} from {_dig(vmss, 'sku', 'capacity')} to {capacity} instances…")
@@ -960,15 +1120,7 @@ class AzureProvider:
         self, *, minimum: int, maximum: int, scale_out_cpu: float, scale_in_cpu: float, enabled: bool
     ) -> AutoscaleState:
         """Write the autoscale setting (bounds, CPU thresholds, on/off) and return what Azure stored."""
-        if not (isinstance(minimum, int) and isinstance(maximum, int)) or not 0 <= minimum <= maximum <= 1000:
-            raise InvalidRequest(
-                f"autoscale bounds must satisfy 0 ≤ minimum ≤ maximum ≤ 1000, got {minimum}..{maximum}."
-            )
-        if not 0 < scale_in_cpu < scale_out_cpu < 100:
-            raise InvalidRequest(
-                f"CPU thresholds must satisfy 0 < scale_in_cpu < scale_out_cpu < 100, got "
-                f"scale_in_cpu={scale_in_cpu}, scale_out_cpu={scale_out_cpu}."
-            )
+        check_autoscale(minimum, maximum, scale_out_cpu, scale_in_cpu)
         s = self.spec
         vmss = self._require_vmss("configure autoscale")
         setting = self._get_autoscale()
@@ -981,18 +1133,41 @@ class AzureProvider:
             scale_out_cpu=scale_out_cpu,
             scale_in_cpu=scale_in_cpu,
             enabled=enabled,
+            wake=(datetime.now(UTC), previous.wake_until)
+            if previous and previous.awake() and previous.wake_until
+            else None,
         )
-        with self._call(f"writing autoscale setting {s.autoscale_name}"):
-            stored = self._client("monitor").autoscale_settings.create_or_update(
-                s.resource_group, s.autoscale_name, model
-            )
-        state = self._autoscale_state(stored)
+        state = self._autoscale_state(self._write_autoscale(model))
         if state is None:  # Azure echoes what we sent; this only happens if someone else rewrote it meanwhile
             raise CloudAPIError(
                 f"Autoscale setting {s.autoscale_name} came back without the CPU rules; run deploy again.",
                 service="azure",
                 code="UnexpectedShape",
             )
+        return state
+
+    def wake(self, hours: float, *, progress: Callable[[str], None] = _quiet) -> AutoscaleState:
+        """Hold the capacity at the spec's min..max for ``hours`` from now (a fixed-date autoscale profile,
+        which wins over the lab-hours schedule), and start the VMs now rather than at autoscale's next look."""
+        if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours <= 24 * 14:
+            raise InvalidRequest(f"wake: hours must be a number between 0 and 336 (two weeks), not {hours!r}.")
+        s = self.spec
+        vmss = self._require_vmss("wake the cluster")
+        setting = self._get_autoscale()
+        start = datetime.now(UTC).replace(microsecond=0)
+        end = start + timedelta(hours=float(hours))
+        state = self._autoscale_state(self._write_autoscale(self._autoscale_desired(setting, wake=(start, end))))
+        if state is None:
+            raise CloudAPIError(
+                f"Autoscale setting {s.autoscale_name} came back without the CPU rules; run deploy again.",
+                service="azure",
+                code="UnexpectedShape",
+            )
+        low = max(1, s.min_capacity)
+        current = int(_dig(self._get_vmss(), "sku", "capacity") or 0) if vmss is not None else 0
+        if current < low:
+            self.scale(low, progress=progress)
+        progress(f"Awake until {end:%Y-%m-%d %H:%M} UTC ({low}..{max(low, s.max_capacity)} VMs).")
         return state
 
     def update_model(self, custom_data: str, *, tags: dict[str, str]) -> None:
@@ -1078,8 +1253,7 @@ class AzureProvider:
             )
         ids = None if instance_ids is None else c.VirtualMachineScaleSetVMInstanceIDs(instance_ids=wanted)
         self._wait(
-            f"reimaging {'all instances' if ids is None else 'instances ' + ', '.join(wanted)} of "
-            f"{s.vmss_name}",
+            f"reimaging {'all instances' if ids is None else 'instances ' + ', '.join(wanted)} of {s.vmss_name}",
             f"VM scale set {s.vmss_name}",
             lambda: cc.virtual_machine_scale_sets.begin_reimage_all(s.resource_group, s.vmss_name, ids),
             retry="call reimage again",
@@ -1091,20 +1265,4 @@ class AzureProvider:
         if not self._rg_exists():
             progress(f"Resource group {s.resource_group} does not exist; nothing to delete in Azure.")
             return
-        from azure.core.exceptions import ResourceNotFoundError
-
-        progress(f"Deleting autoscale setting {s.autoscale_name}…")
-        # an autoscale setting that is already gone is fine
-        with self._call(f"deleting autoscale setting {s.autoscale_name}"), suppress(ResourceNotFoundError):
-            self._client("monitor").autoscale_settings.delete(s.resource_group, s.autoscale_name)
-        progress(
-            f"Deleting resource group {s.resource_group} and everything in it (this takes a few minutes)…"
-        )
-        rc = self._client("resource")
-        self._wait(
-            f"deleting resource group {s.resource_group}",
-            f"resource group {s.resource_group}",
-            lambda: rc.resource_groups.begin_delete(s.resource_group),
-            retry="call teardown again",
-        )
-        progress(f"Resource group {s.resource_group} deleted.")
+        delete_all(self.resources(), progress)

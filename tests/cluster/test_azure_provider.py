@@ -25,6 +25,14 @@ SHA = hashlib.sha256(CLOUD_INIT.encode()).hexdigest()
 TAGS = {CLOUD_INIT_SHA_TAG: SHA, RUNTIMES_TAG: "python-3.12.0"}
 
 
+def _rsa_public_key(bits: int) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    public = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
+    return public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
 def make_spec(fake: FakeARM, **overrides: Any) -> ClusterSpec:
     values: dict[str, Any] = dict(
         domain="example.edu",
@@ -106,7 +114,10 @@ def test_deploy_creates_the_whole_shape(fake_arm: FakeARM, provider: AzureProvid
     assert base64.b64decode(os_profile["customData"]).decode() == CLOUD_INIT_WITH_SECRET
     assert os_profile["linuxConfiguration"]["disablePasswordAuthentication"] is True
     key = os_profile["linuxConfiguration"]["ssh"]["publicKeys"][0]["keyData"]
-    assert key.startswith("ssh-ed25519 ")  # the throwaway key: no private half exists anywhere
+    assert key.startswith("ssh-rsa ")  # the throwaway key: no private half exists anywhere
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+    assert load_ssh_public_key(key.encode()).key_size == 3072  # type: ignore[union-attr]
     assert "adminPassword" not in os_profile
     (nic,) = props["virtualMachineProfile"]["networkProfile"]["networkInterfaceConfigurations"]
     (ipconf,) = nic["properties"]["ipConfigurations"]
@@ -154,7 +165,7 @@ def test_deploy_creates_the_whole_shape(fake_arm: FakeARM, provider: AzureProvid
 
 
 def test_deploy_uses_the_spec_ssh_key(fake_arm: FakeARM) -> None:
-    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ9m7tUO0Bc7dXhDqdxCA2w6X0t6mK0eX6aYyK4E9Wmu teacher@laptop"
+    key = _rsa_public_key(2048) + " teacher@laptop"
     with AzureProvider(make_spec(fake_arm, ssh_public_key=key), fake_arm.credential) as p:
         p.deploy(CLOUD_INIT, tags=TAGS)
         vmss = fake_arm.get(p.vmss_id)
