@@ -26,7 +26,7 @@ from .._errors import CloudAPIError, InvalidRequest, MissingCredentials, Operati
 from .spec import check_autoscale, check_capacity
 from .plan import Change
 from .schedule import DAYS, describe, schedule_profiles
-from .resources import Resource, Walk, apply_all, delete_all, plan_all, read_all
+from .resources import Progress, Resource, Walk, apply_all, delete_all, plan_all, quiet, read_all
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -60,10 +60,6 @@ _POWER_STATES = {
     "deallocated": "deallocated",
     "deallocating": "deallocated",
 }
-
-
-def _quiet(_message: str) -> None:
-    """The default progress callback: say nothing."""
 
 
 # -- public value types --------------------------------------------------------------------------------------
@@ -767,8 +763,8 @@ class AzureProvider:
             # inside a missing group everything is missing: no need to ask
             return lambda walk: read() if walk.get("resource group") else None
 
-        def lro(kind: str, name: str, start: Callable[[], Any]) -> Callable[[Walk, Any, str], Any]:
-            def apply(walk: Walk, current: Any, action: str) -> Any:
+        def lro(kind: str, name: str, start: Callable[[], Any]) -> Callable[[Walk, Any, str, Progress], Any]:
+            def apply(walk: Walk, current: Any, action: str, progress: Progress) -> Any:
                 verb = "creating" if action == "create" else "updating"
                 return self._wait(f"{verb} {kind} {name}", f"{kind} {name}", start)
 
@@ -781,7 +777,7 @@ class AzureProvider:
                 s.resource_group,
                 read=lambda walk: True if self._rg_exists() else None,
                 diff=lambda walk, exists: ("unchanged", "") if exists else ("create", s.location),
-                apply=lambda walk, current, action: self._create_resource_group(),
+                apply=lambda walk, current, action, progress: self._create_resource_group(),
                 delete=lambda walk, current, progress: self._delete_resource_group(progress),
                 up_to_date=f"Resource group {s.resource_group} exists.",
             ),
@@ -847,7 +843,7 @@ class AzureProvider:
                 s.vmss_name,
                 read=inside(self._get_vmss),
                 diff=lambda walk, vmss: self._vmss_change(vmss, tags, deploying=custom_data is not None),
-                apply=lambda walk, vmss, action: self._wait(
+                apply=lambda walk, vmss, action, progress: self._wait(
                     f"{'creating' if action == 'create' else 'updating'} VM scale set {s.vmss_name}",
                     f"VM scale set {s.vmss_name}",
                     lambda: cc.virtual_machine_scale_sets.begin_create_or_update(
@@ -861,7 +857,7 @@ class AzureProvider:
                 s.autoscale_name,
                 read=inside(self._get_autoscale),
                 diff=lambda walk, setting: self._autoscale_change(setting),
-                apply=lambda walk, setting, action: self._write_autoscale(self._autoscale_desired(setting)),
+                apply=lambda walk, setting, action, progress: self._write_autoscale(self._autoscale_desired(setting)),
                 delete=lambda walk, setting, progress: self._delete_autoscale(progress),
             ),
         ]
@@ -951,7 +947,7 @@ class AzureProvider:
         """What :meth:`deploy` would do, one :class:`Change` per resource. Reads only."""
         return plan_all(self.resources(self._desired_tags(custom_data_sha256, runtimes_tag)))
 
-    def deploy(self, custom_data: str, *, tags: dict[str, str], progress: Callable[[str], None] = _quiet) -> None:
+    def deploy(self, custom_data: str, *, tags: dict[str, str], progress: Callable[[str], None] = quiet) -> None:
         """Create or update every Azure resource; skip what already matches; resume after a failure.
 
         ``custom_data`` is the cloud-init text (it contains the tunnel token: it is never logged or shown).
@@ -1073,7 +1069,7 @@ class AzureProvider:
             )
         return vmss
 
-    def scale(self, capacity: int, *, progress: Callable[[str], None] = _quiet) -> None:
+    def scale(self, capacity: int, *, progress: Callable[[str], None] = quiet) -> None:
         """Set the number of VMs. If autoscale is on and ``capacity`` lies outside its bounds, the bounds move
         to include it first (otherwise autoscale would undo the change); ``progress`` says so."""
         check_capacity(capacity)
@@ -1146,7 +1142,7 @@ class AzureProvider:
             )
         return state
 
-    def wake(self, hours: float, *, progress: Callable[[str], None] = _quiet) -> AutoscaleState:
+    def wake(self, hours: float, *, progress: Callable[[str], None] = quiet) -> AutoscaleState:
         """Hold the capacity at the spec's min..max for ``hours`` from now (a fixed-date autoscale profile,
         which wins over the lab-hours schedule), and start the VMs now rather than at autoscale's next look."""
         if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours <= 24 * 14:
@@ -1259,7 +1255,7 @@ class AzureProvider:
             retry="call reimage again",
         )
 
-    def teardown(self, *, progress: Callable[[str], None] = _quiet) -> None:
+    def teardown(self, *, progress: Callable[[str], None] = quiet) -> None:
         """Delete the autoscale setting, then the resource group with everything in it, and wait."""
         s = self.spec
         if not self._rg_exists():

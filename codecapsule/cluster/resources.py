@@ -15,9 +15,13 @@ from typing import Any, cast
 
 from .plan import Action, Change
 
-__all__ = ["Resource", "Walk", "apply_all", "delete_all", "plan_all", "read_all"]
+__all__ = ["Resource", "Walk", "quiet", "apply_all", "delete_all", "plan_all", "read_all"]
 
 Progress = Callable[[str], None]
+
+
+def quiet(_message: str) -> None:
+    """The default progress callback: say nothing."""
 
 
 class Walk(dict[str, Any]):
@@ -29,7 +33,9 @@ class Resource:
     """One cloud resource of a cluster.
 
     ``read(walk)`` returns the current object or None; ``diff(walk, current)`` returns (action, detail);
-    ``apply(walk, current, action)`` creates or updates it and returns the new current object;
+    ``apply(walk, current, action, progress)`` creates or updates it and returns the new current object
+    (deploy announces it first as "Creating <kind> <name> (<detail>)…" unless ``announce`` is False, for
+    resources that say what they did themselves);
     ``delete(walk, current, progress)`` removes it and says so (``delete=None``: it goes with its parent,
     e.g. everything inside a resource group).
     """
@@ -39,10 +45,11 @@ class Resource:
     name: str
     read: Callable[[Walk], Any]
     diff: Callable[[Walk, Any], tuple[str, str]]
-    apply: Callable[[Walk, Any, str], Any]
+    apply: Callable[[Walk, Any, str, Progress], Any]
     delete: Callable[[Walk, Any, Progress], None] | None = None
     #: what deploy says when nothing changes (default: "<Kind> <name> is up to date.")
     up_to_date: str = ""
+    announce: bool = True
 
 
 def _capital(text: str) -> str:
@@ -78,9 +85,10 @@ def apply_all(resources: Sequence[Resource], progress: Progress, walk: Walk | No
             walk[resource.key] = current
             progress(resource.up_to_date or f"{_capital(resource.kind)} {resource.name} is up to date.")
             continue
-        verb = "Creating" if action == "create" else "Updating"
-        progress(f"{verb} {resource.kind} {resource.name}" + (f" ({detail})" if detail else "") + "…")
-        walk[resource.key] = resource.apply(walk, current, action)
+        if resource.announce:
+            verb = "Creating" if action == "create" else "Updating"
+            progress(f"{verb} {resource.kind} {resource.name}" + (f" ({detail})" if detail else "") + "…")
+        walk[resource.key] = resource.apply(walk, current, action, progress)
     return walk
 
 

@@ -25,6 +25,7 @@ request log use::
     GET|POST /accounts/{a}/access/service_tokens  (name, search)      service_tokens.list | .create
     GET|PUT|DELETE /accounts/{a}/access/service_tokens/{id}           service_tokens.get | .update | .delete
     POST /accounts/{a}/access/service_tokens/{id}/rotate              service_tokens.rotate
+    POST /accounts/{a}/access/service_tokens/{id}/refresh             service_tokens.refresh
 
 Behaviour copied from the real API: ``Authorization: Bearer <token>`` is required (otherwise 403, code 10000
 "Authentication error"); lists honour ``page``/``per_page`` and return an empty page past the end (the SDK
@@ -48,7 +49,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -59,7 +60,25 @@ API_PREFIX = "/client/v4"
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _stamp(datetime.now(UTC))
+
+
+def _stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_DURATION_UNITS = {"h": 3600, "m": 60, "s": 1}
+
+
+def _expiry(duration: str) -> str:
+    """``expires_at`` for a token valid ``duration`` from now ("8760h", "90m", ...), as Cloudflare computes it."""
+    match = re.fullmatch(r"([0-9]+)([hms])", duration)
+    if match is None:
+        raise CloudflareAPIError(
+            400, 12130, f"access.api.error.invalid_request: duration {duration!r} is not a valid duration"
+        )
+    seconds = int(match[1]) * _DURATION_UNITS[match[2]]
+    return _stamp(datetime.now(UTC) + timedelta(seconds=seconds))
 
 
 def _hex_id() -> str:
@@ -921,7 +940,7 @@ def _tokens_create(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
         "client_secret": secrets.token_hex(32),
         "duration": body.get("duration") or "8760h",
         "enabled": body.get("enabled", True),
-        "expires_at": None,
+        "expires_at": _expiry(body.get("duration") or "8760h"),
         "created_at": now,
         "updated_at": now,
         "last_seen_at": None,
@@ -947,6 +966,8 @@ def _tokens_get(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
 def _tokens_update(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
     token = _service_token(fake, req)
     body = req.body if isinstance(req.body, dict) else {}
+    if "duration" in body:
+        _expiry(str(body["duration"]))  # validated; the expiry itself moves only on refresh
     for key in ("name", "duration", "enabled"):
         if key in body:
             token[key] = body[key]
@@ -954,10 +975,19 @@ def _tokens_update(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
     return fake._token_view(token)
 
 
+@_route("POST", "/accounts/{account_id}/access/service_tokens/{token_id}/refresh", "service_tokens.refresh")
+def _tokens_refresh(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
+    """Cloudflare's refresh: the expiry moves to now + duration; the secret stays (and is not returned)."""
+    token = _service_token(fake, req)
+    token["expires_at"] = _expiry(token["duration"])
+    token["updated_at"] = _now()
+    return fake._token_view(token)
+
+
 @_route("POST", "/accounts/{account_id}/access/service_tokens/{token_id}/rotate", "service_tokens.rotate")
 def _tokens_rotate(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
     token = _service_token(fake, req)
-    token["client_secret"] = secrets.token_hex(32)
+    token["client_secret"] = secrets.token_hex(32)  # a new secret, but the old expiry: rotation does not extend it
     token["updated_at"] = _now()
     return fake._token_view(token, with_secret=True)
 
