@@ -23,10 +23,10 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CloudAPIError, InvalidRequest, MissingCredentials, OperationFailed
-from .spec import check_autoscale, check_capacity
 from .plan import Change
-from .schedule import DAYS, describe, schedule_profiles
 from .resources import Progress, Resource, Walk, apply_all, delete_all, plan_all, quiet, read_all
+from .schedule import DAYS, describe, schedule_profiles
+from .spec import check_autoscale, check_capacity
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential

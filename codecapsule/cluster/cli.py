@@ -141,9 +141,7 @@ def _cost(args: argparse.Namespace) -> int:
         overrides["location"] = args.location
     spec = ClusterSpec.from_env(env, **overrides)
     prices = {spec.vm_size: args.price} if args.price is not None else None
-    print(
-        estimate_cost(spec, capacity=args.capacity, minimum=args.minimum, maximum=args.maximum, prices=prices)
-    )
+    print(estimate_cost(spec, capacity=args.capacity, minimum=args.minimum, maximum=args.maximum, prices=prices))
     return 0
 
 
@@ -188,9 +186,7 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
     sub = cluster.add_subparsers(dest="cluster_command", metavar="COMMAND", required=True)
 
     def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = sub.add_parser(
-            name, help=help, description=help[0].upper() + help[1:] + "."
-        )
+        parser: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
         parser.set_defaults(func=_guarded(handler))
         return parser
 
@@ -203,16 +199,10 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
     p = command("autoscale", _autoscale, "change the CPU autoscale rule (unset options keep their value)")
     p.add_argument("--min", dest="minimum", type=_positive, metavar="N", help="fewest VMs")
     p.add_argument("--max", dest="maximum", type=_positive, metavar="N", help="most VMs")
-    p.add_argument(
-        "--out", dest="scale_out", type=float, metavar="CPU%", help="add a VM above this average CPU"
-    )
-    p.add_argument(
-        "--in", dest="scale_in", type=float, metavar="CPU%", help="remove a VM below this average CPU"
-    )
+    p.add_argument("--out", dest="scale_out", type=float, metavar="CPU%", help="add a VM above this average CPU")
+    p.add_argument("--in", dest="scale_in", type=float, metavar="CPU%", help="remove a VM below this average CPU")
     switch = p.add_mutually_exclusive_group()
-    switch.add_argument(
-        "--enable", dest="enabled", action="store_const", const=True, help="turn autoscale on"
-    )
+    switch.add_argument("--enable", dest="enabled", action="store_const", const=True, help="turn autoscale on")
     switch.add_argument("--disable", dest="enabled", action="store_const", const=False, help="turn it off")
     p = command("install", _install, "install a Piston runtime on every VM and in the cloud-init of new ones")
     p.add_argument("language", metavar="LANG", help="Piston package name, e.g. python, node, gcc, java, rust")
@@ -221,9 +211,7 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--instance", action="append", metavar="ID", help="only this instance (repeatable)")
     p = command("logs", _logs, "print a log from one VM (through Azure run command)")
     p.add_argument("--instance", default="0", metavar="ID", help="instance id (default 0)")
-    p.add_argument(
-        "--source", default="piston", choices=["piston", "cloudflared", "cloud-init", "health", "runtimes"]
-    )
+    p.add_argument("--source", default="piston", choices=["piston", "cloudflared", "cloud-init", "health", "runtimes"])
     p.add_argument("--lines", "-n", type=int, default=200, metavar="N", help="how many lines (default 200)")
     p = command("cost", _cost, "estimate the monthly cost at minimum and maximum capacity (no cloud call)")
     p.add_argument("--capacity", type=_positive, metavar="N", help="a fixed number of VMs")
@@ -248,7 +236,7 @@ def add_doctor_command(subparsers: Any) -> argparse.ArgumentParser:
         "doctor",
         help="check the path to Piston step by step and say how to fix what fails",
         description="Walk the troubleshooting table: endpoint configured, DNS, tunnel connectors, Piston "
-            "answering "
+        "answering "
         "through the tunnel, runtimes installed, instances healthy. Client checks need only "
         "CODECAPSULE_PISTON_URL (and the Access token variables); admin checks run when the cluster's "
         "credentials are set.",

@@ -236,11 +236,7 @@ class _Doctor:
         if answer.status is None:
             return bool(self.add(name, False, answer.failure, answer.fix_key))
         data = answer.data
-        if (
-            answer.status == 200
-            and isinstance(data, dict)
-            and "piston" in str(data.get("message", "")).lower()
-        ):
+        if answer.status == 200 and isinstance(data, dict) and "piston" in str(data.get("message", "")).lower():
             return bool(self.add(name, True, str(data["message"])))
         if answer.status == 200:
             return bool(self.add(name, False, f"HTTP 200 but not Piston: {answer.text[:80]!r}", "not piston"))
@@ -274,12 +270,9 @@ class _Doctor:
             found = [
                 r
                 for r in self.runtimes
-                if names
-                & {str(r.get("language")), str(r.get("runtime", "")), *map(str, r.get("aliases", []))}
+                if names & {str(r.get("language")), str(r.get("runtime", "")), *map(str, r.get("aliases", []))}
             ]
-            if not found or (
-                version is not None and not any(str(r.get("version")) == version for r in found)
-            ):
+            if not found or (version is not None and not any(str(r.get("version")) == version for r in found)):
                 missing.append(f"{package} {version}" if version else package)
         if missing:
             self.add("runtimes installed", False, "missing: " + ", ".join(missing), "unknown runtime")
@@ -412,8 +405,7 @@ def run_doctor(
     access_client_secret: str | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 10.0,
-    admin_skip_reason: str = "needs the cluster's admin credentials (CLOUDFLARE_API_TOKEN, "
-        "AZURE_SUBSCRIPTION_ID...)",
+    admin_skip_reason: str = "needs the cluster's admin credentials (CLOUDFLARE_API_TOKEN, AZURE_SUBSCRIPTION_ID...)",
 ) -> list[Check]:
     """Run every check and return them in order (nothing raises for a failing check).
 

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from .plan import Action, Change
 
-__all__ = ["Resource", "Walk", "quiet", "apply_all", "delete_all", "plan_all", "read_all"]
+__all__ = ["Resource", "Walk", "apply_all", "delete_all", "plan_all", "quiet", "read_all"]
 
 Progress = Callable[[str], None]
 

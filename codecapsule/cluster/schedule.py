@@ -9,20 +9,27 @@ it holds until the next profile starts); :func:`next_change` says when the capac
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from html import escape
+from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from .spec import ClusterSpec
 
 __all__ = [
     "DAYS",
     "LabHours",
     "ProfileWish",
+    "ScheduleView",
     "next_change",
     "schedule_profiles",
+    "schedule_view",
     "weekly_hours",
     "windows_time_zone",
     "zone",
@@ -202,7 +209,7 @@ class LabHours:
     min: int
     max: int
 
-    def __init__(self, text: str, min: int = 1, max: int = 5) -> None:  # noqa: A002 - the documented names
+    def __init__(self, text: str, min: int = 1, max: int = 5) -> None:
         match = _HOURS_TEXT.match(text) if isinstance(text, str) else None
         if match is None:
             raise InvalidRequest(
@@ -241,7 +248,7 @@ class LabHours:
 def check_no_overlap(labs: Sequence[LabHours]) -> None:
     """Refuse labs that overlap: their bounds would fight (the one validation of a schedule as a whole)."""
     slots = sorted((s, e, lab) for lab in labs for s, e in lab.slots())
-    for (s1, e1, a), (s2, _, b) in zip(slots, slots[1:], strict=False):
+    for (s1, e1, a), (s2, _, b) in itertools.pairwise(slots):
         if s2 < e1:
             day = DAYS[s1 // 1440][0]
             raise InvalidRequest(
@@ -310,6 +317,19 @@ def next_change(
     return None
 
 
+def next_lab_start(labs: Sequence[LabHours], tz: tzinfo, now: datetime) -> datetime | None:
+    """When the next lab starts after ``now`` (local time in ``tz``), or None without lab hours."""
+    local = now.astimezone(tz)
+    monday = (local - timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+    starts = sorted(s for lab in labs for s, _ in lab.slots())
+    for week in (0, 1):
+        for start in starts:
+            when = (monday + timedelta(days=7 * week, minutes=start)).replace(tzinfo=tz)
+            if when > local:
+                return when
+    return None
+
+
 def active_lab(labs: Sequence[LabHours], tz: tzinfo, now: datetime) -> LabHours | None:
     """The lab in session at ``now`` (local time in ``tz``), if any."""
     local = now.astimezone(tz)
@@ -343,3 +363,65 @@ def as_dict(wish: ProfileWish) -> dict[str, Any]:
         "minimum": wish.minimum,
         "maximum": wish.maximum,
     }
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    """The lab hours of a spec as people read them: the slots, the next change, the profiles Azure gets."""
+
+    summary: str  # describe(): "Mon,Wed 09:00-12:00: 3..5 VMs; otherwise 0 VMs (Europe/Amsterdam)"
+    timezone: str
+    windows_time_zone: str
+    profiles: tuple[dict[str, Any], ...]  # as_dict() of each recurring profile, in week order
+    next_change_at: datetime | None
+    next_change: str  # "lab starts: 3..5 VMs" / "lab ends: down to 0 VMs" / ""
+    in_session: str | None  # the text of the lab running now, if any
+
+    @property
+    def next_change_text(self) -> str:
+        if self.next_change_at is None:
+            return "no scheduled change"
+        return f"{self.next_change_at:%a %d %b %H:%M} ({self.timezone}): {self.next_change}"
+
+    def __str__(self) -> str:
+        lines = [f"Lab hours: {self.summary}", f"Next change: {self.next_change_text}"]
+        if self.in_session:
+            lines.append(f"In session now: {self.in_session}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{escape(p['day'])}</td><td>{escape(p['time'])}</td><td>{p['minimum']}..{p['maximum']}</td>"
+            f"<td>{escape(p['name'])}</td></tr>"
+            for p in self.profiles
+        )
+        table = (
+            "<table><thead><tr><th>day</th><th>time</th><th>VMs</th><th>profile</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+            if rows
+            else ""
+        )
+        return (
+            f"<div class='codecapsule-schedule'><p><b>Lab hours</b>: {escape(self.summary)}</p>"
+            f"<p><b>Next change</b>: {escape(self.next_change_text)}</p>{table}</div>"
+        )
+
+
+def schedule_view(spec: ClusterSpec, now: datetime | None = None) -> ScheduleView:
+    """The :class:`ScheduleView` of ``spec`` at ``now`` (default: the current time)."""
+    from datetime import UTC
+
+    moment = now or datetime.now(UTC)
+    labs = spec.schedule
+    tz = zone(spec.timezone)
+    change = next_change(labs, spec.idle_bounds, tz, moment)
+    running = active_lab(labs, tz, moment)
+    return ScheduleView(
+        summary=describe(labs, spec.timezone, spec.idle_capacity),
+        timezone=spec.timezone,
+        windows_time_zone=windows_time_zone(spec.timezone),
+        profiles=tuple(as_dict(w) for w in schedule_profiles(labs, spec.idle_bounds)),
+        next_change_at=change[0] if change else None,
+        next_change=change[1] if change else "",
+        in_session=running.text if running else None,
+    )

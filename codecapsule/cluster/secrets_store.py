@@ -65,8 +65,7 @@ def service_token_path(account_id: str, tunnel_name: str) -> Path:
         if not _SAFE.match(value):
             # Both end up in a file name: refuse anything that could escape the directory.
             raise ConfigurationError(
-                f"the Cloudflare {label} {value!r} cannot be used in a file name; use letters, digits, "
-                "'.', '_' or '-'."
+                f"the Cloudflare {label} {value!r} cannot be used in a file name; use letters, digits, '.', '_' or '-'."
             )
     return config_dir() / "secrets" / f"cloudflare-access-{account_id}-{tunnel_name}.json"
 

@@ -190,7 +190,7 @@ class TunnelProvider:
                 "ingress",
                 "tunnel ingress",
                 spec.hostname,
-                read=lambda walk: True if _tunnel_id(walk) and self._ingress_ok(_tunnel_id(walk)) else None,
+                read=self._ingress_read,
                 diff=self._ingress_diff,
                 apply=self._ingress_apply,
                 announce=False,
@@ -370,6 +370,10 @@ class TunnelProvider:
             with self._api(f"delete the tunnel {spec.tunnel_name!r}", _PERM_TUNNEL):
                 tunnels.delete(tunnel.id, account_id=account)
             progress(f"Deleted Cloudflare Tunnel {spec.tunnel_name}.")
+
+    def _ingress_read(self, walk: Walk) -> bool | None:
+        tunnel_id = _tunnel_id(walk)
+        return True if tunnel_id is not None and self._ingress_ok(tunnel_id) else None
 
     def _ingress_diff(self, walk: Walk, ok: Any) -> tuple[str, str]:
         if ok:
@@ -620,7 +624,7 @@ class TunnelProvider:
         else:
             with self._api(f"update the DNS record {spec.hostname}", _PERM_DNS):
                 dns.update(
-                    cast(str, cname.id),
+                    cname.id,
                     zone_id=zone_id,
                     name=spec.hostname,
                     type="CNAME",

@@ -212,9 +212,7 @@ class FakeCloudflare:
     def start(self) -> FakeCloudflare:
         server = _Server(("127.0.0.1", 0), _make_handler(self))
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="fake-cloudflare", daemon=True
-        )
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-cloudflare", daemon=True)
         self._thread.start()
         return self
 
@@ -269,9 +267,7 @@ class FakeCloudflare:
         """Put a record straight into the state (e.g. a CNAME that points elsewhere)."""
         zid = zone_id or self.zone_id
         with self.lock:
-            record = self._new_record(
-                zid, {"name": name, "type": type, "content": content, "proxied": proxied}
-            )
+            record = self._new_record(zid, {"name": name, "type": type, "content": content, "proxied": proxied})
             self.dns_records[record["id"]] = record
             return copy.deepcopy(record)
 
@@ -387,8 +383,7 @@ class FakeCloudflare:
             raise CloudflareAPIError(
                 404,
                 7003,
-                f"Could not route to /zones/{req.params.get('zone_id')}, perhaps your object "
-                "identifier is invalid?",
+                f"Could not route to /zones/{req.params.get('zone_id')}, perhaps your object identifier is invalid?",
             )
         return zone
 
@@ -402,9 +397,7 @@ class FakeCloudflare:
     def _tunnel_view(self, tunnel: dict[str, Any]) -> dict[str, Any]:
         view = copy.deepcopy(tunnel)
         view["connections"] = [
-            copy.deepcopy(conn)
-            for client in self.connectors.get(tunnel["id"], [])
-            for conn in client["conns"]
+            copy.deepcopy(conn) for client in self.connectors.get(tunnel["id"], []) for conn in client["conns"]
         ]
         return view
 
@@ -421,9 +414,7 @@ class FakeCloudflare:
 
     def _drop_connectors(self, tunnel_id: str, connector_id: str | None) -> None:
         clients = self.connectors.get(tunnel_id, [])
-        self.connectors[tunnel_id] = [
-            c for c in clients if connector_id is not None and c["id"] != connector_id
-        ]
+        self.connectors[tunnel_id] = [c for c in clients if connector_id is not None and c["id"] != connector_id]
         tunnel = self.tunnels[tunnel_id]
         if not self.connectors[tunnel_id] and tunnel["conns_active_at"] is not None:
             tunnel["conns_inactive_at"] = _now()
@@ -469,16 +460,10 @@ class FakeCloudflare:
         if record["type"] not in exclusive:
             return
         for other in self.dns_records.values():
-            if (
-                other["id"] == ignore_id
-                or other["zone_id"] != record["zone_id"]
-                or other["name"] != record["name"]
-            ):
+            if other["id"] == ignore_id or other["zone_id"] != record["zone_id"] or other["name"] != record["name"]:
                 continue
             if other["type"] in exclusive and "CNAME" in {other["type"], record["type"]}:
-                raise CloudflareAPIError(
-                    400, 81053, "An A, AAAA, or CNAME record with that host already exists."
-                )
+                raise CloudflareAPIError(400, 81053, "An A, AAAA, or CNAME record with that host already exists.")
 
     def _app_view(self, app: dict[str, Any]) -> dict[str, Any]:
         view = copy.deepcopy(app)
@@ -493,10 +478,7 @@ class FakeCloudflare:
     def _policy_view(self, policy: dict[str, Any]) -> dict[str, Any]:
         view = copy.deepcopy(policy)
         view["app_count"] = sum(
-            1
-            for app in self.access_apps.values()
-            for link in app.get("policies", [])
-            if link["id"] == policy["id"]
+            1 for app in self.access_apps.values() for link in app.get("policies", []) if link["id"] == policy["id"]
         )
         return view
 
@@ -529,24 +511,18 @@ class FakeCloudflare:
             links.append({"id": item["id"], "precedence": int(item.get("precedence") or position)})
         return links
 
-    def _make_policy(
-        self, body: dict[str, Any], *, reusable: bool, policy_id: str | None = None
-    ) -> dict[str, Any]:
+    def _make_policy(self, body: dict[str, Any], *, reusable: bool, policy_id: str | None = None) -> dict[str, Any]:
         if not body.get("name"):
             raise CloudflareAPIError(400, 12130, "access.api.error.invalid_request: name is required")
         if body.get("decision") not in {"allow", "deny", "non_identity", "bypass"}:
             raise CloudflareAPIError(400, 12130, "access.api.error.invalid_request: invalid decision")
         include = body.get("include")
         if not isinstance(include, list) or not include:
-            raise CloudflareAPIError(
-                400, 12130, "access.api.error.invalid_request: include must not be empty"
-            )
+            raise CloudflareAPIError(400, 12130, "access.api.error.invalid_request: include must not be empty")
         for rule in [*include, *(body.get("require") or []), *(body.get("exclude") or [])]:
             token_ref = rule.get("service_token") if isinstance(rule, dict) else None
             if token_ref is not None and token_ref.get("token_id") not in self.service_tokens:
-                raise CloudflareAPIError(
-                    400, 12130, "access.api.error.invalid_request: service token not found"
-                )
+                raise CloudflareAPIError(400, 12130, "access.api.error.invalid_request: service token not found")
         now = _now()
         return {
             "id": policy_id or str(uuid.uuid4()),
@@ -636,9 +612,7 @@ def _tunnels_create(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
         raise CloudflareAPIError(409, 1013, "You already have a tunnel with this name")
     config_src = body.get("config_src", "local")
     tunnel_id = str(uuid.uuid4())
-    fake.tunnel_secrets[tunnel_id] = (
-        body.get("tunnel_secret") or base64.b64encode(secrets.token_bytes(32)).decode()
-    )
+    fake.tunnel_secrets[tunnel_id] = body.get("tunnel_secret") or base64.b64encode(secrets.token_bytes(32)).decode()
     fake.tunnels[tunnel_id] = {
         "id": tunnel_id,
         "account_tag": fake.account_id,
@@ -690,9 +664,7 @@ def _config_get(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
     tunnel = fake._tunnel(req)
     config = fake.configs.get(tunnel["id"])
     if config is None:
-        raise CloudflareAPIError(
-            404, 1062, "This tunnel is locally configured; it has no remote configuration"
-        )
+        raise CloudflareAPIError(404, 1062, "This tunnel is locally configured; it has no remote configuration")
     return copy.deepcopy(config)
 
 
@@ -819,9 +791,7 @@ def _apps_list(fake: FakeCloudflare, req: _Request) -> _Paged:
     for key in ("name", "domain"):
         wanted = req.q(key)
         if wanted is not None:
-            apps = [
-                a for a in apps if (str(a.get(key, "")) == wanted if exact else wanted in str(a.get(key, "")))
-            ]
+            apps = [a for a in apps if (str(a.get(key, "")) == wanted if exact else wanted in str(a.get(key, "")))]
     return _Paged([fake._app_view(a) for a in apps], default_per_page=25)
 
 
@@ -893,9 +863,7 @@ def _policies_get(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
 @_route("PUT", "/accounts/{account_id}/access/policies/{policy_id}", "policies.update")
 def _policies_update(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
     old = _policy(fake, req)
-    new = fake._make_policy(
-        req.body if isinstance(req.body, dict) else {}, reusable=True, policy_id=old["id"]
-    )
+    new = fake._make_policy(req.body if isinstance(req.body, dict) else {}, reusable=True, policy_id=old["id"])
     new["created_at"] = old["created_at"]
     fake.access_policies[old["id"]] = new
     return fake._policy_view(new)
@@ -908,8 +876,7 @@ def _policies_delete(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
         raise CloudflareAPIError(
             400,
             12130,
-            "access.api.error.conflict: this policy is used by an application; remove it from the "
-            "application first",
+            "access.api.error.conflict: this policy is used by an application; remove it from the application first",
         )
     del fake.access_policies[policy["id"]]
     return {"id": policy["id"]}
@@ -1108,9 +1075,7 @@ def _envelope_ok(result: Any, query: dict[str, list[str]]) -> dict[str, Any]:
         return {"success": True, "errors": [], "messages": [], "result": result.items}
     if isinstance(result, _Paged):
         page = max(1, int(float((query.get("page") or ["1"])[-1])))
-        per_page = max(
-            1, min(1000, int(float((query.get("per_page") or [str(result.default_per_page)])[-1])))
-        )
+        per_page = max(1, min(1000, int(float((query.get("per_page") or [str(result.default_per_page)])[-1]))))
         total = len(result.items)
         items = result.items[(page - 1) * per_page : page * per_page]
         return {
