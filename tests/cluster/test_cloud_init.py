@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import re
 import subprocess
 import sys
 import zipfile
@@ -202,3 +203,15 @@ def test_template_ships_inside_the_wheel(tmp_path: Path) -> None:
         load_template()
         == (tmp_path / "site" / "codecapsule" / "_cloud_init" / "codecapsule.yaml.tmpl").read_text()
     )
+
+
+def test_every_apt_call_waits_for_the_dpkg_lock() -> None:
+    """First boot's unattended-upgrades holds the dpkg lock: apt must wait for it, not fail."""
+    text = render_cloud_init(spec(), TOKEN)
+    doc = yaml.safe_load(text)
+    # cloud-init's own package install reads this apt.conf (written before the packages module runs)
+    assert 'DPkg::Lock::Timeout "600";' in doc["apt"]["conf"]
+    scripts = "\n".join(entry["content"] for entry in doc["write_files"])
+    calls = [line for line in scripts.splitlines() if re.search(r"\bapt-get\s", line)]
+    assert calls, "the scripts install cloudflared with apt-get"
+    assert all("-o DPkg::Lock::Timeout=600" in line for line in calls), calls
