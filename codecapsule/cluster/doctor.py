@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import httpx
 
     from .cluster import Cluster
+    from .tunnel import ServiceTokenInfo
 
 __all__ = ["FIXES", "Check", "format_checks", "run_doctor"]
 
@@ -88,6 +89,10 @@ FIXES: dict[str, str] = {
         "cloud-init`, then `codecapsule cluster reimage`."
     ),
     "no instances": "the scale set has no VMs: `codecapsule cluster scale 1` (or deploy).",
+    "token expiry": (
+        "the Access service token expires soon (or has expired: then every request is refused): refresh it with "
+        "`codecapsule cluster token refresh` (same secret) or rotate it with `codecapsule cluster token rotate`."
+    ),
     "cloud": "Azure or Cloudflare refused the call: check the credentials and the message above.",
 }
 
@@ -309,7 +314,12 @@ class _Doctor:
     # -- admin-side checks ---------------------------------------------------------------------------
 
     def tunnel(self) -> None:
-        names = ("tunnel has connectors", "DNS record points at the tunnel", "protected by Cloudflare Access")
+        names = (
+            "tunnel has connectors",
+            "DNS record points at the tunnel",
+            "protected by Cloudflare Access",
+            "Access service token valid",
+        )
         if self.cluster is None:
             for name in names:
                 self.add(name, None, self.admin_skip_reason)
@@ -340,6 +350,16 @@ class _Doctor:
             self.add(names[2], True, "Access application with a service-token policy")
         else:
             self.add(names[2], False, "no Access application with a service-token policy", "not protected")
+        self.service_token(names[3], status.service_token)
+
+    def service_token(self, name: str, token: ServiceTokenInfo | None) -> None:
+        """The Access service token's lifetime: failing when expired or within TOKEN_WARN_DAYS of it."""
+        if token is None:
+            self.add(name, False, "no Access service token", "not protected")
+        elif token.expiring():
+            self.add(name, False, f"{token.expiry_text()} (duration {token.duration})", "token expiry")
+        else:
+            self.add(name, True, f"{token.expiry_text()} (duration {token.duration})")
 
     def instances(self) -> None:
         name = "instances healthy"

@@ -14,6 +14,8 @@
 | ``CODECAPSULE_POLL_INTERVAL``       | seconds between long-running-operation polls                |
 | ``CODECAPSULE_PISTON_URL``          | reach Piston another way than https://<hostname>            |
 | ``CODECAPSULE_TIMEZONE``            | IANA zone of the lab hours                                  |
+| ``CODECAPSULE_LAB_HOURS``           | ``Mon,Wed 09:00-12:00 3-5; Fri 13:00-17:00 2-4``            |
+| ``CODECAPSULE_IDLE_CAPACITY``       | VMs outside lab hours (default 0)                           |
 | ``CLOUDFLARE_API_TOKEN``            | the Cloudflare API token (secret)                           |
 | ``CODECAPSULE_AZURE_ACCESS_TOKEN``  | a ready ARM access token instead of azure-identity (secret)  |
 | ``CODECAPSULE_CONFIG_DIR``          | where the Access service-token secret is saved              |
@@ -56,6 +58,8 @@ OPTIONAL_SPEC_ENV: dict[str, str] = {
     "poll_interval": "CODECAPSULE_POLL_INTERVAL",
     "piston_url": "CODECAPSULE_PISTON_URL",
     "timezone": "CODECAPSULE_TIMEZONE",
+    "schedule": "CODECAPSULE_LAB_HOURS",
+    "idle_capacity": "CODECAPSULE_IDLE_CAPACITY",
 }
 
 

@@ -245,6 +245,24 @@ class LabHours:
         return [(day * 1440 + self.start, day * 1440 + self.end) for day in self.days]
 
 
+def parse_lab_hours(text: str) -> tuple[LabHours, ...]:
+    """Lab hours written on one line (``CODECAPSULE_LAB_HOURS``): ``"Mon,Wed 09:00-12:00 3-5; Fri 13:00-17:00 2-4"``
+    (days, time range, min-max VMs; slots separated by ``;``)."""
+    labs = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        slot, _, bounds = part.rpartition(" ")
+        match = re.fullmatch(r"([0-9]+)-([0-9]+)", bounds)
+        if not slot or match is None:
+            raise InvalidRequest(
+                f"lab hours {part!r}: write days, a time range and min-max VMs, e.g. 'Mon,Wed 09:00-12:00 3-5' "
+                "(separate slots with ';')."
+            )
+        labs.append(LabHours(slot, min=int(match[1]), max=int(match[2])))
+    return tuple(labs)
+
+
 def check_no_overlap(labs: Sequence[LabHours]) -> None:
     """Refuse labs that overlap: their bounds would fight (the one validation of a schedule as a whole)."""
     slots = sorted((s, e, lab) for lab in labs for s, e in lab.slots())

@@ -9,7 +9,7 @@ from typing import Any
 
 from .._errors import ConfigurationError, InvalidRequest, MissingCredentials
 from .env import OPTIONAL_SPEC_ENV, environment, missing_required
-from .schedule import LabHours, check_no_overlap, schedule_profiles, windows_time_zone
+from .schedule import LabHours, check_no_overlap, parse_lab_hours, schedule_profiles, windows_time_zone
 
 # Piston packages installed on every VM: (package name as Piston's packages API knows it, version).
 DEFAULT_RUNTIMES: tuple[tuple[str, str], ...] = (
@@ -125,6 +125,7 @@ class ClusterSpec:
                 value = getattr(self, f.name)
                 if not _NAME.match(value):
                     raise InvalidRequest(f"{f.name}={value!r}: use letters, digits, '.', '_' or '-' (max 63).")
+        self._check_schedule()
         check_capacity(self.capacity, "capacity")
         check_capacity(self.idle_capacity, "idle_capacity")
         check_autoscale(self.min_capacity, self.max_capacity, self.scale_out_cpu, self.scale_in_cpu)
@@ -134,7 +135,6 @@ class ClusterSpec:
             )
         if self.ssh_public_key is not None:
             object.__setattr__(self, "ssh_public_key", check_ssh_public_key(self.ssh_public_key))
-        self._check_schedule()
         if not _DURATION.match(self.access_token_duration):
             raise InvalidRequest(
                 f"access_token_duration {self.access_token_duration!r} must be whole hours such as '8760h' "
@@ -157,6 +157,10 @@ class ClusterSpec:
         object.__setattr__(self, "tags", tuple((str(a), str(b)) for a, b in self.tags))
 
     def _check_schedule(self) -> None:
+        if isinstance(self.schedule, str):  # one line, as CODECAPSULE_LAB_HOURS gives it
+            object.__setattr__(self, "schedule", parse_lab_hours(self.schedule))
+        if isinstance(self.idle_capacity, str):
+            object.__setattr__(self, "idle_capacity", _whole(self.idle_capacity, "idle_capacity"))
         labs = (self.schedule,) if isinstance(self.schedule, LabHours) else tuple(self.schedule)
         for lab in labs:
             if not isinstance(lab, LabHours):
@@ -175,6 +179,19 @@ class ClusterSpec:
                 f"default and a wake-up one) but Azure allows {MAX_PROFILES}: merge lab slots (e.g. one "
                 "'Mon-Fri 09:00-17:00')."
             )
+
+    @classmethod
+    def preview(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ClusterSpec:
+        """A spec for looking only (plan shape, cost, schedule): like :meth:`from_env`, but identifiers that
+        no estimate needs get placeholders when they are not set, so no credentials are required."""
+        from .env import REQUIRED_SPEC_ENV
+
+        env = environment(env)
+        placeholders = {"domain": "example.edu", "subscription_id": "", "cloudflare_account_id": "preview"}
+        for key, var in REQUIRED_SPEC_ENV.items():
+            if key not in overrides and not env.get(var):
+                overrides[key] = placeholders[key]
+        return cls.from_env(env, **overrides)
 
     # -- construction ------------------------------------------------------------------------------
 
@@ -228,6 +245,13 @@ class ClusterSpec:
         from .cloud_init import render_cloud_init
 
         return render_cloud_init(self, tunnel_token=tunnel_token)
+
+
+def _whole(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigurationError(f"{what} {text!r} must be a whole number of VMs.") from None
 
 
 def check_capacity(value: object, what: str = "capacity") -> int:
