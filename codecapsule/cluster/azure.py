@@ -548,13 +548,12 @@ class AzureProvider:
             )
 
         def profile(name: str, low: int, high: int, start: int, **when: Any) -> Any:
+            # A fixed count (e.g. 0 VMs at night) needs no CPU rules: there is nothing for them to move.
+            cpu = [rule("GreaterThan", scale_out_cpu, "Increase"), rule("LessThan", scale_in_cpu, "Decrease")]
             return m.AutoscaleProfile(
                 name=name,
                 capacity=m.ScaleCapacity(minimum=str(low), maximum=str(high), default=str(start)),
-                rules=[
-                    rule("GreaterThan", scale_out_cpu, "Increase"),
-                    rule("LessThan", scale_in_cpu, "Decrease"),
-                ],
+                rules=cpu if low < high else [],
                 **when,
             )
 
@@ -977,7 +976,9 @@ class AzureProvider:
             return None
         cap = default.capacity
         out_cpu = in_cpu = None
-        for rule in default.rules or []:
+        # the thresholds live on every profile that has a range; a fixed-count default has no rules
+        ruled = next((p for p in [default, *(setting.profiles or [])] if p.rules), default)
+        for rule in ruled.rules or []:
             trigger, action = rule.metric_trigger, rule.scale_action
             if trigger.metric_name != _CPU_METRIC:
                 continue
@@ -1098,9 +1099,14 @@ class AzureProvider:
             cap.default = str(min(max(int(cap.default), low), high))
             with self._call(f"moving the bounds of autoscale setting {s.autoscale_name}"):
                 self._client("monitor").autoscale_settings.create_or_update(s.resource_group, s.autoscale_name, setting)
+        progress(f"Scaling {s.vmss_name} from {_dig(vmss, 'sku', 'capacity')} to {capacity} instances…")
+        self._set_capacity(capacity)
+        progress(f"{s.vmss_name} now has capacity {capacity}.")
+
+    def _set_capacity(self, capacity: int) -> None:
         from azure.mgmt.compute import models as c
 
-        progress(f"Scaling {s.vmss_name} from {_dig(vmss, 'sku', 'capacity')} to {capacity} instances…")
+        s = self.spec
         cc = self._client("compute")
         self._wait(
             f"scaling {s.vmss_name} to {capacity}",
@@ -1110,7 +1116,6 @@ class AzureProvider:
             ),
             retry="call scale again",
         )
-        progress(f"{s.vmss_name} now has capacity {capacity}.")
 
     def autoscale(
         self, *, minimum: int, maximum: int, scale_out_cpu: float, scale_in_cpu: float, enabled: bool
@@ -1161,8 +1166,9 @@ class AzureProvider:
             )
         low = max(1, s.min_capacity)
         current = int(_dig(self._get_vmss(), "sku", "capacity") or 0) if vmss is not None else 0
-        if current < low:
-            self.scale(low, progress=progress)
+        if current < low:  # start the VMs now rather than at autoscale's next evaluation (the wake profile keeps them)
+            progress(f"Starting {low - current} VM(s) of {s.vmss_name}…")
+            self._set_capacity(low)
         progress(f"Awake until {end:%Y-%m-%d %H:%M} UTC ({low}..{max(low, s.max_capacity)} VMs).")
         return state
 

@@ -237,8 +237,8 @@ class ClusterSpec:
 
     @property
     def idle_bounds(self) -> tuple[int, int]:
-        """Autoscale bounds outside lab hours: exactly ``idle_capacity`` VMs (none at 0: nothing bills)."""
-        return self.idle_capacity, max(self.idle_capacity, 1)
+        """Autoscale bounds outside lab hours: exactly ``idle_capacity`` VMs (at 0 nothing bills)."""
+        return self.idle_capacity, self.idle_capacity
 
     def render_cloud_init(self, tunnel_token: str) -> str:
         """The exact cloud-init text that goes into the VMs' custom data (contains the secret token)."""

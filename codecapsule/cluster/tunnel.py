@@ -107,10 +107,16 @@ class ServiceTokenInfo:
         left = self.days_left(now)
         return left is not None and left <= 0
 
+    @property
+    def warn_days(self) -> float:
+        """:data:`TOKEN_WARN_DAYS`, or half the lifetime of a shorter-lived token (else it would always warn)."""
+        hours = self.duration[:-1] if self.duration.endswith("h") else ""
+        return min(TOKEN_WARN_DAYS, int(hours) / 48) if hours.isdigit() else TOKEN_WARN_DAYS
+
     def expiring(self, now: datetime | None = None) -> bool:
-        """Expired, or expiring within :data:`TOKEN_WARN_DAYS` days."""
+        """Expired, or expiring within :attr:`warn_days` days (30 for the default one-year token)."""
         left = self.days_left(now)
-        return left is not None and left <= TOKEN_WARN_DAYS
+        return left is not None and left <= self.warn_days
 
     def expiry_text(self, now: datetime | None = None) -> str:
         """``expires 2027-12-02 (365 days)``, ``EXPIRED on ...`` or ``expiry unknown``."""

@@ -118,11 +118,7 @@ def test_admin_side_finds_a_missing_runtime_and_a_dead_connector(
     arm.set_instance_state(cluster.spec.vmss_name, "0", provisioning_state="Failed")
     found = by_name(run_doctor(wanting_rust, env={}))
     installed = found["runtimes installed"]
-    assert (
-        installed.ok is False
-        and "rust 1.68.2" in installed.detail
-        and installed.fix == FIXES["unknown runtime"]
-    )
+    assert installed.ok is False and "rust 1.68.2" in installed.detail and installed.fix == FIXES["unknown runtime"]
     connectors = found["tunnel has connectors"]
     assert connectors.ok is False and connectors.fix == FIXES["no connectors"]
     instances = found["instances healthy"]
