@@ -756,7 +756,12 @@ class AzureProvider:
         """
         s = self.spec
         tags = dict(desired_tags or {})
-        nc, cc = self._client("network"), self._client("compute")
+
+        def nc() -> Any:
+            return self._client("network")
+
+        def cc() -> Any:
+            return self._client("compute")
 
         def inside(read: Callable[[], Any]) -> Callable[[Walk], Any]:
             # inside a missing group everything is missing: no need to ask
@@ -789,7 +794,7 @@ class AzureProvider:
                 apply=lro(
                     "network security group",
                     s.nsg_name,
-                    lambda: nc.network_security_groups.begin_create_or_update(
+                    lambda: nc().network_security_groups.begin_create_or_update(
                         s.resource_group, s.nsg_name, self._nsg_model()
                     ),
                 ),
@@ -803,7 +808,7 @@ class AzureProvider:
                 apply=lro(
                     "public IP",
                     s.public_ip_name,
-                    lambda: nc.public_ip_addresses.begin_create_or_update(
+                    lambda: nc().public_ip_addresses.begin_create_or_update(
                         s.resource_group, s.public_ip_name, self._public_ip_model()
                     ),
                 ),
@@ -817,7 +822,7 @@ class AzureProvider:
                 apply=lro(
                     "NAT gateway",
                     s.nat_gateway_name,
-                    lambda: nc.nat_gateways.begin_create_or_update(
+                    lambda: nc().nat_gateways.begin_create_or_update(
                         s.resource_group, s.nat_gateway_name, self._nat_model()
                     ),
                 ),
@@ -831,7 +836,7 @@ class AzureProvider:
                 apply=lro(
                     "virtual network",
                     s.vnet_name,
-                    lambda: nc.virtual_networks.begin_create_or_update(
+                    lambda: nc().virtual_networks.begin_create_or_update(
                         s.resource_group, s.vnet_name, self._vnet_model()
                     ),
                 ),
@@ -845,7 +850,7 @@ class AzureProvider:
                 apply=lambda walk, vmss, action, progress: self._wait(
                     f"{'creating' if action == 'create' else 'updating'} VM scale set {s.vmss_name}",
                     f"VM scale set {s.vmss_name}",
-                    lambda: cc.virtual_machine_scale_sets.begin_create_or_update(
+                    lambda: cc().virtual_machine_scale_sets.begin_create_or_update(
                         s.resource_group, s.vmss_name, self._vmss_desired(vmss, custom_data, tags)
                     ),
                 ),

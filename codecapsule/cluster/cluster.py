@@ -39,9 +39,10 @@ from .status import ClusterStatus, PistonHealth
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from ..widgets import ScalingPanel
     from .azure import AutoscaleState, AzureProvider
     from .client import ClusterClient
+    from .panel import ScalingPanel
+    from .preview import Preview
     from .tunnel import ServiceToken, ServiceTokenInfo, TunnelProvider
 
 __all__ = ["LOG_SOURCES", "Cluster", "StaticTokenCredential", "parse_run_command_output"]
@@ -515,6 +516,13 @@ class Cluster:
         session: a fixed-date autoscale profile that ends by itself). VMs start at once."""
         return self.azure.wake(hours, progress=self._progress(progress))
 
+    def preview(self) -> Preview:
+        """The plan of a first deploy, the cost and the lab hours of the spec, with no credentials and no cloud
+        call (see the panel's preview mode: ``ScalingPanel.preview(spec)``)."""
+        from .preview import preview
+
+        return preview(self.spec)
+
     def schedule(self, now: datetime | None = None) -> ScheduleView:
         """The lab hours, the next change and the autoscale profiles they become (pure: no cloud call)."""
         return schedule_view(self.spec, now)
@@ -538,7 +546,7 @@ class Cluster:
 
     def panel(self, **options: Any) -> ScalingPanel:
         """The ipywidgets scaling panel for class days (needs ``codecapsule[notebook]``); ``options`` go to
-        :class:`~codecapsule.widgets.ScalingPanel` (e.g. ``auto_refresh=30``)."""
-        from ..widgets import ScalingPanel
+        :class:`~codecapsule.cluster.panel.ScalingPanel` (e.g. ``auto_refresh=30``)."""
+        from .panel import ScalingPanel
 
         return ScalingPanel(self, **options)

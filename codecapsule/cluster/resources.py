@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from .plan import Action, Change
 
-__all__ = ["Resource", "Walk", "apply_all", "delete_all", "plan_all", "quiet", "read_all"]
+__all__ = ["Resource", "Walk", "apply_all", "delete_all", "plan_all", "preview_all", "quiet", "read_all"]
 
 Progress = Callable[[str], None]
 
@@ -50,6 +50,8 @@ class Resource:
     #: what deploy says when nothing changes (default: "<Kind> <name> is up to date.")
     up_to_date: str = ""
     announce: bool = True
+    #: what ``read`` returns when the resource does not exist (a preview diffs against it)
+    missing: Any = None
 
 
 def _capital(text: str) -> str:
@@ -70,6 +72,17 @@ def plan_all(resources: Sequence[Resource], walk: Walk | None = None) -> list[Ch
     changes = []
     for resource in resources:
         current = walk[resource.key] = resource.read(walk)
+        action, detail = resource.diff(walk, current)
+        changes.append(Change(cast(Action, action), resource.kind, resource.name, detail))
+    return changes
+
+
+def preview_all(resources: Sequence[Resource]) -> list[Change]:
+    """The plan for an empty account, without reading anything: what a first deploy would create."""
+    walk = Walk()
+    changes = []
+    for resource in resources:
+        current = walk[resource.key] = resource.missing
         action, detail = resource.diff(walk, current)
         changes.append(Change(cast(Action, action), resource.kind, resource.name, detail))
     return changes

@@ -11,7 +11,27 @@ if TYPE_CHECKING:
     from .schedule import ScheduleView
     from .tunnel import ServiceTokenInfo, TunnelStatus
 
-__all__ = ["ClusterStatus", "PistonHealth"]
+__all__ = ["ClusterStatus", "PistonHealth", "instance_health"]
+
+Level = str  # "ok" | "warn" | "bad" | "unknown"
+
+
+def instance_health(instance: Instance) -> tuple[str, Level]:
+    """One word for an instance's health from its provisioning and power state, and how bad it is.
+
+    The one judge of instance health: :attr:`ClusterStatus.problems` and the panel both use it."""
+    prov, power = instance.provisioning_state, instance.power_state
+    if prov == "Failed":
+        return "failed", "bad"
+    if power in {"stopped", "deallocated"}:
+        return "stopped", "bad"
+    if prov == "Succeeded" and power == "running":
+        if instance.latest_model is False:
+            return "ok (old model: reimage)", "warn"
+        return "ok", "ok"
+    if power == "starting" or prov in {"Creating", "Updating"}:
+        return "starting", "warn"
+    return "unknown", "unknown"
 
 
 @dataclass(frozen=True)
@@ -109,7 +129,7 @@ class ClusterStatus:
                 f"the Access service token {token.expiry_text()}: every request is refused; refresh it with "
                 "cluster.refresh_access_token() or `codecapsule cluster token refresh`"
             )
-        bad = [i for i in self.instances if i.power_state != "running" or i.provisioning_state != "Succeeded"]
+        bad = [i for i in self.instances if not instance_health(i)[0].startswith("ok")]
         if bad:
             out.append(
                 "instances not healthy: "

@@ -245,6 +245,7 @@ class TunnelProvider:
                 delete=self._dns_delete,
                 announce=False,
                 up_to_date=f"The DNS record {spec.hostname} already points at the tunnel.",
+                missing=[],
             ),
         ]
 
