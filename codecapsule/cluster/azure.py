@@ -594,34 +594,6 @@ class AzureProvider:
         with self._call(f"checking resource group {self.spec.resource_group}"):
             return bool(self._client("resource").resource_groups.check_existence(self.spec.resource_group))
 
-    def _get_nsg(self) -> Any:
-        nc = self._client("network")
-        return self._get(
-            f"reading network security group {self.spec.nsg_name}",
-            lambda: nc.network_security_groups.get(self.spec.resource_group, self.spec.nsg_name),
-        )
-
-    def _get_public_ip(self) -> Any:
-        nc = self._client("network")
-        return self._get(
-            f"reading public IP {self.spec.public_ip_name}",
-            lambda: nc.public_ip_addresses.get(self.spec.resource_group, self.spec.public_ip_name),
-        )
-
-    def _get_nat(self) -> Any:
-        nc = self._client("network")
-        return self._get(
-            f"reading NAT gateway {self.spec.nat_gateway_name}",
-            lambda: nc.nat_gateways.get(self.spec.resource_group, self.spec.nat_gateway_name),
-        )
-
-    def _get_vnet(self) -> Any:
-        nc = self._client("network")
-        return self._get(
-            f"reading virtual network {self.spec.vnet_name}",
-            lambda: nc.virtual_networks.get(self.spec.resource_group, self.spec.vnet_name),
-        )
-
     def _get_vmss(self) -> Any:
         cc = self._client("compute")
         return self._get(
@@ -774,6 +746,28 @@ class AzureProvider:
 
             return apply
 
+        def network(
+            key: str,
+            kind: str,
+            name: str,
+            operations: str,
+            diff: Callable[[Any], tuple[str, str]],
+            model: Callable[[], Any],
+        ) -> Resource:
+            """A network resource: GET / begin_create_or_update on ``NetworkManagementClient.<operations>``."""
+
+            def ops() -> Any:
+                return getattr(nc(), operations)
+
+            return Resource(
+                key,
+                kind,
+                name,
+                read=inside(lambda: self._get(f"reading {kind} {name}", lambda: ops().get(s.resource_group, name))),
+                diff=lambda walk, current: diff(current),
+                apply=lro(kind, name, lambda: ops().begin_create_or_update(s.resource_group, name, model())),
+            )
+
         return [
             Resource(
                 "resource group",
@@ -785,62 +779,24 @@ class AzureProvider:
                 delete=lambda walk, current, progress: self._delete_resource_group(progress),
                 up_to_date=f"Resource group {s.resource_group} exists.",
             ),
-            Resource(
+            network(
                 "nsg",
                 "network security group",
                 s.nsg_name,
-                read=inside(self._get_nsg),
-                diff=lambda walk, nsg: self._nsg_change(nsg),
-                apply=lro(
-                    "network security group",
-                    s.nsg_name,
-                    lambda: nc().network_security_groups.begin_create_or_update(
-                        s.resource_group, s.nsg_name, self._nsg_model()
-                    ),
-                ),
+                "network_security_groups",
+                self._nsg_change,
+                self._nsg_model,
             ),
-            Resource(
+            network(
                 "public ip",
                 "public IP",
                 s.public_ip_name,
-                read=inside(self._get_public_ip),
-                diff=lambda walk, ip: self._public_ip_change(ip),
-                apply=lro(
-                    "public IP",
-                    s.public_ip_name,
-                    lambda: nc().public_ip_addresses.begin_create_or_update(
-                        s.resource_group, s.public_ip_name, self._public_ip_model()
-                    ),
-                ),
+                "public_ip_addresses",
+                self._public_ip_change,
+                self._public_ip_model,
             ),
-            Resource(
-                "nat",
-                "NAT gateway",
-                s.nat_gateway_name,
-                read=inside(self._get_nat),
-                diff=lambda walk, nat: self._nat_change(nat),
-                apply=lro(
-                    "NAT gateway",
-                    s.nat_gateway_name,
-                    lambda: nc().nat_gateways.begin_create_or_update(
-                        s.resource_group, s.nat_gateway_name, self._nat_model()
-                    ),
-                ),
-            ),
-            Resource(
-                "vnet",
-                "virtual network",
-                s.vnet_name,
-                read=inside(self._get_vnet),
-                diff=lambda walk, vnet: self._vnet_change(vnet),
-                apply=lro(
-                    "virtual network",
-                    s.vnet_name,
-                    lambda: nc().virtual_networks.begin_create_or_update(
-                        s.resource_group, s.vnet_name, self._vnet_model()
-                    ),
-                ),
-            ),
+            network("nat", "NAT gateway", s.nat_gateway_name, "nat_gateways", self._nat_change, self._nat_model),
+            network("vnet", "virtual network", s.vnet_name, "virtual_networks", self._vnet_change, self._vnet_model),
             Resource(
                 "vmss",
                 "VM scale set",
