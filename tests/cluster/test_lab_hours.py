@@ -15,7 +15,7 @@ from codecapsule.cluster import Cluster, ClusterSpec
 from codecapsule.cluster.schedule import LabHours, next_change, schedule_view, windows_time_zone, zone
 from tests.fakes.arm import FakeARM, active_profile
 from tests.fakes.cloudflare import FakeCloudflare
-from tests.piston_server import PistonTestServer
+from tests.fakes.piston import PistonTestServer
 
 from .conftest import FakeVMs
 
