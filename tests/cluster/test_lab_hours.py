@@ -190,3 +190,36 @@ def test_lab_hours_from_the_environment() -> None:
     assert spec.schedule == tuple(LABS) and spec.idle_capacity == 1 and spec.idle_bounds == (1, 1)
     with pytest.raises(InvalidRequest, match="min-max VMs"):
         ClusterSpec.from_env({**env, "CODECAPSULE_LAB_HOURS": "Mon 09:00-12:00"})
+
+
+def test_cli_schedule_wake_and_token(
+    lab_cluster: Cluster, cluster_env: dict[str, str], arm: FakeARM, cloudflare: FakeCloudflare
+) -> None:
+    from .test_cluster_story import run_cli
+
+    env = {
+        **cluster_env,
+        "CODECAPSULE_LAB_HOURS": "Mon,Wed 09:00-12:00 3-5; Fri 13:00-17:00 2-4",
+        "CODECAPSULE_TIMEZONE": "Europe/Amsterdam",
+    }
+    # the schedule needs no credentials at all
+    bare = {k: v for k, v in env.items() if k in {"PATH", "HOME", "CODECAPSULE_LAB_HOURS", "CODECAPSULE_TIMEZONE"}}
+    (schedule,) = run_cli(bare, ["cluster", "schedule"])
+    assert schedule.returncode == 0, schedule.stderr
+    assert "Wednesday 12:00  0..0 VMs  (idle after Wed 12:00)" in schedule.stdout and "Next change:" in schedule.stdout
+
+    lab_cluster.deploy(progress=False)
+    (status,) = run_cli(env, ["cluster", "token", "status"])
+    assert status.returncode == 0, status.stderr
+    assert "duration 8760h, expires" in status.stdout and "secret saved on this computer" in status.stdout
+    (refreshed,) = run_cli(env, ["cluster", "token", "refresh"])
+    assert refreshed.returncode == 0 and "Refreshed the Access service token" in refreshed.stdout
+    (woken,) = run_cli(env, ["cluster", "wake", "--hours", "1"])
+    assert woken.returncode == 0, woken.stderr
+    assert "Awake until" in woken.stdout
+    (setting,) = arm.find("microsoft.insights/autoscalesettings", lab_cluster.spec.autoscale_name)
+    assert any(p["name"] == "wake" for p in setting["properties"]["profiles"])
+    with cloudflare.lock:
+        secrets = [t["client_secret"] for t in cloudflare.service_tokens.values()]
+    for proc in (status, refreshed, woken):
+        assert not any(secret in proc.stdout + proc.stderr for secret in secrets)
