@@ -280,8 +280,13 @@ def check_autoscale(minimum: object, maximum: object, scale_out_cpu: object, sca
 
 def check_ssh_public_key(text: str) -> str:
     """An OpenSSH public key line Azure accepts for a Linux scale set: RSA with at least 2048 bits."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+    try:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+    except ImportError:
+        raise ConfigurationError(
+            "checking ssh_public_key needs the cryptography package: pip install 'codecapsule[cloud]'."
+        ) from None
 
     line = text.strip()
     try:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from ..spec import MAX_CAPACITY
 from ..status import instance_health
 
 if TYPE_CHECKING:
@@ -168,10 +169,11 @@ class PanelLayout:
             value=True, description="Autoscale on CPU", indent=False, layout=widgets.Layout(width="160px")
         )
         self.autoscale_enabled.add_class("cc-autoscale-enabled")
+        # The boxes only keep typing in range; ClusterSpec's rules (check_autoscale) decide what is valid.
         self.autoscale_min = widgets.BoundedIntText(
             value=spec.min_capacity,
             min=1,
-            max=100,
+            max=MAX_CAPACITY,
             description="min",
             style=narrow,
             layout=widgets.Layout(width="95px"),
@@ -180,7 +182,7 @@ class PanelLayout:
         self.autoscale_max = widgets.BoundedIntText(
             value=spec.max_capacity,
             min=1,
-            max=100,
+            max=MAX_CAPACITY,
             description="max",
             style=narrow,
             layout=widgets.Layout(width="95px"),
@@ -189,7 +191,7 @@ class PanelLayout:
         self.scale_out_cpu = widgets.BoundedIntText(
             value=spec.scale_out_cpu,
             min=1,
-            max=100,
+            max=99,
             description="add a VM above CPU %",
             style={"description_width": "175px"},
             layout=widgets.Layout(width="245px"),
@@ -198,7 +200,7 @@ class PanelLayout:
         self.scale_in_cpu = widgets.BoundedIntText(
             value=spec.scale_in_cpu,
             min=1,
-            max=100,
+            max=99,
             description="remove one below CPU %",
             style={"description_width": "175px"},
             layout=widgets.Layout(width="245px"),
