@@ -19,10 +19,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CloudAPIError, InvalidRequest, MissingCredentials, OperationFailed
+from ._sdk import dig as _dig
+from ._sdk import same_id as _same_id
+from ._sdk import text as _text
+from .azure_network import NETWORK, AzureIds, NetworkUnit
 from .plan import Change
 from .resources import Progress, Resource, Walk, apply_all, delete_all, plan_all, quiet, read_all
 from .schedule import DAYS, describe, schedule_profiles
@@ -50,7 +53,6 @@ RUNTIMES_TAG = "codecapsule-runtimes"
 #: Names of the autoscale profiles CodeCapsule writes besides the schedule's ("lab Mon 09:00-12:00", ...).
 DEFAULT_PROFILE = "default"
 WAKE_PROFILE = "wake"
-_DENY_RULE = "deny-all-inbound-from-internet"
 _CPU_METRIC = "Percentage CPU"
 _POWER_STATES = {
     "running": "running",
@@ -111,24 +113,6 @@ class AzureStatus:
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-
-
-def _dig(obj: Any, *names: str) -> Any:
-    """``obj.a.b.c``, or None as soon as a step is missing (SDK models leave absent fields as None)."""
-    for name in names:
-        if obj is None:
-            return None
-        obj = getattr(obj, name, None)
-    return obj
-
-
-def _text(value: Any) -> str:
-    """An SDK value as plain text: enum members (``str`` mix-ins print as ``Cls.MEMBER``) give their value."""
-    return str(value.value) if isinstance(value, Enum) else str(value)
-
-
-def _same_id(a: Any, b: Any) -> bool:
-    return isinstance(a, str) and isinstance(b, str) and a.lower() == b.lower()
 
 
 def _aware(value: datetime) -> datetime:
@@ -274,31 +258,32 @@ class AzureProvider:
     # -- ids -------------------------------------------------------------------------------------------------
 
     @property
-    def resource_group_id(self) -> str:
-        return f"/subscriptions/{self.spec.subscription_id}/resourceGroups/{self.spec.resource_group}"
+    def ids(self) -> AzureIds:
+        return AzureIds(self.spec)
 
-    def _id(self, provider_type: str, name: str) -> str:
-        return f"{self.resource_group_id}/providers/{provider_type}/{name}"
+    @property
+    def resource_group_id(self) -> str:
+        return self.ids.resource_group
 
     @property
     def nsg_id(self) -> str:
-        return self._id("Microsoft.Network/networkSecurityGroups", self.spec.nsg_name)
+        return self.ids.nsg
 
     @property
     def public_ip_id(self) -> str:
-        return self._id("Microsoft.Network/publicIPAddresses", self.spec.public_ip_name)
+        return self.ids.public_ip
 
     @property
     def nat_gateway_id(self) -> str:
-        return self._id("Microsoft.Network/natGateways", self.spec.nat_gateway_name)
+        return self.ids.nat_gateway
 
     @property
     def subnet_id(self) -> str:
-        return self._id("Microsoft.Network/virtualNetworks", self.spec.vnet_name) + f"/subnets/{self.spec.subnet_name}"
+        return self.ids.subnet
 
     @property
     def vmss_id(self) -> str:
-        return self._id("Microsoft.Compute/virtualMachineScaleSets", self.spec.vmss_name)
+        return self.ids.vmss
 
     # -- error translation -----------------------------------------------------------------------------------
 
@@ -386,76 +371,6 @@ class AzureProvider:
                 return None
 
     # -- desired state (SDK models) --------------------------------------------------------------------------
-
-    def _nsg_model(self) -> Any:
-        from azure.mgmt.network import models as n
-
-        deny = n.SecurityRule(
-            name=_DENY_RULE,
-            properties=n.SecurityRulePropertiesFormat(
-                priority=100,
-                direction="Inbound",
-                access="Deny",
-                protocol="*",
-                source_address_prefix="Internet",
-                source_port_range="*",
-                destination_address_prefix="*",
-                destination_port_range="*",
-                description="CodeCapsule VMs accept no connections from the internet.",
-            ),
-        )
-        # The VMs need no inbound traffic at all: cloudflared dials out to Cloudflare.
-        return n.NetworkSecurityGroup(
-            location=self.spec.location,
-            tags=self.spec.tag_dict,
-            properties=n.NetworkSecurityGroupPropertiesFormat(security_rules=[deny]),
-        )
-
-    def _public_ip_model(self) -> Any:
-        from azure.mgmt.network import models as n
-
-        return n.PublicIPAddress(
-            location=self.spec.location,
-            tags=self.spec.tag_dict,
-            sku=n.PublicIPAddressSku(name="Standard", tier="Regional"),
-            properties=n.PublicIPAddressPropertiesFormat(
-                public_ip_allocation_method="Static", public_ip_address_version="IPv4"
-            ),
-        )
-
-    def _nat_model(self) -> Any:
-        from azure.mgmt.network import models as n
-
-        return n.NatGateway(
-            location=self.spec.location,
-            tags=self.spec.tag_dict,
-            sku=n.NatGatewaySku(name="Standard"),
-            properties=n.NatGatewayPropertiesFormat(
-                public_ip_addresses=[n.SubResource(id=self.public_ip_id)], idle_timeout_in_minutes=4
-            ),
-        )
-
-    def _vnet_model(self) -> Any:
-        from azure.mgmt.network import models as n
-
-        # New subnets are private (no default outbound access): the NAT gateway gives the VMs their way out to
-        # Cloudflare, Docker's registry and apt; the NSG keeps inbound closed.
-        subnet = n.Subnet(
-            name=self.spec.subnet_name,
-            properties=n.SubnetPropertiesFormat(
-                address_prefix=self.spec.subnet_prefix,
-                network_security_group=n.NetworkSecurityGroup(id=self.nsg_id),
-                nat_gateway=n.SubResource(id=self.nat_gateway_id),
-                default_outbound_access=False,
-            ),
-        )
-        return n.VirtualNetwork(
-            location=self.spec.location,
-            tags=self.spec.tag_dict,
-            properties=n.VirtualNetworkPropertiesFormat(
-                address_space=n.AddressSpace(address_prefixes=[self.spec.vnet_prefix]), subnets=[subnet]
-            ),
-        )
 
     def _computer_name_prefix(self) -> str:
         prefix = re.sub(r"[^a-z0-9-]", "-", self.spec.vmss_name.lower())[:15].strip("-")
@@ -610,57 +525,6 @@ class AzureProvider:
 
     # -- comparing current with desired (shared by plan and deploy) ------------------------------------------
 
-    def _nsg_change(self, nsg: Any) -> tuple[str, str]:
-        if nsg is None:
-            return "create", "denies all inbound traffic from the internet"
-        for rule in nsg.security_rules or []:
-            if (
-                rule.priority == 100
-                and _text(rule.direction).lower() == "inbound"
-                and _text(rule.access).lower() == "deny"
-                and _text(rule.source_address_prefix).lower() == "internet"
-                and rule.destination_port_range == "*"
-                and rule.protocol == "*"
-            ):
-                return "unchanged", ""
-        return "update", "add the priority-100 rule denying all inbound traffic from the internet"
-
-    def _public_ip_change(self, ip: Any) -> tuple[str, str]:
-        if ip is None:
-            return "create", "Standard, static (outbound address of the NAT gateway)"
-        if _dig(ip, "sku", "name") != "Standard" or _text(ip.public_ip_allocation_method) != "Static":
-            return "update", "make it a Standard static address"
-        return "unchanged", ""
-
-    def _nat_change(self, nat: Any) -> tuple[str, str]:
-        if nat is None:
-            return "create", f"outbound internet access for subnet {self.spec.subnet_name}"
-        if not any(_same_id(ref.id, self.public_ip_id) for ref in nat.public_ip_addresses or []):
-            return "update", f"attach public IP {self.spec.public_ip_name}"
-        return "unchanged", ""
-
-    def _vnet_change(self, vnet: Any) -> tuple[str, str]:
-        s = self.spec
-        if vnet is None:
-            return (
-                "create",
-                f"{s.vnet_prefix}, private subnet {s.subnet_name} {s.subnet_prefix} with NSG and NAT",
-            )
-        problems = []
-        if s.vnet_prefix not in (_dig(vnet, "address_space", "address_prefixes") or []):
-            problems.append(f"address space {s.vnet_prefix}")
-        subnet = next((x for x in vnet.subnets or [] if str(x.name).lower() == s.subnet_name.lower()), None)
-        if subnet is None:
-            problems.append(f"add subnet {s.subnet_name}")
-        else:
-            if subnet.address_prefix != s.subnet_prefix:
-                problems.append(f"subnet prefix {s.subnet_prefix}")
-            if not _same_id(_dig(subnet, "network_security_group", "id"), self.nsg_id):
-                problems.append(f"attach NSG {s.nsg_name}")
-            if not _same_id(_dig(subnet, "nat_gateway", "id"), self.nat_gateway_id):
-                problems.append(f"attach NAT gateway {s.nat_gateway_name}")
-        return ("update", ", ".join(problems)) if problems else ("unchanged", "")
-
     def _vmss_change(self, vmss: Any, desired_tags: dict[str, str], *, deploying: bool = False) -> tuple[str, str]:
         s = self.spec
         if vmss is None:
@@ -746,26 +610,27 @@ class AzureProvider:
 
             return apply
 
-        def network(
-            key: str,
-            kind: str,
-            name: str,
-            operations: str,
-            diff: Callable[[Any], tuple[str, str]],
-            model: Callable[[], Any],
-        ) -> Resource:
+        def network(unit: NetworkUnit) -> Resource:
             """A network resource: GET / begin_create_or_update on ``NetworkManagementClient.<operations>``."""
 
             def ops() -> Any:
-                return getattr(nc(), operations)
+                return getattr(nc(), unit.operations)
 
             return Resource(
-                key,
-                kind,
-                name,
-                read=inside(lambda: self._get(f"reading {kind} {name}", lambda: ops().get(s.resource_group, name))),
-                diff=lambda walk, current: diff(current),
-                apply=lro(kind, name, lambda: ops().begin_create_or_update(s.resource_group, name, model())),
+                unit.key,
+                unit.kind,
+                unit.name,
+                read=inside(
+                    lambda: self._get(
+                        f"reading {unit.kind} {unit.name}", lambda: ops().get(s.resource_group, unit.name)
+                    )
+                ),
+                diff=lambda walk, current: unit.diff(current),
+                apply=lro(
+                    unit.kind,
+                    unit.name,
+                    lambda: ops().begin_create_or_update(s.resource_group, unit.name, unit.desired()),
+                ),
             )
 
         return [
@@ -779,24 +644,7 @@ class AzureProvider:
                 delete=lambda walk, current, progress: self._delete_resource_group(progress),
                 up_to_date=f"Resource group {s.resource_group} exists.",
             ),
-            network(
-                "nsg",
-                "network security group",
-                s.nsg_name,
-                "network_security_groups",
-                self._nsg_change,
-                self._nsg_model,
-            ),
-            network(
-                "public ip",
-                "public IP",
-                s.public_ip_name,
-                "public_ip_addresses",
-                self._public_ip_change,
-                self._public_ip_model,
-            ),
-            network("nat", "NAT gateway", s.nat_gateway_name, "nat_gateways", self._nat_change, self._nat_model),
-            network("vnet", "virtual network", s.vnet_name, "virtual_networks", self._vnet_change, self._vnet_model),
+            *(network(unit(s, self.ids)) for unit in NETWORK),
             Resource(
                 "vmss",
                 "VM scale set",
@@ -979,10 +827,7 @@ class AzureProvider:
             instances=tuple(self.instances()) if vmss is not None else (),
             autoscale=self._autoscale_state(setting) if setting is not None else None,
             tags=dict(_dig(vmss, "tags") or {}),
-            network_ok=all(
-                diff(walk[key])[0] == "unchanged"
-                for key, diff in (("nsg", self._nsg_change), ("nat", self._nat_change), ("vnet", self._vnet_change))
-            ),
+            network_ok=all(unit(self.spec, self.ids).diff(walk[unit.key])[0] == "unchanged" for unit in NETWORK),
         )
 
     def instances(self) -> list[Instance]:
