@@ -23,12 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import CloudAPIError, InvalidRequest, MissingCredentials, OperationFailed
 from ._sdk import dig as _dig
-from ._sdk import same_id as _same_id
 from ._sdk import text as _text
+from .azure_autoscale import (
+    AutoscaleState,
+    autoscale_desired,
+    autoscale_diff,
+    autoscale_model,
+    autoscale_state,
+    default_profile,
+)
 from .azure_network import NETWORK, AzureIds, NetworkUnit
 from .plan import Change
 from .resources import Progress, Resource, Walk, apply_all, delete_all, plan_all, quiet, read_all
-from .schedule import DAYS, describe, schedule_profiles
 from .spec import check_autoscale, check_capacity
 
 if TYPE_CHECKING:
@@ -50,10 +56,6 @@ CLOUD_INIT_SHA_TAG = "codecapsule-cloud-init-sha256"
 #: VMSS tag holding the runtimes the cloud-init installs (e.g. "python-3.12.0,node-20.11.1").
 RUNTIMES_TAG = "codecapsule-runtimes"
 
-#: Names of the autoscale profiles CodeCapsule writes besides the schedule's ("lab Mon 09:00-12:00", ...).
-DEFAULT_PROFILE = "default"
-WAKE_PROFILE = "wake"
-_CPU_METRIC = "Percentage CPU"
 _POWER_STATES = {
     "running": "running",
     "starting": "starting",
@@ -79,25 +81,6 @@ class Instance:
 
 
 @dataclass(frozen=True)
-class AutoscaleState:
-    """The CPU autoscale setting of the scale set."""
-
-    enabled: bool
-    minimum: int
-    maximum: int
-    default: int
-    scale_out_cpu: float
-    scale_in_cpu: float
-    #: the recurring profiles as Azure stores them: (name, day, "HH:MM", time zone, minimum, maximum)
-    schedule: tuple[tuple[str, str, str, str, int, int], ...] = ()
-    wake_until: datetime | None = None  # end of a wake-up session (fixed-date profile), UTC
-
-    def awake(self, now: datetime | None = None) -> bool:
-        """True while a wake-up session holds the capacity up."""
-        return self.wake_until is not None and (now or datetime.now(UTC)) < self.wake_until
-
-
-@dataclass(frozen=True)
 class AzureStatus:
     """What exists in Azure right now."""
 
@@ -113,23 +96,6 @@ class AzureStatus:
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _recurring(profile: Any) -> tuple[str, str, str, str, int, int]:
-    sched = profile.recurrence.schedule
-    hours, minutes = list(sched.hours or [0]), list(sched.minutes or [0])
-    return (
-        str(profile.name),
-        ",".join(str(d) for d in sched.days or []),
-        f"{int(hours[0]):02d}:{int(minutes[0]):02d}",
-        str(sched.time_zone),
-        int(profile.capacity.minimum),
-        int(profile.capacity.maximum),
-    )
 
 
 def _sha256(text: str) -> str:
@@ -431,77 +397,17 @@ class AzureProvider:
             ),
         )
 
-    def _autoscale_model(
-        self,
-        *,
-        minimum: int,
-        maximum: int,
-        default: int,
-        scale_out_cpu: float,
-        scale_in_cpu: float,
-        enabled: bool,
-        wake: tuple[datetime, datetime] | None = None,
-    ) -> Any:
-        from azure.mgmt.monitor import models as m
+    def _autoscale_model(self, **values: Any) -> Any:
+        return autoscale_model(self.spec, self.ids, **values)
 
-        def rule(operator: str, threshold: float, direction: str) -> Any:
-            return m.ScaleRule(
-                metric_trigger=m.MetricTrigger(
-                    metric_name=_CPU_METRIC,
-                    metric_namespace="microsoft.compute/virtualmachinescalesets",
-                    metric_resource_uri=self.vmss_id,
-                    time_grain=timedelta(minutes=1),
-                    statistic="Average",
-                    time_window=timedelta(minutes=5),
-                    time_aggregation="Average",
-                    operator=operator,
-                    threshold=threshold,
-                ),
-                scale_action=m.ScaleAction(
-                    direction=direction, type="ChangeCount", value="1", cooldown=timedelta(minutes=5)
-                ),
-            )
+    def _autoscale_change(self, setting: Any) -> tuple[str, str]:
+        return autoscale_diff(self.spec, self.ids, setting)
 
-        def profile(name: str, low: int, high: int, start: int, **when: Any) -> Any:
-            # A fixed count (e.g. 0 VMs at night) needs no CPU rules: there is nothing for them to move.
-            cpu = [rule("GreaterThan", scale_out_cpu, "Increase"), rule("LessThan", scale_in_cpu, "Decrease")]
-            return m.AutoscaleProfile(
-                name=name,
-                capacity=m.ScaleCapacity(minimum=str(low), maximum=str(high), default=str(start)),
-                rules=cpu if low < high else [],
-                **when,
-            )
+    def _autoscale_desired(self, setting: Any, *, wake: tuple[datetime, datetime] | None = None) -> Any:
+        return autoscale_desired(self.spec, self.ids, setting, wake=wake)
 
-        s = self.spec
-        if s.schedule:  # the rest of the week (before any recurring profile has started) is idle too
-            minimum, maximum = s.idle_bounds
-            default = s.idle_capacity
-        profiles = [profile(DEFAULT_PROFILE, minimum, maximum, default)]
-        for wish in schedule_profiles(s.schedule, s.idle_bounds):
-            # Weekly, no end: it holds until the next profile starts (hence the idle profile at each lab end).
-            recurrence = m.Recurrence(
-                frequency="Week",
-                schedule=m.RecurrentSchedule(
-                    time_zone=s.azure_time_zone,
-                    days=[DAYS[wish.day][1]],
-                    hours=[wish.minute // 60],
-                    minutes=[wish.minute % 60],
-                ),
-            )
-            profiles.append(profile(wish.name, wish.minimum, wish.maximum, wish.default, recurrence=recurrence))
-        if wake is not None:
-            start, end = wake
-            low, high = max(1, s.min_capacity), max(1, s.max_capacity)
-            window = m.TimeWindow(time_zone="UTC", start=start, end=end)
-            profiles.append(profile(WAKE_PROFILE, low, high, low, fixed_date=window))
-        return m.AutoscaleSettingResource(
-            location=s.location,
-            tags=s.tag_dict,
-            enabled=enabled,  # the SDK's default is False: a setting that never scales
-            target_resource_uri=self.vmss_id,
-            target_resource_location=s.location,
-            profiles=profiles,
-        )
+    _autoscale_state = staticmethod(autoscale_state)
+    _default_profile = staticmethod(default_profile)
 
     # -- reading current state -------------------------------------------------------------------------------
 
@@ -556,31 +462,6 @@ class AzureProvider:
                 "",
             )
         )
-
-    def _desired_schedule(self) -> tuple[tuple[str, str, str, str, int, int], ...]:
-        s = self.spec
-        if not s.schedule:
-            return ()
-        zone = s.azure_time_zone
-        return tuple(
-            (w.name, DAYS[w.day][1], f"{w.minute // 60:02d}:{w.minute % 60:02d}", zone, w.minimum, w.maximum)
-            for w in schedule_profiles(s.schedule, s.idle_bounds)
-        )
-
-    def _autoscale_change(self, setting: Any) -> tuple[str, str]:
-        s = self.spec
-        labs = f"; lab hours: {describe(s.schedule, s.timezone, s.idle_capacity)}" if s.schedule else ""
-        if setting is None:
-            bounds = f"{s.idle_bounds[0]}..{s.idle_bounds[1]}" if s.schedule else f"{s.min_capacity}..{s.max_capacity}"
-            return "create", (f"{bounds} instances, CPU > {s.scale_out_cpu}% → +1, < {s.scale_in_cpu}% → −1{labs}")
-        state = self._autoscale_state(setting)
-        if not _same_id(setting.target_resource_uri, self.vmss_id) or state is None:
-            return "update", f"target {s.vmss_name} with the CPU rules"
-        if sorted(state.schedule) != sorted(self._desired_schedule()):
-            return "update", f"lab hours changed{labs or ': none, CPU all week'}"
-        if s.schedule and (state.minimum, state.maximum) != s.idle_bounds:
-            return "update", f"outside lab hours {s.idle_bounds[0]}..{s.idle_bounds[1]} instances"
-        return "unchanged", ""
 
     # -- the resources, in deploy order (plan, deploy, status and teardown all walk this list) -----------
 
@@ -723,23 +604,6 @@ class AzureProvider:
         )
         return self._vmss_model(custom_data, tags, capacity, ssh_key)
 
-    def _autoscale_desired(self, setting: Any, *, wake: tuple[datetime, datetime] | None = None) -> Any:
-        """The autoscale setting to write: an existing one keeps its bounds, thresholds, on/off (change them
-        with :meth:`autoscale`) and a wake-up session still running; the schedule always follows the spec."""
-        s = self.spec
-        state = self._autoscale_state(setting) if setting is not None else None
-        if wake is None and state is not None and state.awake() and state.wake_until is not None:
-            wake = (datetime.now(UTC), state.wake_until)
-        return self._autoscale_model(
-            minimum=state.minimum if state else s.min_capacity,
-            maximum=state.maximum if state else s.max_capacity,
-            default=state.default if state else s.capacity,
-            scale_out_cpu=state.scale_out_cpu if state else s.scale_out_cpu,
-            scale_in_cpu=state.scale_in_cpu if state else s.scale_in_cpu,
-            enabled=state.enabled if state else True,
-            wake=wake,
-        )
-
     # -- plan / deploy ----------------------------------------------------------------------------------------
 
     @staticmethod
@@ -771,46 +635,6 @@ class AzureProvider:
         progress(f"Azure resources in {s.resource_group} are ready.")
 
     # -- status ----------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _default_profile(setting: Any) -> Any:
-        profiles = list(setting.profiles or [])
-        plain = [p for p in profiles if p.recurrence is None and p.fixed_date is None]
-        return next((p for p in plain if p.name == DEFAULT_PROFILE), plain[0] if plain else None)
-
-    @classmethod
-    def _autoscale_state(cls, setting: Any) -> AutoscaleState | None:
-        default = cls._default_profile(setting)
-        if default is None:
-            return None
-        cap = default.capacity
-        out_cpu = in_cpu = None
-        # the thresholds live on every profile that has a range; a fixed-count default has no rules
-        ruled = next((p for p in [default, *(setting.profiles or [])] if p.rules), default)
-        for rule in ruled.rules or []:
-            trigger, action = rule.metric_trigger, rule.scale_action
-            if trigger.metric_name != _CPU_METRIC:
-                continue
-            if (
-                _text(trigger.operator) in ("GreaterThan", "GreaterThanOrEqual")
-                and _text(action.direction) == "Increase"
-            ):
-                out_cpu = float(trigger.threshold)
-            if _text(trigger.operator) in ("LessThan", "LessThanOrEqual") and _text(action.direction) == "Decrease":
-                in_cpu = float(trigger.threshold)
-        if out_cpu is None or in_cpu is None:
-            return None
-        wake = next((p for p in setting.profiles or [] if p.name == WAKE_PROFILE and p.fixed_date), None)
-        return AutoscaleState(
-            enabled=bool(setting.enabled),
-            minimum=int(cap.minimum),
-            maximum=int(cap.maximum),
-            default=int(cap.default),
-            scale_out_cpu=out_cpu,
-            scale_in_cpu=in_cpu,
-            schedule=tuple(_recurring(p) for p in setting.profiles or [] if p.recurrence is not None),
-            wake_until=_aware(wake.fixed_date.end) if wake is not None else None,
-        )
 
     def status(self) -> AzureStatus:
         """What exists now: the resource group, the scale set, its instances and the autoscale setting."""
