@@ -118,7 +118,8 @@ def _validated_limits(spec: ClusterSpec) -> list[tuple[str, str]]:
             raise InvalidRequest(f"piston_limits: {name} is given twice.")
         if not _PRINTABLE.match(value):
             raise InvalidRequest(
-                f"piston_limits: the value of {name} must be one line of printable ASCII (at most 4096 characters)."
+                f"piston_limits: the value of {name} must be one line of printable ASCII (at most 4096 "
+                f"characters)."
             )
         names.add(name)
         out.append((name, value))
@@ -136,7 +137,9 @@ def _substitute(template: str, values: dict[str, str | list[str]]) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in values:
-            raise KeyError(f"cloud-init template placeholder @@{{{name}}} has no value (template and code differ)")
+            raise KeyError(
+                f"cloud-init template placeholder @@{{{name}}} has no value (template and code differ)"
+            )
         value = values[name]
         if isinstance(value, list):
             return ("\n" + indent_of(match)).join(value)

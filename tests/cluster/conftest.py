@@ -152,7 +152,9 @@ def spec(arm: FakeARM, cloudflare: FakeCloudflare, piston_url: str) -> ClusterSp
 
 
 @pytest.fixture
-def cluster(spec: ClusterSpec, arm: FakeARM, cloudflare: FakeCloudflare, vms: FakeVMs, config_dir: Path) -> Cluster:
+def cluster(
+    spec: ClusterSpec, arm: FakeARM, cloudflare: FakeCloudflare, vms: FakeVMs, config_dir: Path
+) -> Cluster:
     return Cluster(spec, credential=arm.credential, cloudflare_token=cloudflare.api_token)
 
 

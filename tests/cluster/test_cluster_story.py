@@ -98,7 +98,9 @@ def test_admin_story(
     assert subnet["networkSecurityGroup"]["id"].lower() == nsg["id"].lower()
     vmss = vmss_of(arm, spec)
     assert vmss["properties"]["orchestrationMode"] == "Uniform"
-    for nic in vmss["properties"]["virtualMachineProfile"]["networkProfile"]["networkInterfaceConfigurations"]:
+    for nic in vmss["properties"]["virtualMachineProfile"]["networkProfile"][
+        "networkInterfaceConfigurations"
+    ]:
         for ip in nic["properties"]["ipConfigurations"]:
             assert "publicIPAddressConfiguration" not in ip["properties"]  # no public IP on any VM
     tunnel = the_tunnel(cloudflare)
@@ -124,7 +126,8 @@ def test_admin_story(
     )
     assert app["domain"] == spec.hostname
     assert any(
-        p["decision"] == "non_identity" and {i["service_token"]["token_id"] for i in p["include"]} <= token_ids
+        p["decision"] == "non_identity"
+        and {i["service_token"]["token_id"] for i in p["include"]} <= token_ids
         for p in policies
     )
 
@@ -143,7 +146,8 @@ def test_admin_story(
     assert status.piston.reachable, status.piston.error
     assert ("python", "3.12.0") in status.piston.runtimes and ("c++", "10.2.0") in status.piston.runtimes
     assert all(
-        r.headers.get("cf-access-client-id") == service_token.client_id for r in piston.requests("/api/v2/runtimes")
+        r.headers.get("cf-access-client-id") == service_token.client_id
+        for r in piston.requests("/api/v2/runtimes")
     )
     assert status.piston.round_trip_ms is not None
     assert status.healthy, status.problems
@@ -300,7 +304,9 @@ def test_cost_needs_no_cloud(cluster: Cluster, arm: FakeARM, cloudflare: FakeClo
     assert arm.requests == [] and cloudflare.requests == []
 
 
-def test_no_secret_in_reprs_errors_or_clients(cluster: Cluster, arm: FakeARM, cloudflare: FakeCloudflare) -> None:
+def test_no_secret_in_reprs_errors_or_clients(
+    cluster: Cluster, arm: FakeARM, cloudflare: FakeCloudflare
+) -> None:
     cluster.deploy(progress=False)
     token = cluster.service_token()
     assert token is not None
@@ -376,7 +382,11 @@ def test_cli_against_the_fakes(
     (missing,) = run_cli(no_token, ["cluster", "status"])
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert refused.stderr.count("\n") == 1 and "codecapsule-rg" in refused.stderr
-    assert missing.returncode == 2 and "CLOUDFLARE_API_TOKEN" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        missing.returncode == 2
+        and "CLOUDFLARE_API_TOKEN" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
     assert arm.requests == [] and cloudflare.requests == []
 
     cluster.deploy(progress=False)

@@ -126,6 +126,8 @@ def make_test_certificate(
     key_file = out / "server.key"
     ca_bundle.write_bytes(ca_cert.public_bytes(pem))
     cert_file.write_bytes(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
-    key_file.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     key_file.chmod(0o600)
     return TestCertificate(directory=out, ca_bundle=ca_bundle, cert_file=cert_file, key_file=key_file)
