@@ -25,6 +25,7 @@ from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, Union, observ
 
 from ._errors import CodeCapsuleError, InvalidRequest
 from ._languages import LANGUAGES, resolve
+from ._magic_options import check_option_names, clean_help, install_config_magic
 from ._render import render_html, render_text
 from ._results import Verdict
 
@@ -151,6 +152,7 @@ def parse_cell_line(line: str) -> CellOptions:
         raise UsageError(f"%%capsule needs a language, e.g. %%capsule java. Languages: {_language_help()}.")
     magic: Any = Capsule.capsule
     parser: Any = magic.parser  # set by @magic_arguments
+    check_option_names(argv, parser)  # did-you-mean before argparse's "unrecognized arguments"
     ns = parser.parse_args(argv)
     try:
         language = resolve(ns.language).name
@@ -311,7 +313,9 @@ def _cell_arguments(func: _F) -> _F:
         decorated = add(*names, **kwargs)(decorated)
     # named "%capsule" because the help formatter adds one "%": the generated help reads "%%capsule [...]"
     finish: Any = cast(Any, magic_arguments)(name="%capsule")
-    return cast(_F, finish(decorated))
+    decorated = finish(decorated)
+    decorated.__doc__ = clean_help(decorated.__doc__)  # %%capsule? as plain text, no reST markers
+    return cast(_F, decorated)
 
 
 # -- the magics --------------------------------------------------------------------------------------------
@@ -353,7 +357,7 @@ class Capsule(Magics):
         help="Default memory limit of a cell, e.g. '256MB'.",
     ).tag(config=True)
     displaylimit = Int(10, help="SQL rows shown under a cell (0: all rows the result kept).").tag(config=True)
-    max_lines = Int(200, help="Output lines shown before the rest is collapsed.").tag(config=True)
+    max_lines = Int(40, help="Output lines shown before the rest is folded.").tag(config=True)
     raise_on_failure = Bool(
         False,
         help="Raise when a program's verdict is not ok (for scripted grading), as --raise does for one cell.",
@@ -364,6 +368,7 @@ class Capsule(Magics):
         self._clients: dict[tuple[str, bool] | None, Client] = {}
         self._database: tuple[str, bool] | None = None  # current --db (path, writable); None: session default
         self.saved: dict[str, SavedFile] = {}
+        self._restore_config: Callable[[], None] = lambda: None  # puts IPython's own %config back
 
     # -- configuration ------------------------------------------------------------------------------------
 
@@ -452,8 +457,8 @@ class Capsule(Magics):
 
     @line_magic("capsule")  # type: ignore[arg-type]  # IPython types the name argument loosely
     def capsule_line(self, line: str) -> None:
-        """``%capsule runtimes | engine | files | run NAME [options]``: what is installed, what runs where,
-        the files saved with ``--save``, and running a saved file (options as for ``%%capsule``)."""
+        """%capsule runtimes | engine | files | run NAME [options]: what is installed, what runs where,
+        the files saved with --save, and running a saved file (options as for %%capsule)."""
         command, _, rest = line.strip().partition(" ")
         if command == "runtimes":
             print(self._runtimes_text())
@@ -647,6 +652,7 @@ class Capsule(Magics):
             "line_offset": 1,
             "other_files": [f.name for f in job.files[1:]],
             "note": note,
+            "source": job.source,  # hints look at the program (void main, ...)
         }
         _display({"text/html": render_html(result, **options), "text/plain": render_text(result, **options)})
 
@@ -674,7 +680,9 @@ def _publish_note(text: str) -> None:
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """``%load_ext codecapsule``: one Capsule instance on this shell (``%config Capsule.*`` configures it)."""
-    ipython.register_magics(Capsule(shell=ipython))
+    capsule = Capsule(shell=ipython)
+    ipython.register_magics(capsule)
+    capsule._restore_config = install_config_magic(ipython, capsule)  # %config Capsule.*: checked, one line
 
 
 def unload_ipython_extension(ipython: InteractiveShell) -> None:
@@ -683,6 +691,7 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
     if magics is None:
         return
     magics.close()
+    magics._restore_config()
     ipython.magics_manager.magics["cell"].pop("capsule", None)
     ipython.magics_manager.magics["line"].pop("capsule", None)
     if magics in ipython.configurables:
