@@ -20,8 +20,9 @@ def stage_failed(stage: Stage) -> bool:
     return stage.status is not None or (stage.exit_code not in (0, None)) or stage.signal is not None
 
 
-def run_verdict(run: Stage, limits: Limits) -> Verdict:
-    """Verdict for a run stage alone."""
+def run_verdict(run: Stage, limits: Limits, *, memory_from_text: bool = True) -> Verdict:
+    """Verdict for a run stage alone. ``memory_from_text=False`` where the engine measured out-of-memory itself
+    (the local engine's memory cgroup): then the program's stderr never turns a plain exit into memory_limit."""
     if run.status == "XX":
         return Verdict.INTERNAL_ERROR
     if run.status == "TO":
@@ -32,7 +33,7 @@ def run_verdict(run: Stage, limits: Limits) -> Verdict:
         return Verdict.MEMORY_LIMIT
     if not stage_failed(run):
         return Verdict.OK
-    if limits.memory is not None and _OUT_OF_MEMORY.search(run.stderr[-4000:]):
+    if memory_from_text and limits.memory is not None and _OUT_OF_MEMORY.search(run.stderr[-4000:]):
         return Verdict.MEMORY_LIMIT
     if run.signal is not None or run.status == "SG":
         return Verdict.SIGNAL
@@ -47,12 +48,42 @@ def normalise_output(text: str) -> list[str]:
     return lines
 
 
+DIFF_WINDOW = 200  # lines of each side around the first difference that are diffed (difflib is quadratic)
+DIFF_LINES = 60  # lines of diff output kept
+_HUNK = re.compile(r"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@")
+
+
 def compare_output(actual: str, expected: str) -> str | None:
-    """None when they match; otherwise a unified diff (expected → actual)."""
+    """None when they match; otherwise a unified diff (expected → actual), bounded in work and size.
+
+    Equal output is found in linear time; otherwise only a window from the first differing line (at most
+    ``DIFF_WINDOW`` lines of each side) is diffed and at most ``DIFF_LINES`` lines are kept, so a megabyte of
+    wrong output costs milliseconds of the host's time."""
+    if actual == expected:
+        return None
     want, got = normalise_output(expected), normalise_output(actual)
     if want == got:
         return None
-    return "\n".join(difflib.unified_diff(want, got, "expected", "actual", lineterm="", n=2))
+    first = next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b), min(len(want), len(got)))
+    start = max(0, first - 2)
+    w, g = want[start : start + DIFF_WINDOW], got[start : start + DIFF_WINDOW]
+    lines = [_shift(line, start) for line in difflib.unified_diff(w, g, "expected", "actual", lineterm="", n=2)]
+    cut = len(lines) > DIFF_LINES or len(want) - start > DIFF_WINDOW or len(got) - start > DIFF_WINDOW
+    lines = lines[:DIFF_LINES]
+    if cut:
+        lines.append(
+            f"... (diff cut: expected has {len(want)} lines, actual {len(got)}; first difference at line {first + 1})"
+        )
+    return "\n".join(lines)
+
+
+def _shift(line: str, offset: int) -> str:
+    """A hunk header of a windowed diff, renumbered to the lines of the whole output."""
+    m = _HUNK.match(line) if offset else None
+    if m is None:
+        return line
+    a, b = int(m.group(1)) + offset, int(m.group(3)) + offset
+    return f"@@ -{a}{m.group(2) or ''} +{b}{m.group(4) or ''} @@{line[m.end() :]}"
 
 
 def judge(
@@ -63,6 +94,7 @@ def judge(
     compile: Stage | None,
     run: Stage | None,
     limits: Limits,
+    memory_from_text: bool = True,
 ) -> Result:
     """Build the Result of a job from its stages.
 
@@ -93,7 +125,7 @@ def judge(
             limits=limits,
             name=job.name,
         )
-    verdict = run_verdict(run, limits)
+    verdict = run_verdict(run, limits, memory_from_text=memory_from_text)
     diff = None
     if verdict is Verdict.OK and job.expect is not None:
         diff = compare_output(run.stdout, job.expect)

@@ -1,16 +1,28 @@
 """Run one stage of a program in the best sandbox this machine offers, with limits, streaming capture and cleanup.
 
 Layers, each used when available (``SandboxCaps.detect``):
-  1. a per-run cgroup (memory, processes) joined by a tiny ``sh`` prologue before exec;
-  2. ``prlimit`` for CPU time, file size, open files, core dumps (and address space where that is safe);
-  3. ``bwrap``: no network, read-only system directories, only the work directory writable, own PID namespace.
-The wall-clock deadline kills the whole process group and cgroup; output is read as a stream and capped.
-No ``preexec_fn``: it would make Python fork instead of vfork (~65 ms per spawn from a large kernel).
+  1. a per-run cgroup (memory, processes, CPU quota and accounting);
+  2. resource limits (CPU time, file size, open files, core dumps, and address space where that is safe);
+  3. ``bwrap``: no network, read-only system directories, only the work directory writable, own PID and user
+     namespaces, a seccomp filter (``_seccomp``), no capabilities;
+  4. as root, a dedicated unprivileged host uid (``setpriv``): nothing of the run is ever host root.
+Everything the verdict rests on is measured out of band: bwrap's JSON status tells a start failure from the
+program's own exit, the cgroup's OOM counter tells memory_limit, its CPU accounting the CPU-time limit (over every
+process of the run, polled while it runs). The wall clock is a backstop above the CPU limit. Output is read as a
+stream and capped. No ``preexec_fn``: it would make Python fork instead of vfork (~65 ms per spawn from a large
+kernel).
+
+The stage runner's interface (used by ``local.py``; stable for other callers):
+``run_stage(caps, argv, env=, workdir=, stdin=, limits=StageLimits(...), roots=()) -> Stage`` runs ``argv``
+with the work directory as its current directory (``caps.inner_workdir(...)`` is where it appears inside) and
+always returns a Stage (status per Piston's codes, ``message`` saying which limit was hit), or raises SandboxError
+when the sandbox itself could not start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import math
 import os
@@ -22,19 +34,27 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 from .._errors import SandboxError
 from .._results import Stage
-from . import _cgroups
+from . import _cgroups, _seccomp
 
 _READ = 65536
 SANDBOX_WORKDIR = "/box"
+_CPU_POLL = 0.02  # seconds between reads of the run's CPU accounting while it runs
+_UID_RANGE = range(64000, 65000)  # where the dedicated sandbox uid is picked (a uid no account uses)
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 @dataclass(frozen=True)
 class StageLimits:
+    """Limits of one stage. ``cpu`` covers every process of the stage where a cgroup accounts CPU time (else
+    each process, by RLIMIT_CPU); ``wall`` is then only a backstop and is raised to at least ``cpu`` plus
+    ``max(1 s, cpu)`` so a program starved by its neighbours is never judged by the clock."""
+
     wall: float
     cpu: float | None
     memory: int | None
@@ -53,19 +73,54 @@ class SandboxCaps:
     prlimit: str | None
     cgroups: _cgroups.CgroupSupport | None
     root: bool
+    setpriv: str | None = None
+    sandbox_uid: int | None = None  # the host uid programs run as when we are root (None: our own uid)
+    seccomp: bytes | None = None  # the BPF filter bwrap loads (None: no filter)
+    disable_userns: bool = False  # bwrap forbids further user namespaces inside (--disable-userns)
 
     @classmethod
     def detect(cls, *, use_bwrap: bool = True, use_cgroups: bool = True) -> SandboxCaps:
+        root = os.geteuid() == 0
+        setpriv = _find("setpriv") if root else None
+        uid = _free_uid() if setpriv else None
+        if uid is None:
+            setpriv = None
+        base = cls(sh=_find("sh") or "/bin/sh", bwrap=None, prlimit=_find("prlimit"), cgroups=None, root=root)
         bwrap = _find("bwrap") if use_bwrap else None
-        if bwrap is not None and not _bwrap_works(bwrap):
-            bwrap = None
-        return cls(
-            sh=_find("sh") or "/bin/sh",
-            bwrap=bwrap,
-            prlimit=_find("prlimit"),
-            cgroups=_cgroups.detect() if use_cgroups else None,
-            root=os.geteuid() == 0,
-        )
+        found = base
+        if bwrap is not None:
+            program = _seccomp.program()
+            # strongest first: as an unprivileged uid with seccomp and no nested user namespaces; then weaker
+            for drop_uid, filtered, no_userns in ((True, True, True), (True, True, False), (False, True, False),
+                                                  (False, False, False)):  # fmt: skip
+                if (drop_uid and uid is None) or (filtered and program is None):
+                    continue
+                trial = replace(
+                    base, bwrap=bwrap, setpriv=setpriv if drop_uid else None, sandbox_uid=uid if drop_uid else None,
+                    seccomp=program if filtered else None, disable_userns=no_userns,
+                )  # fmt: skip
+                if _bwrap_works(trial):
+                    found = trial
+                    break
+        if found.bwrap is None and uid is not None:
+            found = replace(base, setpriv=setpriv, sandbox_uid=uid)
+        if found.bwrap is not None:
+            # bwrap's monitor may exit before the sandbox's init: make that init our child, so we reap it
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        return replace(found, cgroups=_cgroups.detect() if use_cgroups else None)
+
+    @property
+    def host_uid(self) -> int:
+        """The uid programs run as on the host."""
+        return self.sandbox_uid if self.sandbox_uid is not None else os.geteuid()
+
+    def uid_prefix(self) -> list[str]:
+        """``setpriv`` to the sandbox uid, or nothing when we are not root."""
+        if self.setpriv is None or self.sandbox_uid is None:
+            return []
+        u = self.sandbox_uid
+        return [self.setpriv, f"--reuid={u}", f"--regid={u}", "--clear-groups", "--inh-caps=-all", "--"]
 
     def inner_workdir(self, workdir: str) -> str:
         """Where the work directory appears to the program: a fixed path inside bubblewrap, so messages and
@@ -83,13 +138,56 @@ class SandboxCaps:
             return "cgroup"
         return "rlimits"
 
+    def facts(self) -> dict[str, str]:
+        """What is in force, one line per layer (for ``engine info``): uid, seccomp, cgroup, quota."""
+        cg = self.cgroups
+        return {
+            "uid": (
+                f"programs run as unprivileged host uid {self.sandbox_uid}, no capabilities"
+                if self.sandbox_uid is not None
+                else (
+                    "programs run as HOST ROOT (setpriv missing)"
+                    if self.root
+                    else f"programs run as your uid {os.geteuid()}"
+                )
+            ),
+            "seccomp": (
+                "filter refuses namespaces, mount, ptrace, keyctl, bpf, perf, modules, kexec"
+                + (", nested user namespaces disabled" if self.disable_userns else "")
+                if self.seccomp is not None
+                else "no filter (" + ("pyseccomp/libseccomp2 missing" if self.bwrap else "needs bubblewrap") + ")"
+            ),
+            "cgroup": (
+                f"v{cg.version} per run: memory (OOM events), processes"
+                + (", CPU accounting over all processes" if cg.version == 2 or cg.cpuacct_parent else "")
+                + (", at most 1 CPU (quota)" if cg.cpu_parent else ", no CPU quota")
+                if cg is not None
+                else "none: CPU time is limited per process, memory by address space/heap flags"
+            ),
+            "disk": (
+                "work directory is a size-limited tmpfs (quota counted against the run's memory)"
+                if self.root
+                else "file-size limit per file only (no quota without root)"
+            ),
+        }
+
     def describe(self) -> str:
         parts = []
         if self.bwrap:
-            parts.append("bubblewrap (no network, read-only system, only the work directory writable, own PIDs)")
+            parts.append(
+                "bubblewrap (no network, read-only system, only the work directory writable, own PIDs"
+                + (", seccomp" if self.seccomp is not None else "")
+                + ")"
+            )
+        if self.sandbox_uid is not None:
+            parts.append(f"unprivileged uid {self.sandbox_uid}")
         if self.cgroups:
-            parts.append(f"a per-run cgroup v{self.cgroups.version} (memory and process limits)")
-        if self.prlimit:
+            parts.append(
+                f"a per-run cgroup v{self.cgroups.version} (memory and process limits"
+                + (", CPU quota" if self.cgroups.cpu_parent else "")
+                + ")"
+            )
+        if self.prlimit or self.bwrap:
             parts.append("resource limits (CPU time, file size, open files)")
         text = "; ".join(parts) if parts else "wall-clock timeout only"
         if not self.bwrap:
@@ -99,6 +197,8 @@ class SandboxCaps:
                 + " "
                 "(install bubblewrap to isolate them)"
             )
+        if self.root and self.sandbox_uid is None:
+            text += ". Programs run as host root (install setpriv from util-linux)"
         if not self.cgroups and self.root:
             text += ". Running as root without cgroups: a fork bomb is NOT contained"
         elif not self.cgroups:
@@ -114,14 +214,48 @@ def _find(name: str) -> str | None:
     return None
 
 
-def _bwrap_works(bwrap: str) -> bool:
-    try:
-        proc = subprocess.run(
-            [bwrap, *_system_binds(()), "--unshare-all", "--", "/bin/true"], capture_output=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
+def _free_uid() -> int | None:
+    """A uid in ``_UID_RANGE`` no account of this machine uses: programs run as it when we are root."""
+    import pwd
+
+    for uid in _UID_RANGE:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+    return None
+
+
+def _bwrap_works(caps: SandboxCaps) -> bool:
+    """Whether this exact bwrap configuration starts a program here (user namespaces, seccomp, setpriv)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if caps.sandbox_uid is not None:
+            os.chown(tmp, caps.sandbox_uid, caps.sandbox_uid)
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
+        os.write(block_w, b"1")
+        seccomp_fd = _seccomp_fd(caps)
+        try:
+            cmd = _bwrap_command(caps, ["/bin/true"], tmp, (), info_w, block_r, seccomp_fd)
+            fds = (info_w, block_r) + ((seccomp_fd,) if seccomp_fd is not None else ())
+            proc = subprocess.run(cmd, capture_output=True, timeout=10, pass_fds=fds, cwd=tmp)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        finally:
+            for fd in (info_r, info_w, block_r, block_w, seccomp_fd):
+                if fd is not None:
+                    os.close(fd)
+        return proc.returncode == 0
+
+
+def _seccomp_fd(caps: SandboxCaps) -> int | None:
+    """A pipe holding the BPF program for bwrap's ``--seccomp FD`` (it reads to EOF)."""
+    if caps.seccomp is None:
+        return None
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, caps.seccomp)  # ~700 bytes: far below the pipe's capacity
+    os.close(write_fd)
+    return read_fd
 
 
 def _system_binds(extra_roots: tuple[str, ...]) -> list[str]:
@@ -177,6 +311,10 @@ def _rlimits(caps: SandboxCaps, limits: StageLimits, cgroup: _cgroups.RunCgroup 
         # RLIMIT_NPROC counts all of this user's processes; root ignores it (hence the cgroup)
         n = _own_process_count() + limits.processes
         rl.append((resource.RLIMIT_NPROC, n, n))
+    elif limits.processes is not None and caps.sandbox_uid is not None and cgroup is None:
+        # as root, programs run as the sandbox uid, which does not ignore RLIMIT_NPROC (shared by concurrent runs)
+        n = limits.processes + 8
+        rl.append((resource.RLIMIT_NPROC, n, n))
     return rl
 
 
@@ -191,20 +329,39 @@ _PRLIMIT_FLAGS = {
 
 
 def _bwrap_command(
-    caps: SandboxCaps, argv: list[str], workdir: str, roots: tuple[str, ...], info_fd: int, block_fd: int
+    caps: SandboxCaps,
+    argv: list[str],
+    workdir: str,
+    roots: tuple[str, ...],
+    status_fd: int,
+    block_fd: int,
+    seccomp_fd: int | None,
+    rlimits: list[tuple[int, int, int]] | None = None,
 ) -> list[str]:
     assert caps.bwrap is not None
+    prefix = caps.uid_prefix()
+    if prefix and rlimits and caps.prlimit:
+        # bwrap then runs as another uid, whose limits we could not set from outside without CAP_SYS_RESOURCE:
+        # set them on the way in (bwrap itself uses next to no CPU, files or memory)
+        prefix = [caps.prlimit, *_prlimit_flags(rlimits), "--", *prefix]
     return [
-        caps.bwrap, *_system_binds(roots),
+        *prefix, caps.bwrap, *_system_binds(roots),
         "--proc", "/proc", "--dev", "/dev",
         "--bind", workdir, SANDBOX_WORKDIR, "--chdir", SANDBOX_WORKDIR,
-        "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--hostname", "capsule",
+        "--unshare-all", "--unshare-user", *(["--disable-userns"] if caps.disable_userns else []),
+        "--die-with-parent", "--cap-drop", "ALL", "--hostname", "capsule",
         "--remount-ro", "/",
-        # bwrap reports the sandbox's pid on info_fd, then waits on block_fd before starting the program: in between
-        # we put that pid in the run's cgroup and set its resource limits (no shell or prlimit hop: ~2.5 ms saved)
-        "--info-fd", str(info_fd), "--block-fd", str(block_fd),
+        *(["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []),
+        # bwrap reports the sandbox's pid on status_fd, then waits on block_fd before starting the program: in
+        # between we put that pid in the run's cgroup and set its resource limits. At the end status_fd carries
+        # the program's exit code only if the program was really started: a start failure is known out of band.
+        "--json-status-fd", str(status_fd), "--block-fd", str(block_fd),
         "--", *argv,
     ]  # fmt: skip
+
+
+def _prlimit_flags(rlimits: list[tuple[int, int, int]]) -> list[str]:
+    return [f"--{_PRLIMIT_FLAGS[r]}={soft}:{hard}" for r, soft, hard in rlimits]
 
 
 def _chain_command(
@@ -213,11 +370,12 @@ def _chain_command(
     """Without bubblewrap: ``sh`` joins the cgroup, ``prlimit`` sets the limits, then they exec the program."""
     cmd = list(argv)
     if caps.prlimit:
-        flags = [f"--{_PRLIMIT_FLAGS[r]}={soft}:{hard}" for r, soft, hard in _rlimits(caps, limits, cgroup)]
-        cmd = [caps.prlimit, *flags, "--", *cmd]
+        cmd = [caps.prlimit, *_prlimit_flags(_rlimits(caps, limits, cgroup)), "--", *cmd]
+    cmd = [*caps.uid_prefix(), *cmd]
     if cgroup is not None:
+        # whether the join worked is read from the group's own counters afterwards, never from this exit code
         joins = " && ".join(f"echo $$ > {shlex.quote(f)}" for f in cgroup.procs_files)
-        cmd = [caps.sh, "-c", f'{joins} || exit 125; exec "$@"', "capsule", *cmd]
+        cmd = [caps.sh, "-c", f'{{ {joins}; }} 2>/dev/null || exit 125; exec "$@"', "capsule", *cmd]
     return cmd
 
 
@@ -233,11 +391,14 @@ def _release_sandbox(
             return None  # bwrap failed before creating the sandbox: its stderr says why
         data += chunk
     pid = int(json.loads(data[: data.index(b"}") + 1])["child-pid"])
+    if caps.sandbox_uid is not None and os.stat(f"/proc/{pid}").st_uid != caps.sandbox_uid:
+        raise SandboxError(f"the sandbox runs as uid {os.stat(f'/proc/{pid}').st_uid}, not {caps.sandbox_uid}")
     if cgroup is not None:
         for procs in cgroup.procs_files:
             Path(procs).write_text(str(pid))
-    for res, soft, hard in _rlimits(caps, limits, cgroup):
-        resource.prlimit(pid, res, (soft, hard))
+    if not (caps.uid_prefix() and caps.prlimit):  # else set by the prlimit hop in front of bwrap
+        for res, soft, hard in _rlimits(caps, limits, cgroup):
+            resource.prlimit(pid, res, (soft, hard))
     init_fd = os.pidfd_open(pid)
     os.write(block_w, b"1")
     return init_fd
@@ -284,6 +445,14 @@ def _signal_name(number: int) -> str:
         return f"SIG{number}"
 
 
+def effective_wall(limits: StageLimits, cpu_enforced: bool) -> float:
+    """The wall-clock deadline of a stage: the wall limit, raised above the CPU limit where CPU time is enforced
+    over the whole run (then the CPU limit is what judges a busy program, the clock only a sleeping one)."""
+    if cpu_enforced and limits.cpu is not None:
+        return max(limits.wall, limits.cpu + max(1.0, limits.cpu))
+    return limits.wall
+
+
 def run_stage(
     caps: SandboxCaps,
     argv: list[str],
@@ -300,7 +469,7 @@ def run_stage(
         try:
             # the sandbox's own helpers (sh, bwrap and its reaper) need a few process slots of their own
             procs = limits.processes + 4 if limits.processes is not None else None
-            cgroup = caps.cgroups.create(limits.memory, procs)
+            cgroup = caps.cgroups.create(limits.memory, procs, cpus=1.0)
         except OSError as exc:
             raise SandboxError(
                 f"could not create a cgroup for the run ({exc}); set CODECAPSULE_CGROUPS=0 to run without one."
@@ -317,7 +486,15 @@ class _Captured:
     out: bytearray
     err: bytearray
     combined: bytearray
-    reason: str | None  # "TO" (wall clock), "OL"/"EL" (stdout/stderr over the cap) when we stopped the program
+    # why we stopped the program: "TO" (wall clock), "CPU" (CPU time of the run), "OL"/"EL" (stdout/stderr cap)
+    reason: str | None
+
+
+@dataclass
+class _Spawned:
+    proc: subprocess.Popen[bytes]
+    init_fd: int | None  # pidfd of the sandbox's init (bwrap)
+    status_fd: int | None  # bwrap's JSON status
 
 
 def _spawn(
@@ -329,52 +506,90 @@ def _spawn(
     limits: StageLimits,
     roots: tuple[str, ...],
     cgroup: _cgroups.RunCgroup | None,
-) -> tuple[subprocess.Popen[bytes], int | None]:
-    """Start the program confined; returns the process and, under bwrap, a pidfd of the sandbox's init."""
-    gate: tuple[int, int, int, int] | None = None
-    if caps.bwrap:
-        info_r, info_w = os.pipe()
-        block_r, block_w = os.pipe()
-        gate = (info_r, info_w, block_r, block_w)
-        cmd = _bwrap_command(caps, argv, workdir, roots, info_w, block_r)
-    else:
-        cmd = _chain_command(caps, argv, limits, cgroup)
+) -> _Spawned:
+    """Start the program confined."""
+    if not caps.bwrap:
+        return _spawn_chain(caps, argv, env, workdir, stdin, limits, cgroup)
+    status_r, status_w = os.pipe()
+    block = os.pipe()
+    seccomp_fd = _seccomp_fd(caps)
+    cmd = _bwrap_command(caps, argv, workdir, roots, status_w, block[0], seccomp_fd, _rlimits(caps, limits, cgroup))
+    fds: tuple[int, ...] = (status_w, block[0]) + ((seccomp_fd,) if seccomp_fd is not None else ())
+    spawned_ok = False
     try:
         with tempfile.TemporaryFile() as stdin_file:
             stdin_file.write(stdin)
             stdin_file.seek(0)
             try:
-                proc = subprocess.Popen(
-                    cmd, stdin=stdin_file, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=workdir,
-                    process_group=0, close_fds=True, pass_fds=(gate[1], gate[2]) if gate else (),
-                )  # fmt: skip
+                proc = _popen(cmd, stdin_file, env, workdir, fds)
             except OSError as exc:
                 raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
-        if gate is None:
-            return proc, None
-        os.close(gate[1])
-        os.close(gate[2])
+        os.close(status_w)
+        status_w = -1
+        os.close(block[0])
         try:
-            return proc, _release_sandbox(caps, limits, cgroup, gate[0], gate[3])
-        except (OSError, ValueError, KeyError) as exc:
+            init_fd = _release_sandbox(caps, limits, cgroup, status_r, block[1])
+        except (OSError, ValueError, KeyError, SandboxError) as exc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise SandboxError(f"could not confine the sandbox: {exc}") from exc
+        spawned_ok = True
+        return _Spawned(proc, init_fd, status_r)
     finally:
-        if gate is not None:
-            for fd in (gate[0], gate[3]):
+        for fd in (status_w, block[1], seccomp_fd):
+            if fd is not None and fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        if not spawned_ok:
+            os.close(status_r)
 
 
-def _capture(proc: subprocess.Popen[bytes], pidfd: int, limits: StageLimits, deadline: float) -> _Captured:
+def _popen(
+    cmd: list[str], stdin: IO[bytes], env: dict[str, str], cwd: str, fds: tuple[int, ...]
+) -> subprocess.Popen[bytes]:
+    # a new session: no controlling terminal to inject keystrokes into (TIOCSTI), its own process group to kill
+    return subprocess.Popen(
+        cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd,
+        start_new_session=True, close_fds=True, pass_fds=fds,
+    )  # fmt: skip
+
+
+def _spawn_chain(
+    caps: SandboxCaps,
+    argv: list[str],
+    env: dict[str, str],
+    workdir: str,
+    stdin: bytes,
+    limits: StageLimits,
+    cgroup: _cgroups.RunCgroup | None,
+) -> _Spawned:
+    """Without bubblewrap: the ``sh`` / ``setpriv`` / ``prlimit`` chain execs the program."""
+    with tempfile.TemporaryFile() as stdin_file:
+        stdin_file.write(stdin)
+        stdin_file.seek(0)
+        try:
+            return _Spawned(
+                _popen(_chain_command(caps, argv, limits, cgroup), stdin_file, env, workdir, ()), None, None
+            )
+        except OSError as exc:
+            raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
+
+
+def _capture(
+    proc: subprocess.Popen[bytes],
+    pidfd: int,
+    limits: StageLimits,
+    deadline: float,
+    cgroup: _cgroups.RunCgroup | None,
+) -> _Captured:
     """Read stdout and stderr as streams until the program has exited and its output is drained, the deadline
-    passes or a stream goes over the output cap (the prefix is kept). A grandchild that keeps the pipes open
-    does not hold the result back once the program itself is done."""
+    passes, the run's CPU time goes over its limit, or a stream goes over the output cap (the prefix is kept).
+    A grandchild that keeps the pipes open does not hold the result back once the program itself is done."""
     assert proc.stdout is not None and proc.stderr is not None
     got = _Captured(bytearray(), bytearray(), bytearray(), None)
     streams = {proc.stdout.fileno(): (got.out, "OL"), proc.stderr.fileno(): (got.err, "EL")}
+    watch_cpu = cgroup is not None and limits.cpu is not None and cgroup.cpu_time() is not None
     exited = False
     with selectors.DefaultSelector() as sel:
         for fd in streams:
@@ -386,6 +601,13 @@ def _capture(proc: subprocess.Popen[bytes], pidfd: int, limits: StageLimits, dea
             if remaining <= 0:
                 got.reason = "TO"
                 return got
+            if watch_cpu and not exited:
+                assert cgroup is not None and limits.cpu is not None
+                used = cgroup.cpu_time()
+                if used is not None and used >= limits.cpu:
+                    got.reason = "CPU"
+                    return got
+                remaining = min(remaining, _CPU_POLL)
             events = sel.select(0 if exited else remaining)
             if exited and not events:
                 return got
@@ -436,9 +658,12 @@ def classify(
     wall: float,
     limits: StageLimits,
 ) -> tuple[str | None, str | None, int | None, str | None]:
-    """Piston-style (status, message, exit code, signal) for how a stage ended (pure)."""
+    """Piston-style (status, message, exit code, signal) for how a stage ended (pure). Every input is a fact the
+    sandbox measured (wait status, cgroup counters, clocks), never the program's output."""
     if reason == "TO":
-        return "TO", "Time limit exceeded (wall clock)", None, "SIGKILL"
+        return "TO", f"Time limit exceeded (wall clock, {wall:.3g} s)", None, "SIGKILL"
+    if reason == "CPU":
+        return "TO", f"Time limit exceeded (CPU time, {limits.cpu:g} s)", None, "SIGKILL"
     if reason in ("OL", "EL"):
         stream = "stdout" if reason == "OL" else "stderr"
         return reason, f"{stream} length exceeded (output limit {limits.output} bytes)", None, "SIGKILL"
@@ -446,12 +671,40 @@ def classify(
         return "ML", f"Memory limit exceeded ({limits.memory} bytes)", code, sig
     used = cpu if cpu is not None else wall
     if sig == "SIGXCPU" or (sig == "SIGKILL" and limits.cpu is not None and used >= limits.cpu):
-        return "TO", "Time limit exceeded", code, sig
+        return "TO", f"Time limit exceeded (CPU time, {limits.cpu:g} s)", code, sig
     if sig is not None:
         return "SG", f"Killed by {sig}: {_SIGNAL_TEXT.get(sig, 'signal')}", code, sig
     if code:
         return "RE", f"Exited with error status {code}", code, sig
     return None, None, code, sig
+
+
+def _read_status(fd: int) -> list[dict[str, object]]:
+    """The JSON documents bwrap wrote on its status fd (the first one was consumed at start)."""
+    data = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(fd, 4096):
+            data += chunk
+    text = data.decode(errors="replace")
+    docs: list[dict[str, object]] = []
+    decoder = json.JSONDecoder()
+    pos = 0
+    while True:
+        start = text.find("{", pos)
+        if start < 0:
+            return docs
+        try:
+            doc, pos = decoder.raw_decode(text, start)
+        except ValueError:
+            return docs
+        if isinstance(doc, dict):
+            docs.append(doc)
+
+
+def _reap(init_fd: int) -> None:
+    """Reap the sandbox's init if it was reparented to us (we are a child subreaper under bwrap)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitid(os.P_PIDFD, init_fd, os.WEXITED | os.WNOHANG)
 
 
 def _run(
@@ -465,10 +718,12 @@ def _run(
     cgroup: _cgroups.RunCgroup | None,
 ) -> Stage:
     started = time.monotonic()
-    proc, init_fd = _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
+    spawned = _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
+    proc, init_fd = spawned.proc, spawned.init_fd
     pidfd = os.pidfd_open(proc.pid)
+    cpu_enforced = cgroup is not None and cgroup.cpu_time() is not None
     try:
-        got = _capture(proc, pidfd, limits, started + limits.wall)
+        got = _capture(proc, pidfd, limits, started + effective_wall(limits, cpu_enforced), cgroup)
         if got.reason is not None:
             _kill(caps, proc, pidfd, cgroup)
         else:
@@ -482,12 +737,19 @@ def _run(
             select.select([init_fd], [], [], 2.0)
     finally:
         os.close(pidfd)
-        if init_fd is not None:
-            os.close(init_fd)
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()
         proc.stderr.close()
     _, status, usage = os.wait4(proc.pid, 0)
+    if init_fd is not None:
+        _reap(init_fd)
+        os.close(init_fd)
+    reports: list[dict[str, object]] = []
+    if spawned.status_fd is not None:
+        try:
+            reports = _read_status(spawned.status_fd)
+        finally:
+            os.close(spawned.status_fd)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - started
     # under bubblewrap, rusage only sees bwrap itself: the cgroup's CPU accounting sees the program
@@ -498,14 +760,20 @@ def _run(
 
     code: int | None = proc.returncode
     sig: str | None = None
+    if caps.bwrap:
+        exits = [d["exit-code"] for d in reports if isinstance(d.get("exit-code"), int)]
+        if not exits and got.reason is None:
+            # bwrap writes the exit code only for a program it really started: this is bwrap's own failure
+            raise SandboxError(f"the sandbox could not start: {got.err.decode(errors='replace').strip()}")
+        if exits:
+            code = int(exits[0])  # type: ignore[call-overload]
+    if not caps.bwrap and cgroup is not None and got.reason is None and not (cpu or cgroup.peak_memory()):
+        # nothing ever ran in the group: the prologue could not join it (a program's exit 125 cannot fake this)
+        raise SandboxError("could not join the run's cgroup; set CODECAPSULE_CGROUPS=0 to run without one.")
     if code is not None and code < 0:
         sig, code = _signal_name(-code), 128 - code
     elif caps.bwrap and code is not None and 128 < code < 160:
         sig = _signal_name(code - 128)  # bwrap reports a signal death of the program as 128+n
-    if caps.bwrap and code == 1 and got.err.startswith(b"bwrap: "):
-        raise SandboxError(f"the sandbox could not start: {got.err.decode(errors='replace').strip()}")
-    if code == 125 and cgroup is not None and not got.out and got.err.startswith(b"capsule: "):
-        raise SandboxError(f"could not join the run's cgroup: {got.err.decode(errors='replace').strip()}")
     oom = cgroup.oom_killed() if cgroup is not None else False
     status_code, message, code, sig = classify(
         reason=got.reason, code=code, sig=sig, oom=oom, cpu=cpu, wall=wall, limits=limits
