@@ -52,8 +52,8 @@ _PR_SET_CHILD_SUBREAPER = 36
 @dataclass(frozen=True)
 class StageLimits:
     """Limits of one stage. ``cpu`` covers every process of the stage where a cgroup accounts CPU time (else
-    each process, by RLIMIT_CPU); ``wall`` is then only a backstop and is raised to at least ``cpu`` plus
-    ``max(1 s, cpu)`` so a program starved by its neighbours is never judged by the clock."""
+    each process, by RLIMIT_CPU); ``wall`` is then only a backstop and is raised to at least ``2 × cpu + 1 s`` so a
+    program starved by its neighbours is not judged by the clock."""
 
     wall: float
     cpu: float | None
@@ -91,8 +91,8 @@ class SandboxCaps:
         if bwrap is not None:
             program = _seccomp.program()
             # strongest first: as an unprivileged uid with seccomp and no nested user namespaces; then weaker
-            for drop_uid, filtered, no_userns in ((True, True, True), (True, True, False), (False, True, False),
-                                                  (False, False, False)):  # fmt: skip
+            trials = ((True, True, True), (True, True, False), (False, True, True), (False, True, False))
+            for drop_uid, filtered, no_userns in (*trials, (False, False, False)):
                 if (drop_uid and uid is None) or (filtered and program is None):
                     continue
                 trial = replace(
@@ -104,8 +104,9 @@ class SandboxCaps:
                     break
         if found.bwrap is None and uid is not None:
             found = replace(base, setpriv=setpriv, sandbox_uid=uid)
-        if found.bwrap is not None:
-            # bwrap's monitor may exit before the sandbox's init: make that init our child, so we reap it
+        if found.bwrap is not None and found.sandbox_uid is not None:
+            # bwrap's monitor may exit before the sandbox's init: make that init our child, so we reap it (only as
+            # root: then everything reparented to us from a run has the sandbox uid and is told apart by it)
             with contextlib.suppress(OSError, AttributeError):
                 ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         return replace(found, cgroups=_cgroups.detect() if use_cgroups else None)
@@ -238,7 +239,7 @@ def _bwrap_works(caps: SandboxCaps) -> bool:
         try:
             cmd = _bwrap_command(caps, ["/bin/true"], tmp, (), info_w, block_r, seccomp_fd)
             fds = (info_w, block_r) + ((seccomp_fd,) if seccomp_fd is not None else ())
-            proc = subprocess.run(cmd, capture_output=True, timeout=10, pass_fds=fds, cwd=tmp)
+            proc = subprocess.run(cmd, capture_output=True, timeout=10, pass_fds=fds, cwd=tmp, start_new_session=True)
         except (OSError, subprocess.TimeoutExpired):
             return False
         finally:
@@ -310,10 +311,6 @@ def _rlimits(caps: SandboxCaps, limits: StageLimits, cgroup: _cgroups.RunCgroup 
     if limits.processes is not None and not caps.root and cgroup is None:
         # RLIMIT_NPROC counts all of this user's processes; root ignores it (hence the cgroup)
         n = _own_process_count() + limits.processes
-        rl.append((resource.RLIMIT_NPROC, n, n))
-    elif limits.processes is not None and caps.sandbox_uid is not None and cgroup is None:
-        # as root, programs run as the sandbox uid, which does not ignore RLIMIT_NPROC (shared by concurrent runs)
-        n = limits.processes + 8
         rl.append((resource.RLIMIT_NPROC, n, n))
     return rl
 
@@ -449,7 +446,7 @@ def effective_wall(limits: StageLimits, cpu_enforced: bool) -> float:
     """The wall-clock deadline of a stage: the wall limit, raised above the CPU limit where CPU time is enforced
     over the whole run (then the CPU limit is what judges a busy program, the clock only a sleeping one)."""
     if cpu_enforced and limits.cpu is not None:
-        return max(limits.wall, limits.cpu + max(1.0, limits.cpu))
+        return max(limits.wall, 2 * limits.cpu + 1.0)
     return limits.wall
 
 
@@ -479,6 +476,7 @@ def run_stage(
     finally:
         if cgroup is not None:
             cgroup.remove()
+            _reap(None, caps.sandbox_uid)  # what the removal killed and the kernel reparented to us
 
 
 @dataclass
@@ -701,10 +699,37 @@ def _read_status(fd: int) -> list[dict[str, object]]:
             docs.append(doc)
 
 
-def _reap(init_fd: int) -> None:
-    """Reap the sandbox's init if it was reparented to us (we are a child subreaper under bwrap)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitid(os.P_PIDFD, init_fd, os.WEXITED | os.WNOHANG)
+def _reap(init_fd: int | None, sandbox_uid: int | None) -> None:
+    """Reap sandbox inits reparented to us (we are a child subreaper under bwrap): this run's, and any an earlier
+    killed or failed run left. An init is a ``bwrap`` zombie outside its own process group; bwrap monitors we
+    spawn lead their own group (a new session) and are waited for by their runner, so they are never taken."""
+    if init_fd is not None:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitid(os.P_PIDFD, init_fd, os.WEXITED | os.WNOHANG)
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return
+    for tid in tasks:
+        for child in _children_of_task(tid):
+            try:
+                stat = Path(f"/proc/{child}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if fields[0] != "Z":
+                continue
+            init = stat[stat.index("(") + 1 : stat.rindex(")")] == "bwrap" and int(fields[2]) != child
+            with contextlib.suppress(OSError):
+                if init or (sandbox_uid is not None and os.stat(f"/proc/{child}").st_uid == sandbox_uid):
+                    os.waitpid(child, os.WNOHANG)
+
+
+def _children_of_task(tid: str) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/self/task/{tid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _run(
@@ -741,8 +766,8 @@ def _run(
         proc.stdout.close()
         proc.stderr.close()
     _, status, usage = os.wait4(proc.pid, 0)
+    _reap(init_fd, caps.sandbox_uid)
     if init_fd is not None:
-        _reap(init_fd)
         os.close(init_fd)
     reports: list[dict[str, object]] = []
     if spawned.status_fd is not None:

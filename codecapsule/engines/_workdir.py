@@ -89,6 +89,20 @@ class WorkDir:
         remove_path(self.path)
 
 
+def reachable_by_others(path: str) -> bool:
+    """Whether a uid other than the owner can traverse to ``path`` (every directory on the way has o+x)."""
+    p = os.path.abspath(path)
+    while True:
+        try:
+            if not os.stat(p).st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
+        if p == "/":
+            return True
+        p = os.path.dirname(p)
+
+
 def remove_path(path: str) -> None:
     """Remove a work directory: unmount it if it is a tmpfs, else delete its tree iteratively."""
     if _is_mountpoint(path):

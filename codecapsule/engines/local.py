@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 
-from .._errors import EngineError
+from .._errors import ConfigurationError, EngineError
 from .._jobs import Job, Limits
 from .._results import Result
 from .._verdicts import judge
@@ -66,6 +66,11 @@ class LocalEngine:
             use_bwrap=_env_flag("CODECAPSULE_BWRAP") if bwrap is None else bwrap,
             use_cgroups=_env_flag("CODECAPSULE_CGROUPS") if cgroups is None else cgroups,
         )
+        if self.caps.sandbox_uid is not None and workroot is not None and not _workdir.reachable_by_others(workroot):
+            raise ConfigurationError(
+                f"workroot {workroot!r} cannot be reached by the sandbox's unprivileged uid {self.caps.sandbox_uid} "
+                "(a parent directory lacks o+x): choose a directory such as /tmp, or leave workroot unset."
+            )
         # what a host process killed mid-run left behind: its work directories (tmpfs mounts) and cgroups
         _workdir.sweep(workroot)
         if self.caps.cgroups is not None:
