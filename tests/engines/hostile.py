@@ -1,4 +1,3 @@
-# ruff: noqa: E501  (a table of programs: one line per case reads best)
 """Hostile programs and the safe outcome each must have, per sandbox mode (shared by the root suite and the
 unprivileged driver). Probes of kernel settings only OPEN files for writing and close them: they never write.
 
@@ -7,7 +6,6 @@ A case's ``check(result, caps)`` returns None when the outcome is safe, else wha
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,12 +103,39 @@ def _small_diff(r: cc.Result, caps: SandboxCaps) -> str | None:
 
 
 _FORK_BOMB = "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass"
-_X86_64 = {"unshare": 272, "setns": 308, "mount": 165, "chroot": 161, "ptrace": 101, "keyctl": 250, "add_key": 248,
-           "request_key": 249, "bpf": 321, "perf_event_open": 298, "init_module": 175, "finit_module": 313,
-           "delete_module": 176, "kexec_load": 246, "kexec_file_load": 320, "pivot_root": 155, "umount2": 166,
-           "open_by_handle_at": 304, "userfaultfd": 323}  # fmt: skip
-_ALWAYS_REFUSED = {"mount", "chroot", "init_module", "finit_module", "delete_module", "kexec_load",
-                   "kexec_file_load", "pivot_root", "umount2", "open_by_handle_at"}  # fmt: skip
+_X86_64 = {
+    "unshare": 272,
+    "setns": 308,
+    "mount": 165,
+    "chroot": 161,
+    "ptrace": 101,
+    "keyctl": 250,
+    "add_key": 248,
+    "request_key": 249,
+    "bpf": 321,
+    "perf_event_open": 298,
+    "init_module": 175,
+    "finit_module": 313,
+    "delete_module": 176,
+    "kexec_load": 246,
+    "kexec_file_load": 320,
+    "pivot_root": 155,
+    "umount2": 166,
+    "open_by_handle_at": 304,
+    "userfaultfd": 323,
+}
+_ALWAYS_REFUSED = {
+    "mount",
+    "chroot",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "pivot_root",
+    "umount2",
+    "open_by_handle_at",
+}
 
 SMALL = {"timeout": 2, "memory": "128MB"}
 
@@ -124,7 +149,7 @@ CASES: list[Case] = [
         "python",
         _probe_open_for_write("/sys/kernel/mm/transparent_hugepage/enabled"),
         _refused(),
-    ),  # fmt: skip
+    ),
     Case("uid-is-not-root", "python", "import os; print(os.getuid(), os.geteuid())", _not_host_root),
     Case(
         "no-capabilities",
@@ -132,21 +157,21 @@ CASES: list[Case] = [
         "print(open('/proc/self/status').read().split('CapEff:')[1].split()[0])",
         _no_caps,
         needs=lambda caps: caps.sandbox_uid is not None or not caps.root,
-    ),  # fmt: skip
+    ),
     Case(
         "host-path-hidden",
         "python",
         "print(open('/proc/self/mountinfo').read())",
         _no_host_path,
         needs=lambda caps: caps.bwrap is not None and caps.root,
-    ),  # fmt: skip
+    ),
     Case(
         "read-etc-shadow",
         "python",
         "try:\n    open('/etc/shadow').read(); print('ALLOWED')\nexcept OSError: print('refused')",
         _refused(),
         needs=lambda caps: caps.sandbox_uid is not None or not caps.root,
-    ),  # fmt: skip
+    ),
     *(
         Case(
             f"syscall-{name}",
@@ -154,7 +179,7 @@ CASES: list[Case] = [
             _syscall(name, nr, *([0x10000000] if name == "unshare" else [])),
             _refused(),
             needs=(lambda caps: True) if name in _ALWAYS_REFUSED else _seccomp,
-        )  # fmt: skip
+        )
         for name, nr in _X86_64.items()
     ),
     Case(
@@ -165,7 +190,7 @@ CASES: list[Case] = [
         "if pid == 0: os._exit(0)\nprint('refused' if pid == -1 else 'ALLOWED')",
         _refused(),
         needs=_seccomp,
-    ),  # fmt: skip
+    ),
     Case(
         "unshare-command",
         "python",
@@ -173,21 +198,21 @@ CASES: list[Case] = [
         "print('refused' if r.returncode else 'ALLOWED')",
         _refused(),
         needs=_seccomp,
-    ),  # fmt: skip
+    ),
     Case(
         "tiocsti",
         "python",
         "import fcntl, termios\ntry:\n    fcntl.ioctl(0, termios.TIOCSTI, b'x'); print('ALLOWED')\n"
         "except OSError: print('refused')",
         _refused(),
-    ),  # fmt: skip
+    ),
     Case(
         "write-outside-work-dir",
         "python",
         "try:\n    open('/tmp/escaped-by-student', 'w'); print('ALLOWED')\nexcept OSError: print('refused')",
         _refused(),
         needs=_bwrap,
-    ),  # fmt: skip
+    ),
     Case(
         "network",
         "python",
@@ -196,7 +221,7 @@ CASES: list[Case] = [
         "    print('refused' if e.errno in (101, 111) else 'ALLOWED')",
         _refused(),
         needs=_bwrap,
-    ),  # fmt: skip
+    ),
     # -- 2. disk ---------------------------------------------------------------------------------------------
     Case(
         "fill-the-disk",
@@ -206,28 +231,28 @@ CASES: list[Case] = [
         _verdict("ok", "memory_limit", "signal"),
         kwargs={"timeout": 5, "memory": "256MB"},
         needs=_as_root,
-    ),  # fmt: skip
+    ),
     Case(
         "one-huge-file",
         "python",
         "open('big', 'wb').write(b'x' * 40_000_000)\nprint('ALLOWED')",
         _verdict("signal", "runtime_error", "memory_limit"),
         kwargs={"limits": {"file_size": "8MB"}},
-    ),  # fmt: skip
+    ),
     Case(
         "deep-tree",
         "python",
         "import os\nfor _ in range(3000):\n    os.mkdir('a'); os.chdir('a')\n"
         "open('leaf', 'w').write('x'); os.chmod('.', 0o500); print('deep')",
         _verdict("ok"),
-    ),  # fmt: skip
+    ),
     Case(
         "compile-bomb-c",
         "c",
         "char big[8000000000L] = {1};\nint main(void){ return big[0]; }",
         _verdict("compile_error"),
         kwargs={"limits": {"compile_timeout": 20}},
-    ),  # fmt: skip
+    ),
     # -- 3. CPU ----------------------------------------------------------------------------------------------
     Case(
         "busy-loop",
@@ -236,14 +261,14 @@ CASES: list[Case] = [
         _verdict("time_limit", message="CPU time"),
         kwargs={"timeout": 1},
         needs=_cgroup,
-    ),  # fmt: skip
+    ),
     Case(
         "sleep",
         "python",
         "import time; time.sleep(30)",
         _verdict("time_limit", message="wall clock"),
         kwargs={"timeout": 1},
-    ),  # fmt: skip
+    ),
     Case(
         "forked-cpu-bypass",
         "python",
@@ -251,7 +276,7 @@ CASES: list[Case] = [
         _verdict("time_limit", message="CPU time"),
         kwargs={"limits": {"run_cpu_time": 1, "run_timeout": 20}},
         needs=_cgroup,
-    ),  # fmt: skip
+    ),
     Case(
         "fork-bomb",
         "python",
@@ -259,7 +284,7 @@ CASES: list[Case] = [
         _verdict("time_limit", "runtime_error"),
         kwargs={"timeout": 2},
         needs=_pids_contained,
-    ),  # fmt: skip
+    ),
     Case(
         "thread-bomb",
         "python",
@@ -267,7 +292,7 @@ CASES: list[Case] = [
         _verdict("time_limit", "runtime_error"),
         kwargs={"timeout": 2},
         needs=_pids_contained,
-    ),  # fmt: skip
+    ),
     Case(
         "c-fork-bomb",
         "c",
@@ -275,7 +300,7 @@ CASES: list[Case] = [
         _verdict("time_limit", "runtime_error", "signal"),
         kwargs={"timeout": 2},
         needs=_pids_contained,
-    ),  # fmt: skip
+    ),
     # -- memory ----------------------------------------------------------------------------------------------
     Case(
         "python-2gb", "python", "x = bytearray(2 * 1024**3)\nprint('allocated')", _verdict("memory_limit"), kwargs=SMALL
@@ -287,7 +312,7 @@ CASES: list[Case] = [
         _verdict("memory_limit", "signal"),
         kwargs=SMALL,
         needs=_cgroup,
-    ),  # fmt: skip
+    ),
     Case(
         "java-heap-bomb",
         "java",
@@ -296,7 +321,7 @@ CASES: list[Case] = [
         _verdict("memory_limit"),
         kwargs={"timeout": 10, "memory": "256MB"},
         needs=_cgroup,
-    ),  # fmt: skip
+    ),
     Case(
         "node-heap-bomb",
         "javascript",
@@ -304,7 +329,7 @@ CASES: list[Case] = [
         _verdict("memory_limit"),
         kwargs={"timeout": 10, "memory": "256MB"},
         needs=_cgroup,
-    ),  # fmt: skip
+    ),
     Case(
         "c-malloc-bomb",
         "c",
@@ -312,7 +337,7 @@ CASES: list[Case] = [
         " if(!p) return 3; memset(p,1,1<<24);} }",
         _verdict("memory_limit", "runtime_error"),
         kwargs=SMALL,
-    ),  # fmt: skip
+    ),
     # -- output ----------------------------------------------------------------------------------------------
     Case(
         "stdout-flood",
@@ -320,14 +345,14 @@ CASES: list[Case] = [
         "import sys\nwhile True: sys.stdout.write('x' * 65536)",
         _verdict("output_limit"),
         kwargs={"timeout": 5},
-    ),  # fmt: skip
+    ),
     Case(
         "stderr-flood",
         "python",
         "import sys\nwhile True: sys.stderr.write('x' * 65536)",
         _verdict("output_limit"),
         kwargs={"timeout": 5},
-    ),  # fmt: skip
+    ),
     # -- 4. spoofed verdicts ---------------------------------------------------------------------------------
     Case("says-bwrap", "python", "import sys; sys.stderr.write('bwrap: x\\n'); sys.exit(1)", _verdict("runtime_error")),
     Case(
@@ -343,14 +368,14 @@ CASES: list[Case] = [
         _verdict("runtime_error"),
         kwargs=SMALL,
         needs=_cgroup,
-    ),  # fmt: skip
+    ),
     Case(
         "exit-139-unsandboxed",
         "python",
         "import sys; sys.exit(139)",
         _verdict("runtime_error"),
         needs=lambda caps: caps.bwrap is None,
-    ),  # fmt: skip
+    ),
     Case("real-segfault", "c", "int main(){ volatile int *p = 0; return *p; }", _verdict("signal")),
     # -- 5. processes left behind ----------------------------------------------------------------------------
     Case(
@@ -359,5 +384,5 @@ CASES: list[Case] = [
         "import os, signal\ntry: os.kill(-1, signal.SIGKILL)\nexcept OSError: pass\nprint('after')",
         _verdict("ok", "signal"),
         needs=_bwrap,
-    ),  # fmt: skip
+    ),
 ]

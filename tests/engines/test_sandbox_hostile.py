@@ -136,7 +136,10 @@ def test_disk_quota_keeps_the_host_free_space(open_dir: Path) -> None:
     if not engine.caps.root:
         pytest.skip("only root can give a run a size-limited tmpfs (engine info says so)")
     before = shutil.disk_usage(tmp_path).used
-    src = "i = 0\ntry:\n    while True:\n        open(f'f{i}', 'wb').write(b'x' * 4_000_000); i += 1\nexcept OSError as e:\n    print(i, e.errno)"
+    src = (
+        "i = 0\ntry:\n    while True:\n        open(f'f{i}', 'wb').write(b'x' * 4_000_000); i += 1\n"
+        "except OSError as e:\n    print(i, e.errno)"
+    )
     r = engine.run(cc.Job.create(src, "python", timeout=5))
     assert r.verdict == "ok" and r.stdout.split()[1] == "28", r  # ENOSPC at the quota
     assert int(r.stdout.split()[0]) <= 8
