@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import resource
 import shutil
 import tempfile
@@ -14,6 +13,7 @@ import pytest
 
 import codecapsule as cc
 from codecapsule.engines.local import LocalEngine
+from tests.engines.hostile import marker, running
 
 MODES = {
     "full": {"bwrap": True, "cgroups": True},
@@ -207,41 +207,25 @@ def test_fork_bomb_is_contained(engine: LocalEngine) -> None:
     assert os.getloadavg()  # the machine still answers
 
 
-def _marker() -> str:
-    return f"{random.randint(100000, 999999)}.{random.randint(100, 999)}"
-
-
-def _running(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
 def test_a_sleeping_grandchild_does_not_outlive_the_run(engine: LocalEngine) -> None:
-    marker = _marker()
-    src = f"import os\nif os.fork() == 0:\n    os.execv('/bin/sleep', ['sleep', '{marker}'])\nprint('parent done')"
+    tag = marker()
+    src = f"import os\nif os.fork() == 0:\n    os.execv('/bin/sleep', ['sleep', '{tag}'])\nprint('parent done')"
     r = run(engine, src, "python")
     assert (r.verdict, r.stdout) == ("ok", "parent done\n")
-    assert _running(marker) == []
+    assert running(tag) == []
 
 
 def test_a_daemonised_grandchild_does_not_outlive_the_run(engine: LocalEngine) -> None:
     if engine.caps.level == "rlimits":
         pytest.skip("without namespaces or cgroups a setsid() grandchild escapes (the engine says so in info())")
-    marker = _marker()
+    tag = marker()
     src = (
         f"import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-        f"        os.execv('/bin/sleep', ['sleep', '{marker}'])\n    os._exit(0)\nprint('parent done')"
+        f"        os.execv('/bin/sleep', ['sleep', '{tag}'])\n    os._exit(0)\nprint('parent done')"
     )
     r = run(engine, src, "python")
     assert r.verdict == "ok"
-    assert _running(marker) == []
+    assert running(tag) == []
 
 
 def test_writes_outside_the_work_dir_and_sockets_are_refused_with_bubblewrap(

@@ -77,6 +77,7 @@ class SandboxCaps:
     sandbox_uid: int | None = None  # the host uid programs run as when we are root (None: our own uid)
     seccomp: bytes | None = None  # the BPF filter bwrap loads (None: no filter)
     disable_userns: bool = False  # bwrap forbids further user namespaces inside (--disable-userns)
+    perl: str | None = None  # the sandbox's PID 1 that reports the program's raw wait status (see _LAUNCHER)
 
     @classmethod
     def detect(cls, *, use_bwrap: bool = True, use_cgroups: bool = True) -> SandboxCaps:
@@ -86,6 +87,7 @@ class SandboxCaps:
         if uid is None:
             setpriv = None
         base = cls(sh=_find("sh") or "/bin/sh", bwrap=None, prlimit=_find("prlimit"), cgroups=None, root=root)
+        perl = _find("perl")
         bwrap = _find("bwrap") if use_bwrap else None
         found = base
         if bwrap is not None:
@@ -101,6 +103,9 @@ class SandboxCaps:
                 )  # fmt: skip
                 if _bwrap_works(trial):
                     found = trial
+                    with_launcher = replace(trial, perl=perl)
+                    if perl is not None and _bwrap_works(with_launcher):
+                        found = with_launcher
                     break
         if found.bwrap is None and uid is not None:
             found = replace(base, setpriv=setpriv, sandbox_uid=uid)
@@ -170,6 +175,18 @@ class SandboxCaps:
                 if self.root
                 else "file-size limit per file only (no quota without root)"
             ),
+            "verdicts": (
+                (
+                    "memory_limit from the cgroup's OOM events"
+                    if cg is not None
+                    else "memory_limit inferred from the runtime's message (no memory cgroup)"
+                )
+                + (
+                    "; signals told apart from exit codes by the sandbox's PID 1"
+                    if self.perl or not self.bwrap
+                    else "; a death by signal n and exit status 128+n look alike (perl missing)"
+                )
+            ),
         }
 
     def describe(self) -> str:
@@ -236,17 +253,21 @@ def _bwrap_works(caps: SandboxCaps) -> bool:
         block_r, block_w = os.pipe()
         os.write(block_w, b"1")
         seccomp_fd = _seccomp_fd(caps)
+        exit_r, exit_w = os.pipe()
         try:
-            cmd = _bwrap_command(caps, ["/bin/true"], tmp, (), info_w, block_r, seccomp_fd)
-            fds = (info_w, block_r) + ((seccomp_fd,) if seccomp_fd is not None else ())
+            cmd = _bwrap_command(caps, ["/bin/true"], tmp, (), info_w, block_r, seccomp_fd, exit_fd=exit_w)
+            fds = (info_w, block_r, exit_w) + ((seccomp_fd,) if seccomp_fd is not None else ())
             proc = subprocess.run(cmd, capture_output=True, timeout=10, pass_fds=fds, cwd=tmp, start_new_session=True)
+            os.close(exit_w)
+            exit_w = -1
+            report = os.read(exit_r, 64)
         except (OSError, subprocess.TimeoutExpired):
             return False
         finally:
-            for fd in (info_r, info_w, block_r, block_w, seccomp_fd):
-                if fd is not None:
+            for fd in (info_r, info_w, block_r, block_w, seccomp_fd, exit_r, exit_w):
+                if fd is not None and fd >= 0:
                     os.close(fd)
-        return proc.returncode == 0
+        return proc.returncode == 0 and (caps.perl is None or report == b"S0\n")
 
 
 def _seccomp_fd(caps: SandboxCaps) -> int | None:
@@ -325,6 +346,22 @@ _PRLIMIT_FLAGS = {
 }
 
 
+# The sandbox's PID 1 under bubblewrap (``--as-pid-1``): forks and execs the program, reaps orphans, and writes the
+# program's raw wait status ("S<status>", or "E<errno>" when exec failed) on a pipe the program never holds
+# (close-on-exec). bwrap's own init would fold a death by signal n into exit status 128+n, so `sys.exit(139)`
+# and a segfault would look alike. As PID 1 of the namespace it ignores every signal sent from inside, so the
+# program cannot kill it (kill(-1) spares it too). perl-base is part of every Debian/Ubuntu system; ~1 ms.
+_LAUNCHER = (
+    "my $fd = shift @ARGV; open(my $st, '>&=', $fd) or exit 125; fcntl($st, 2, 1);"
+    "my $pid = fork(); if (!defined $pid) { exit 125 }"
+    "if ($pid == 0) { exec { $ARGV[0] } @ARGV; syswrite($st, 'E' . ($! + 0) . \"\\n\");"
+    ' print STDERR "capsule: cannot run $ARGV[0]: $!\\n"; exit 127 }'
+    "while (1) { my $w = waitpid(-1, 0); last if $w < 0;"
+    ' if ($w == $pid) { syswrite($st, "S$?\\n"); exit(($? & 127) ? 128 + ($? & 127) : $? >> 8) } }'
+    "exit 125;"
+)
+
+
 def _bwrap_command(
     caps: SandboxCaps,
     argv: list[str],
@@ -334,6 +371,7 @@ def _bwrap_command(
     block_fd: int,
     seccomp_fd: int | None,
     rlimits: list[tuple[int, int, int]] | None = None,
+    exit_fd: int | None = None,
 ) -> list[str]:
     assert caps.bwrap is not None
     prefix = caps.uid_prefix()
@@ -353,7 +391,8 @@ def _bwrap_command(
         # between we put that pid in the run's cgroup and set its resource limits. At the end status_fd carries
         # the program's exit code only if the program was really started: a start failure is known out of band.
         "--json-status-fd", str(status_fd), "--block-fd", str(block_fd),
-        "--", *argv,
+        *(["--as-pid-1", "--", caps.perl, "-e", _LAUNCHER, str(exit_fd), *argv] if caps.perl and exit_fd is not None
+          else ["--", *argv]),
     ]  # fmt: skip
 
 
@@ -493,6 +532,7 @@ class _Spawned:
     proc: subprocess.Popen[bytes]
     init_fd: int | None  # pidfd of the sandbox's init (bwrap)
     status_fd: int | None  # bwrap's JSON status
+    exit_fd: int | None = None  # the launcher's report of the program's wait status
 
 
 def _spawn(
@@ -509,10 +549,13 @@ def _spawn(
     if not caps.bwrap:
         return _spawn_chain(caps, argv, env, workdir, stdin, limits, cgroup)
     status_r, status_w = os.pipe()
+    exit_r, exit_w = os.pipe() if caps.perl else (-1, -1)
     block = os.pipe()
     seccomp_fd = _seccomp_fd(caps)
-    cmd = _bwrap_command(caps, argv, workdir, roots, status_w, block[0], seccomp_fd, _rlimits(caps, limits, cgroup))
+    rl = _rlimits(caps, limits, cgroup)
+    cmd = _bwrap_command(caps, argv, workdir, roots, status_w, block[0], seccomp_fd, rl, exit_w if caps.perl else None)
     fds: tuple[int, ...] = (status_w, block[0]) + ((seccomp_fd,) if seccomp_fd is not None else ())
+    fds += (exit_w,) if caps.perl else ()
     spawned_ok = False
     try:
         with tempfile.TemporaryFile() as stdin_file:
@@ -533,14 +576,16 @@ def _spawn(
             proc.wait()
             raise SandboxError(f"could not confine the sandbox: {exc}") from exc
         spawned_ok = True
-        return _Spawned(proc, init_fd, status_r)
+        return _Spawned(proc, init_fd, status_r, exit_r if caps.perl else None)
     finally:
-        for fd in (status_w, block[1], seccomp_fd):
+        for fd in (status_w, block[1], seccomp_fd, exit_w):
             if fd is not None and fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         if not spawned_ok:
             os.close(status_r)
+            if exit_r >= 0:
+                os.close(exit_r)
 
 
 def _popen(
@@ -775,6 +820,13 @@ def _run(
             reports = _read_status(spawned.status_fd)
         finally:
             os.close(spawned.status_fd)
+    launched: bytes = b""
+    if spawned.exit_fd is not None:
+        try:
+            with contextlib.suppress(OSError):
+                launched = os.read(spawned.exit_fd, 64)
+        finally:
+            os.close(spawned.exit_fd)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - started
     # under bubblewrap, rusage only sees bwrap itself: the cgroup's CPU accounting sees the program
@@ -792,13 +844,24 @@ def _run(
             raise SandboxError(f"the sandbox could not start: {got.err.decode(errors='replace').strip()}")
         if exits:
             code = int(exits[0])  # type: ignore[call-overload]
+    raw_status: int | None = None
+    if launched.startswith(b"E") and got.reason is None:
+        errno_text = os.strerror(int(launched[1:].strip() or 0))
+        raise SandboxError(f"the sandbox could not run {argv[0]!r}: {errno_text}")
+    if launched.startswith(b"S"):
+        raw_status = int(launched[1:].strip())  # the program's own wait status, from the launcher
     if not caps.bwrap and cgroup is not None and got.reason is None and not (cpu or cgroup.peak_memory()):
         # nothing ever ran in the group: the prologue could not join it (a program's exit 125 cannot fake this)
         raise SandboxError("could not join the run's cgroup; set CODECAPSULE_CGROUPS=0 to run without one.")
-    if code is not None and code < 0:
+    if raw_status is not None:
+        if os.WIFSIGNALED(raw_status):
+            sig, code = _signal_name(os.WTERMSIG(raw_status)), 128 + os.WTERMSIG(raw_status)
+        else:
+            code = os.WEXITSTATUS(raw_status)
+    elif code is not None and code < 0:
         sig, code = _signal_name(-code), 128 - code
     elif caps.bwrap and code is not None and 128 < code < 160:
-        sig = _signal_name(code - 128)  # bwrap reports a signal death of the program as 128+n
+        sig = _signal_name(code - 128)  # without the launcher, bwrap reports a signal death as 128+n
     oom = cgroup.oom_killed() if cgroup is not None else False
     status_code, message, code, sig = classify(
         reason=got.reason, code=code, sig=sig, oom=oom, cpu=cpu, wall=wall, limits=limits

@@ -6,12 +6,33 @@ A case's ``check(result, caps)`` returns None when the outcome is safe, else wha
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import codecapsule as cc
 from codecapsule.engines._sandbox import SandboxCaps
+
+
+def marker() -> str:
+    """A random number to put in a sleeping process's command line and find it again in /proc."""
+    return f"{random.randint(100000, 999999)}.{random.randint(100, 999)}"
+
+
+def running(text: str) -> list[int]:
+    """Pids whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
 
 Check = Callable[[cc.Result, SandboxCaps], "str | None"]
 
@@ -39,6 +60,15 @@ def _verdict(*verdicts: str, message: str | None = None) -> Check:
             return f"verdict {r.verdict} not in {verdicts}: {r.stdout[-200:]!r} {r.stderr[-300:]!r}"
         if message is not None and (r.run is None or message not in (r.run.message or "")):
             return f"message {r.run.message if r.run else None!r} lacks {message!r}"
+        return None
+
+    return check
+
+
+def _signal(name: str, code: int) -> Check:
+    def check(r: cc.Result, caps: SandboxCaps) -> str | None:
+        if r.verdict != "signal" or r.run is None or (r.run.signal, r.exit_code) != (name, code):
+            return f"{r.verdict} {r.run.signal if r.run else None} {r.exit_code}, not {name} ({code})"
         return None
 
     return check
@@ -370,13 +400,21 @@ CASES: list[Case] = [
         needs=_cgroup,
     ),
     Case(
-        "exit-139-unsandboxed",
+        "exit-139-is-not-a-segfault",
         "python",
         "import sys; sys.exit(139)",
         _verdict("runtime_error"),
-        needs=lambda caps: caps.bwrap is None,
+        needs=lambda caps: caps.bwrap is None or caps.perl is not None,
     ),
-    Case("real-segfault", "c", "int main(){ volatile int *p = 0; return *p; }", _verdict("signal")),
+    Case("real-segfault", "c", "int main(){ volatile int *p = 0; return *p; }", _signal("SIGSEGV", 139)),
+    Case("abort-is-sigabrt", "python", "import os; os.abort()", _signal("SIGABRT", 134)),
+    Case(
+        "exit-134-is-not-an-abort",
+        "c",
+        "int main(void){ return 134; }",
+        _verdict("runtime_error"),
+        needs=lambda caps: caps.bwrap is None or caps.perl is not None,
+    ),
     # -- 5. processes left behind ----------------------------------------------------------------------------
     Case(
         "kill-minus-one",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 import codecapsule as cc
 from codecapsule.engines.local import LocalEngine
 
-from .hostile import CASES, Case
+from .hostile import CASES, Case, marker, running
 
 MODES = {
     "full": {"bwrap": True, "cgroups": True},
@@ -56,34 +55,18 @@ def test_the_suite_is_large_enough() -> None:
     assert len(CASES) >= 40
 
 
-def _marker() -> str:
-    return f"{random.randint(100000, 999999)}.{random.randint(100, 999)}"
-
-
-def _find(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
 @pytest.mark.parametrize("mode", list(MODES))
 def test_the_program_is_not_root_on_the_host(mode: str) -> None:
     """Seen from the host: while the program sleeps, its process's real, effective and file uids are not 0."""
     engine = engine_for(mode)
-    marker = _marker()
+    tag = marker()
     r_box: list[cc.Result] = []
-    src = f"import os\nos.execv('/bin/sleep', ['sleep', '{marker}'])"
+    src = f"import os\nos.execv('/bin/sleep', ['sleep', '{tag}'])"
     t = threading.Thread(target=lambda: r_box.append(engine.run(cc.Job.create(src, "python", timeout=3))))
     t.start()
     uids: list[list[str]] = []
     while t.is_alive() and not uids:
-        for pid in _find(marker):
+        for pid in running(tag):
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
@@ -92,7 +75,7 @@ def test_the_program_is_not_root_on_the_host(mode: str) -> None:
     t.join()
     assert uids, "the program's process was never seen"
     assert all(u != "0" for u in uids[0]), uids
-    assert _find(marker) == []
+    assert running(tag) == []
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -100,14 +83,14 @@ def test_no_zombie_or_leftover_after_runs(mode: str) -> None:
     engine = engine_for(mode)
     if engine.caps.level == "rlimits":
         pytest.skip("without namespaces or cgroups a setsid() grandchild escapes (engine info says so)")
-    marker = _marker()
+    tag = marker()
     src = (
         f"import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-        f"        os.execv('/bin/sleep', ['sleep', '{marker}'])\n    os._exit(0)\nprint('parent done')"
+        f"        os.execv('/bin/sleep', ['sleep', '{tag}'])\n    os._exit(0)\nprint('parent done')"
     )
     for _ in range(3):
         assert engine.run(cc.Job.create(src, "python")).verdict == "ok"
-    assert _find(marker) == []
+    assert running(tag) == []
     zombies = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
