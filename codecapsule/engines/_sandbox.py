@@ -87,7 +87,7 @@ class SandboxCaps:
         if uid is None:
             setpriv = None
         base = cls(sh=_find("sh") or "/bin/sh", bwrap=None, prlimit=_find("prlimit"), cgroups=None, root=root)
-        perl = _find("perl")
+        perl = _find("perl") if _launcher_source() is not None else None
         bwrap = _find("bwrap") if use_bwrap else None
         found = base
         if bwrap is not None:
@@ -352,14 +352,23 @@ _PRLIMIT_FLAGS = {
 # and a segfault would look alike. As PID 1 of the namespace it ignores every signal sent from inside, so the
 # program cannot kill it (kill(-1) spares it too). perl-base is part of every Debian/Ubuntu system; ~1 ms.
 _LAUNCHER = (
-    "my $fd = shift @ARGV; open(my $st, '>&=', $fd) or exit 125; fcntl($st, 2, 1);"
+    "my $fd = shift @ARGV; my $limits = shift @ARGV; open(my $st, '>&=', $fd) or exit 125; fcntl($st, 2, 1);"
     "my $pid = fork(); if (!defined $pid) { exit 125 }"
-    "if ($pid == 0) { exec { $ARGV[0] } @ARGV; syswrite($st, 'E' . ($! + 0) . \"\\n\");"
+    "if ($pid == 0) {"
+    " for (split /,/, $limits) { next if $_ eq '-'; my ($r, $s, $h) = split /:/;"
+    "  syscall(PRLIMIT64, 0, $r + 0, pack('QQ', $s, $h), 0) == 0 or exit 125 }"  # prlimit64(0, ...) on itself
+    " exec { $ARGV[0] } @ARGV; syswrite($st, 'E' . ($! + 0) . \"\\n\");"
     ' print STDERR "capsule: cannot run $ARGV[0]: $!\\n"; exit 127 }'
     "while (1) { my $w = waitpid(-1, 0); last if $w < 0;"
     ' if ($w == $pid) { syswrite($st, "S$?\\n"); exit(($? & 127) ? 128 + ($? & 127) : $? >> 8) } }'
     "exit 125;"
 )
+_PRLIMIT64 = {"x86_64": 302, "aarch64": 261}  # the launcher sets the program's limits itself (no prlimit hop)
+
+
+def _launcher_source() -> str | None:
+    number = _PRLIMIT64.get(os.uname().machine)
+    return _LAUNCHER.replace("PRLIMIT64", str(number)) if number is not None else None
 
 
 def _bwrap_command(
@@ -375,7 +384,8 @@ def _bwrap_command(
 ) -> list[str]:
     assert caps.bwrap is not None
     prefix = caps.uid_prefix()
-    if prefix and rlimits and caps.prlimit:
+    launch = caps.perl is not None and exit_fd is not None
+    if prefix and rlimits and caps.prlimit and not launch:
         # bwrap then runs as another uid, whose limits we could not set from outside without CAP_SYS_RESOURCE:
         # set them on the way in (bwrap itself uses next to no CPU, files or memory)
         prefix = [caps.prlimit, *_prlimit_flags(rlimits), "--", *prefix]
@@ -391,9 +401,14 @@ def _bwrap_command(
         # between we put that pid in the run's cgroup and set its resource limits. At the end status_fd carries
         # the program's exit code only if the program was really started: a start failure is known out of band.
         "--json-status-fd", str(status_fd), "--block-fd", str(block_fd),
-        *(["--as-pid-1", "--", caps.perl, "-e", _LAUNCHER, str(exit_fd), *argv] if caps.perl and exit_fd is not None
-          else ["--", *argv]),
+        *(["--as-pid-1", "--", caps.perl, "-e", _launcher_source() or "", str(exit_fd),
+           _limit_list(rlimits or []), *argv] if launch else ["--", *argv]),
     ]  # fmt: skip
+
+
+def _limit_list(rlimits: list[tuple[int, int, int]]) -> str:
+    """The launcher's limits argument: ``resource:soft:hard`` items, comma-separated (``-`` for none)."""
+    return ",".join(f"{r}:{soft}:{hard}" for r, soft, hard in rlimits) or "-"
 
 
 def _prlimit_flags(rlimits: list[tuple[int, int, int]]) -> list[str]:
@@ -432,7 +447,7 @@ def _release_sandbox(
     if cgroup is not None:
         for procs in cgroup.procs_files:
             Path(procs).write_text(str(pid))
-    if not (caps.uid_prefix() and caps.prlimit):  # else set by the prlimit hop in front of bwrap
+    if not (caps.uid_prefix() and caps.prlimit) and not caps.perl:  # else set by the launcher or the prlimit hop
         for res, soft, hard in _rlimits(caps, limits, cgroup):
             resource.prlimit(pid, res, (soft, hard))
     init_fd = os.pidfd_open(pid)
