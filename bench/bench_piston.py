@@ -6,6 +6,10 @@ the
    Target ≤ 1.10×.
 2. A batch of 200 jobs at concurrency 16 against a fixed 50 ms service time, vs the ideal 200/16 × 50 ms.
    Target ≤ 1.2×. Both the sync ``Client.execute_many`` and the async ``AsyncClient.map``.
+3. Request shaping (``piston_shape.shape``) for a two-file Java job that needs merging, against ``json.dumps`` of
+   the same payload (what the client pays anyway).
+4. Local Python start-up with the one Python launch (sibling modules, exit()/quit()) against the old
+   ``python3 -I -S -B main.py``, both run directly (no sandbox), interleaved.
 
 Run: ``.venv/bin/python -m bench.bench_piston`` from the repository root.
 """
@@ -40,7 +44,7 @@ def server_process(service_time: float) -> Iterator[str]:
     with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
         f.write(FIXED)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "-m", "tests.piston_server", "--fixed", f.name, "--service-time",
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.piston", "--fixed", f.name, "--service-time",
                              str(service_time)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root)
     try:
         assert proc.stdout is not None
@@ -105,6 +109,49 @@ def batch(n: int = 200, concurrency: int = 16, service: float = 0.05) -> None:
     print(f"  async AsyncClient.map:     {async_t:.3f} s → ratio {async_t / ideal:.3f}× (target ≤ 1.2×)")
 
 
+def shaping(n: int = 2000) -> None:
+    from codecapsule.engines.piston_shape import shape
+
+    helper = "import java.util.*;\nclass Helper {\n" + "  static int f(int x) { return x + 1; }\n" * 40 + "}\n"
+    source = "class Pair { }\npublic class Main {\n  public static void main(String[] a) {\n" + \
+        "    System.out.println(Helper.f(1));\n" * 40 + "  }\n}\n"
+    job = Job.create(source, "java", files={"Helper.java": helper})
+    payload = execute_payload(job)
+    t = time.perf_counter()
+    for _ in range(n):
+        shape(job)
+    ours = (time.perf_counter() - t) / n
+    t = time.perf_counter()
+    for _ in range(n):
+        json.dumps(payload)
+    base = (time.perf_counter() - t) / n
+    print(f"shaping a 2-file Java job ({len(source) + len(helper)} chars): {ours * 1e6:.0f} µs vs json.dumps of the "
+          f"payload {base * 1e6:.0f} µs → ratio {ours / base:.2f}×")
+
+
+def python_start(n: int = 20, rounds: int = 5) -> None:
+    from codecapsule.engines._toolchains import _PY_BOOT, find
+
+    python = find("python").executables["python3"]
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "main.py"), "w") as f:
+            f.write("pass\n")
+        old = [python, "-I", "-S", "-B", "main.py"]
+        new = [python, "-E", "-s", "-S", "-B", "-c", _PY_BOOT, "main.py"]
+        times: dict[str, list[float]] = {"old": [], "new": []}
+        for _ in range(rounds):
+            for name, argv in (("old", old), ("new", new)):
+                t = time.perf_counter()
+                for _ in range(n):
+                    subprocess.run(argv, cwd=d, check=True)
+                times[name].append((time.perf_counter() - t) / n)
+    o, w = statistics.median(times["old"]), statistics.median(times["new"])
+    print(f"local python start: -I -S {o * 1000:.1f} ms, with sibling modules + exit()/quit() {w * 1000:.1f} ms "
+          f"(+{(w - o) * 1000:.1f} ms) → ratio {w / o:.2f}×")
+
+
 if __name__ == "__main__":
     overhead()
     batch()
+    shaping()
+    python_start()

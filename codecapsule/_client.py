@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import InvalidRequest, NoEndpointConfigured
 from ._jobs import File, Job, Limits
 from ._progress import Progress, make_progress
+from ._redact import display_url
 from ._results import Result
 from ._settings import EngineChoice, Settings
 from ._verdicts import error_result, internal_error
@@ -54,7 +55,7 @@ class _ClientCore:
 
     def __repr__(self) -> str:  # no secrets: Settings' repr hides them
         s = self.settings
-        target = s.piston_url if s.use_piston else "local engine"
+        target = display_url(s.piston_url) if s.use_piston and s.piston_url else "local engine"
         return f"<{type(self).__name__} {target}, sql={s.database!r}>"
 
     def job(

@@ -51,6 +51,16 @@ LANGUAGES: tuple[Language, ...] = (
     Language("sql", ("duckdb",), ".sql", False, sql=True, display="SQL"),
 )
 
+# The files a compiler takes, one rule for both engines: top-level files with these suffixes (Piston's gcc script
+# compiles `*.c` / `*.cpp` in the job directory; headers and data files are never compiled).
+COMPILED_SOURCES: dict[str, tuple[str, ...]] = {"c": (".c",), "c++": (".cpp", ".cc", ".cxx")}
+
+
+def is_compiled_source(language: str, name: str) -> bool:
+    """Whether the C/C++ compiler takes the file ``name`` (False for every other language)."""
+    return "/" not in name and name.endswith(COMPILED_SOURCES.get(language, ()))
+
+
 _BY_NAME: dict[str, Language] = {}
 for _lang in LANGUAGES:
     for _key in (_lang.name, *_lang.aliases):

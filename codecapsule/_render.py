@@ -255,6 +255,8 @@ def _blocks(
     banner = _verdict_note(result, in_cell=line_offset > 0)
     if banner is not None:
         blocks.append(Block("note", banner[1], tone=banner[0]))
+    for engine_note in result.notes:  # e.g. a limit lowered to what the Piston server allows
+        blocks.append(Block("note", engine_note, tone="warn"))
 
     if result.run is None and result.compile is not None:
         # did not compile: the compiler's words are the output (mapped to the cell's lines)

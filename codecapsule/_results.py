@@ -163,6 +163,7 @@ class Result:
     limits: Limits = field(default_factory=Limits)
     name: str | None = None
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+    notes: tuple[str, ...] = ()  # what the engine changed or wants known (e.g. a limit lowered to the server's)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", Verdict(self.verdict))
@@ -223,6 +224,7 @@ class Result:
             "error": self.error,
             "limits": self.limits.to_dict(),
             "name": self.name,
+            "notes": list(self.notes),
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -243,6 +245,7 @@ class Result:
             error=d.get("error"),
             limits=Limits(**{k: v for k, v in (d.get("limits") or {}).items() if v is not None}),
             name=d.get("name"),
+            notes=tuple(d.get("notes") or ()),
         )
 
     @classmethod
@@ -263,4 +266,3 @@ class Result:
         from ._render import render_html
 
         return render_html(self)
-

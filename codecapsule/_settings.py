@@ -88,6 +88,18 @@ class Settings:
         if self.retries < 0:
             raise InvalidRequest(f"retries must be ≥ 0, not {self.retries}.")
 
+    def __repr__(self) -> str:
+        # the URL without any user:password part; fields with repr=False (the Access secret) left out
+        from ._redact import display_url
+
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.repr:
+                shown = display_url(value) if f.name == "piston_url" and value else value
+                parts.append(f"{f.name}={shown!r}")
+        return f"Settings({', '.join(parts)})"
+
     @property
     def use_piston(self) -> bool:
         """Whether non-SQL languages go to Piston."""

@@ -8,12 +8,12 @@ import pytest
 
 from codecapsule import Settings
 
-from .piston_server import PistonTestServer
+from .fakes.piston import PistonTestServer
 
 
 @pytest.fixture
 def piston_server() -> Iterator[PistonTestServer]:
-    """A fresh Piston-compatible server on 127.0.0.1 executing through the local engine."""
+    """A fresh fake Piston on 127.0.0.1 whose runtimes behave like real Piston's (tests/fakes/piston.py)."""
     with PistonTestServer() as server:
         yield server
 

@@ -52,7 +52,7 @@ from codecapsule import Cluster, ClusterSpec
 arm = FakeARM().start()
 cf = FakeCloudflare(zone_name="example.edu").start()
 try:  # a Piston-compatible server, so the panel shows runtimes and a round trip
-    from tests.piston_server import PistonTestServer
+    from tests.fakes.piston import PistonTestServer
     piston_url = PistonTestServer().start().url
 except ImportError:  # no Piston test server in this checkout: the panel shows Piston as unreachable
     import socket

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import codecapsule as cc
-from tests.piston_server import PistonTestServer
+from tests.fakes.piston import PistonTestServer
 
 
 def test_module_level_execute_uses_the_local_engine_without_configuration() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._errors import InvalidRequest
+from ..engines.piston_protocol import install_answer_shell
 
 if TYPE_CHECKING:
     from .spec import ClusterSpec
@@ -171,6 +172,8 @@ def render_cloud_init(spec: ClusterSpec, tunnel_token: str) -> str:
         "piston_image": shlex.quote(spec.piston_image),
         "piston_env_flags": env_flags,
         "runtimes_lines": [f"{language} {version}" for language, version in runtimes] or ["# (none)"],
+        # what Piston's packages API answers mean: the one table in codecapsule.engines.piston_protocol
+        "package_answer_lines": install_answer_shell("code", "/tmp/codecapsule-package.out"),
     }
     return _substitute(load_template(), values)
 

@@ -100,25 +100,25 @@ def parse_run_command_output(message: str) -> tuple[str, str]:
 
 
 def _install_outcome(stdout: str, language: str, version: str) -> str:
-    """Turn the install script's output (``HTTP <code>`` then Piston's body) into one short outcome."""
+    """Turn the install script's output (``HTTP <code>`` then Piston's body) into one short outcome, by the
+    packages-API table of :mod:`codecapsule.engines.piston_protocol` (the same the VMs' installer uses)."""
+    from ..engines.piston_protocol import install_outcome
+
     lines = stdout.strip().splitlines()
     code = ""
     for line in lines:
         if line.startswith("HTTP "):
             code = line[5:].strip()
     body = "\n".join(line for line in lines if not line.startswith("HTTP ")).strip()
-    if code == "200":
-        return "installed"
-    if code == "500" and "Already installed" in body:
-        return "already installed"
-    if code in ("", "000"):
-        return (
-            "failed: Piston did not answer on 127.0.0.1:2000 "
-            "(is the container running? see logs(source='piston'))"
-        )
-    if code == "404":
-        return f"failed: Piston's package index has no {language} {version} (HTTP 404)"
-    return f"failed: HTTP {code} {body[:200]}".rstrip()
+    status = int(code) if code.isdigit() and code != "000" else None
+    outcome, action = install_outcome(status, body)
+    if action == "done":
+        return outcome
+    if status is None:
+        return f"failed: {outcome} (is the container running? see logs(source='piston'))"
+    if action == "give up":
+        return f"failed: {outcome}: {language} {version} (HTTP {status})"
+    return f"failed: {outcome} {body[:200]}".rstrip()
 
 
 class Cluster:
@@ -457,8 +457,10 @@ class Cluster:
     def install_runtime(self, language: str, version: str) -> dict[str, str]:
         """Install a Piston package (e.g. ``("rust", "1.68.2")``) on every running VM now, and put it into the
         scale set's cloud-init so new VMs get it too. Returns ``{instance_id: outcome}``."""
+        from ..engines.piston_protocol import install_payload
+
         language, version = validate_runtime(language, version)
-        body = json.dumps({"language": language, "version": version})
+        body = json.dumps(install_payload(language, version))
         script = [
             f"body={shlex.quote(body)}",
             "code=$(curl -sS -m 900 -o /tmp/codecapsule-install.out -w '%{http_code}' "

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .._errors import CodeCapsuleError
+from .._errors import CodeCapsuleError, PistonError
+from .._jobs import Job
+from .._settings import Settings
+from ..engines.piston_protocol import symptom
 
 if TYPE_CHECKING:
-    import httpx
-
+    from ..engines.piston import PistonEngine
     from .cluster import Cluster
 
 __all__ = ["FIXES", "Check", "format_checks", "run_doctor"]
@@ -130,46 +132,6 @@ def format_checks(checks: Sequence[Check]) -> str:
     return "\n".join([*(str(c) for c in checks), summary])
 
 
-def _classify_status(status: int, body: str) -> tuple[str, str]:
-    """(detail, fix key) for an HTTP error status from the tunnel."""
-    if status in (502, 503):
-        return f"HTTP {status}: tunnel up, origin down", "502"
-    if status == 530 or "1033" in body:
-        return f"HTTP {status}: no connector for the tunnel", "530"
-    if status == 524:
-        return "HTTP 524: origin timeout", "524"
-    if status == 404:
-        return "HTTP 404 on the API path", "404"
-    if status in (401, 403) or 300 <= status < 400:
-        return f"HTTP {status}: blocked by Cloudflare Access", "access"
-    return f"HTTP {status}: {body[:120]}", "not piston"
-
-
-def _transport_failure(exc: Exception) -> tuple[str, str]:
-    import httpx
-
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({text})", "timeout"
-    if isinstance(exc, httpx.ConnectError):
-        low = text.lower()
-        if "ssl" in low or "certificate" in low or "tls" in low:
-            return f"TLS failure ({text})", "tls"
-        if "name or service" in low or "nodename" in low or "getaddrinfo" in low or "resolution" in low:
-            return f"the name does not resolve ({text})", "dns"
-        return f"cannot connect ({text})", "connect"
-    return f"{type(exc).__name__}: {text}", "connect"
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int | None  # None: no HTTP answer at all
-    data: Any
-    text: str
-    fix_key: str = ""
-    failure: str = ""
-
-
 class _Doctor:
     def __init__(
         self,
@@ -190,6 +152,17 @@ class _Doctor:
     def add(self, name: str, ok: bool | None, detail: str, fix_key: str = "") -> bool | None:
         self.checks.append(Check(name, ok, detail, FIXES.get(fix_key, fix_key) if ok is False else ""))
         return ok
+
+    def settings(self) -> Settings:
+        """The client's settings for this check: no retries (the doctor reports, it does not wait)."""
+        return Settings(
+            piston_url=self.url,
+            access_client_id=self.headers.get("CF-Access-Client-Id"),
+            access_client_secret=self.headers.get("CF-Access-Client-Secret"),
+            engine="piston",
+            retries=0,
+            request_timeout=self.timeout,
+        )
 
     def scrub(self, text: str) -> str:
         for value in self.headers.values():
@@ -217,49 +190,33 @@ class _Doctor:
         addresses = sorted({str(info[4][0]) for info in infos})
         return bool(self.add("DNS name resolves", True, f"{host} → {', '.join(addresses[:3])}"))
 
-    def get(self, client: httpx.Client, path: str) -> _Answer:
-        assert self.url is not None
-        try:
-            response = client.get(self.url + path, headers=self.headers)
-        except Exception as exc:  # httpx transport errors, classified into the table's symptoms
-            detail, key = _transport_failure(exc)
-            return _Answer(None, None, "", key, self.scrub(detail))
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        return _Answer(response.status_code, data, response.text[:300])
+    # Piston is asked through the client itself, so every answer gets the name the client gives it (the
+    # status → error table of codecapsule.engines.piston_protocol): a 502 here is exactly what execute() says.
 
-    def piston_root(self, client: httpx.Client) -> bool:
+    def failed(self, name: str, error: PistonError) -> bool:
+        key, detail = symptom(error)
+        return bool(self.add(name, False, self.scrub(detail), key))
+
+    def piston_root(self, engine: PistonEngine) -> bool:
         name = "Piston answers (GET /)"
-        answer = self.get(client, "/")
-        if answer.status is None:
-            return bool(self.add(name, False, answer.failure, answer.fix_key))
-        data = answer.data
-        if (
-            answer.status == 200
-            and isinstance(data, dict)
-            and "piston" in str(data.get("message", "")).lower()
-        ):
-            return bool(self.add(name, True, str(data["message"])))
-        if answer.status == 200:
-            return bool(self.add(name, False, f"HTTP 200 but not Piston: {answer.text[:80]!r}", "not piston"))
-        detail, key = _classify_status(answer.status, answer.text)
-        return bool(self.add(name, False, detail, key))
+        try:
+            message = engine.server_version()
+        except PistonError as exc:
+            return self.failed(name, exc)
+        return bool(self.add(name, True, message))
 
-    def runtimes_api(self, client: httpx.Client) -> bool:
+    def runtimes_api(self, engine: PistonEngine) -> bool:
         name = "runtimes API (GET /api/v2/runtimes)"
-        answer = self.get(client, "/api/v2/runtimes")
-        if answer.status is None:
-            return bool(self.add(name, False, answer.failure, answer.fix_key))
-        if answer.status == 200 and isinstance(answer.data, list):
-            self.runtimes = [r for r in answer.data if isinstance(r, dict)]
-            listed = ", ".join(f"{r.get('language')} {r.get('version')}" for r in self.runtimes) or "none"
-            return bool(self.add(name, True, f"{len(self.runtimes)} runtime(s): {listed}"))
-        if answer.status == 200:
-            return bool(self.add(name, False, "HTTP 200 but not a runtimes list", "not piston"))
-        detail, key = _classify_status(answer.status, answer.text)
-        return bool(self.add(name, False, detail, key))
+        try:
+            runtimes = engine.runtimes()
+        except PistonError as exc:
+            return self.failed(name, exc)
+        self.runtimes = [
+            {"language": r.language, "version": r.version, "aliases": list(r.aliases), "runtime": r.runtime or ""}
+            for r in runtimes
+        ]
+        listed = ", ".join(str(r) for r in runtimes) or "none"
+        return bool(self.add(name, True, f"{len(runtimes)} runtime(s): {listed}"))
 
     def expected_runtimes(self) -> list[tuple[str, str | None]]:
         if self.cluster is not None:
@@ -286,32 +243,20 @@ class _Doctor:
         else:
             self.add("runtimes installed", True, "every expected runtime is there")
 
-    def round_trip(self, client: httpx.Client) -> None:
+    def round_trip(self, engine: PistonEngine) -> None:
         assert self.runtimes is not None
         name = "runs code (print(1) in python)"
         if not any(r.get("language") == "python" for r in self.runtimes):
             self.add(name, None, "python is not installed, nothing to run")
             return
-        body = {"language": "python", "version": "*", "files": [{"name": "main.py", "content": "print(1)"}]}
         try:
-            response = client.post(
-                f"{self.url}/api/v2/execute", headers=self.headers, json=body, timeout=self.timeout + 10
-            )
-        except Exception as exc:
-            detail, key = _transport_failure(exc)
-            self.add(name, False, self.scrub(detail), key)
+            result = engine.run(Job.create("print(1)", "python"))
+        except PistonError as exc:
+            self.failed(name, exc)
             return
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if response.status_code == 200 and isinstance(data, dict):
-            stdout = str((data.get("run") or {}).get("stdout", ""))
-            ok = stdout.strip() == "1"
-            self.add(name, ok, "printed 1" if ok else f"unexpected output {stdout[:80]!r}", "502")
-        else:
-            detail, key = _classify_status(response.status_code, response.text[:300])
-            self.add(name, False, detail, key)
+        ok = result.ok and result.stdout.strip() == "1"
+        detail = "printed 1" if ok else f"{result.verdict}: unexpected output {result.stdout[:80]!r}"
+        self.add(name, ok, detail, "502")
 
     # -- admin-side checks ---------------------------------------------------------------------------
 
@@ -387,18 +332,18 @@ class _Doctor:
             for name in client_names[1:]:
                 self.add(name, None, "the host name does not resolve")
         else:
-            import httpx
+            from ..engines.piston import PistonEngine
 
-            with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
-                if not self.piston_root(client):
+            with PistonEngine(self.settings()) as engine:
+                if not self.piston_root(engine):
                     for name in client_names[2:]:
                         self.add(name, None, "Piston does not answer")
-                elif not self.runtimes_api(client):
+                elif not self.runtimes_api(engine):
                     for name in client_names[3:]:
                         self.add(name, None, "the runtimes API does not answer")
                 else:
                     self.runtimes_installed()
-                    self.round_trip(client)
+                    self.round_trip(engine)
         self.tunnel()
         self.instances()
         return self.checks
@@ -421,8 +366,6 @@ def run_doctor(
     service token stored by its deploy), else from ``CODECAPSULE_PISTON_URL`` /
     ``CODECAPSULE_ACCESS_CLIENT_ID`` / ``CODECAPSULE_ACCESS_CLIENT_SECRET``.
     """
-    from .._settings import Settings
-
     settings = Settings.from_env(env) if env is not None else Settings.from_env()
     url = piston_url
     client_id, client_secret = access_client_id, access_client_secret

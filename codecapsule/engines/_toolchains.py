@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._errors import ToolchainMissing
+from .._java import entry_point as java_entry_point
+from .._java import scan as scan_java
 from .._jobs import Job
+from .._languages import is_compiled_source
 
 # Standard places only: the user's PATH may hold shims and wrappers that are slow or not what we want.
 _SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -104,31 +107,64 @@ def _base_env(workdir: str) -> dict[str, str]:
     return {"PATH": _SYSTEM_PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
 
-_JAVA_CLASS = re.compile(r"\b(?:class|record|enum|interface)\s+([A-Za-z_$][\w$]*)")
-_JAVA_MAIN = re.compile(r"\bstatic\s+(?:public\s+)?void\s+main\s*\(")
-
-
 def java_main_class(job: Job) -> str:
-    """The class to launch: the public class (the entry file is named after it), else the class declaring ``main``."""
-    name = job.files[0].name.removesuffix(".java")
-    source = job.source
-    if name != "Main" or re.search(r"\bpublic\s+(?:final\s+)?class\s+Main\b", source):
-        return name
-    main = _JAVA_MAIN.search(source)
-    declared = [m.group(1) for m in _JAVA_CLASS.finditer(source) if main is None or m.start() < main.start()]
-    return declared[-1] if declared else name
+    """The class to launch, by the one rule both engines follow (:mod:`codecapsule._java`), package-qualified."""
+    sources = [f for f in job.files if f is job.files[0] or (isinstance(f.content, str) and f.name.endswith(".java"))]
+    scanned = [scan_java(f.content) for f in sources if isinstance(f.content, str)]
+    found = java_entry_point(scanned)
+    if found is None:
+        return job.files[0].name.removesuffix(".java")
+    index, jtype = found
+    package = scanned[index].package
+    return f"{package}.{jtype.name}" if package else jtype.name
+
+
+# THE compile profile, one for both engines. Piston's gcc package compiles with a fixed script
+# (`gcc -std=c11 *.c -lm`, `g++ -std=c++17 *.cpp`): no optimisation, no warning flags, and a request cannot add
+# any. So the local engine compiles exactly that way too — ISO C11 / C++17 (not the GNU dialects), -O0, gcc's
+# default warnings — and the same top-level sources Piston's `*.c` glob takes. docs/local-engine.md says so.
+COMPILE_PROFILE: dict[str, tuple[str, ...]] = {"c": ("-std=c11",), "c++": ("-std=c++17",)}
+LINK_FLAGS: dict[str, tuple[str, ...]] = {"c": ("-lm",), "c++": ()}
+_COMPILERS = {"c": "gcc", "c++": "g++"}
+
+
+def program_stdin(stdin: str) -> str:
+    """THE stdin rule, one for both engines: the program's input always ends with a newline, also when empty.
+
+    Piston adds it to every request (so ``input()`` with no stdin reads ``''``, never EOFError); the local engine
+    follows the same rule.
+    """
+    return stdin if stdin.endswith("\n") else stdin + "\n"
+
+
+# Python starts without `site` (no host site-packages or .pth hooks, ~4 ms less) but as a script would: the
+# program's own directory first on sys.path (`import helper`), exit()/quit() defined, __main__ being the program,
+# and tracebacks without this bootstrap's frame. `-E -s` keep environment variables and the user's site out.
+_PY_BOOT = (
+    "import sys,builtins,_sitebuiltins as q\n"
+    "builtins.exit=q.Quitter('exit','Ctrl-D (i.e. EOF)');builtins.quit=q.Quitter('quit','Ctrl-D (i.e. EOF)')\n"
+    "def h(t,v,b,d=sys.__excepthook__):\n"
+    " while b is not None and b.tb_frame.f_code.co_filename=='<string>':b=b.tb_next\n"
+    " d(t,v.with_traceback(b),b)\n"
+    "sys.excepthook=h\n"
+    "del sys.argv[0]\n"
+    "p=__import__('os').path.abspath(sys.argv[0])\n"
+    "o=sys.modules['__main__'];m=type(sys)('__main__');m.__file__=p;m.__builtins__=builtins\n"
+    "sys.modules['__main__']=m\n"
+    "with open(p,'rb') as f:s=f.read()\n"
+    "exec(compile(s,p,'exec'),m.__dict__)\n"
+)
 
 
 def compile_plan(tc: Toolchain, job: Job, workdir: str) -> StagePlan | None:
     """The compile command, or None for interpreted languages."""
     env = _base_env(workdir)
     names = [f.name for f in job.files]
-    if job.language == "c":
-        sources = [n for n in names if n.endswith(".c")]
-        return StagePlan([tc.executables["gcc"], "-O2", "-pipe", "-std=gnu17", "-o", "main", *sources, "-lm"], env)
-    if job.language == "c++":
-        sources = [n for n in names if n.endswith((".cpp", ".cc", ".cxx"))]
-        return StagePlan([tc.executables["g++"], "-O2", "-pipe", "-std=gnu++17", "-o", "main", *sources, "-lm"], env)
+    if job.language in COMPILE_PROFILE:
+        sources = [n for n in names if is_compiled_source(job.language, n)]
+        cc = tc.executables[_COMPILERS[job.language]]
+        flags = COMPILE_PROFILE[job.language]
+        return StagePlan([cc, *flags, "-pipe", "-o", "main", *sources, *LINK_FLAGS[job.language]], env)
     if job.language == "java":
         sources = [n for n in names if n.endswith(".java")]
         jflags = [f"-J{f}" for f in _JVM_FAST]
@@ -140,7 +176,8 @@ def run_plan(tc: Toolchain, job: Job, workdir: str, memory: int | None) -> Stage
     env = _base_env(workdir)
     mb = max(32, int(memory * 0.6) // (1024 * 1024)) if memory else None
     if job.language == "python":
-        return StagePlan([tc.executables["python3"], "-I", "-S", "-B", job.files[0].name, *job.args], env)
+        argv = [tc.executables["python3"], "-E", "-s", "-S", "-B", "-c", _PY_BOOT, job.files[0].name, *job.args]
+        return StagePlan(argv, env)
     if job.language == "javascript":
         heap = [f"--max-old-space-size={mb}"] if mb else []
         return StagePlan([tc.executables["node"], *heap, job.files[0].name, *job.args], env)

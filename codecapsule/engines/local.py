@@ -15,7 +15,7 @@ from .._results import Result
 from .._verdicts import judge
 from . import _cgroups, _workdir
 from ._sandbox import SandboxCaps, StageLimits, run_stage
-from ._toolchains import RESERVES_ADDRESS_SPACE, Toolchain, compile_plan, find, run_plan
+from ._toolchains import RESERVES_ADDRESS_SPACE, Toolchain, compile_plan, find, program_stdin, run_plan
 from .base import EngineInfo
 
 #: What the local engine applies where a job leaves a limit unset.
@@ -175,10 +175,8 @@ class LocalEngine:
 
 
 def _stdin_bytes(stdin: str) -> bytes:
-    # Like Piston: input ends with a newline, so `input()` and `scanf` see a complete last line.
-    if stdin and not stdin.endswith("\n"):
-        stdin += "\n"
-    return stdin.encode()
+    # The one stdin rule both engines follow (as Piston does): input ends with a newline, also when empty.
+    return program_stdin(stdin).encode()
 
 
 def _heap_hint(memory: int | None, caps: SandboxCaps) -> int | None:

@@ -19,25 +19,39 @@ a repr and never in a message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import NoEndpointConfigured, PistonError, RequestTimeout, RuntimeNotInstalled, TransportError
+from .._errors import (
+    BadRequest,
+    NoEndpointConfigured,
+    PistonError,
+    ProtocolError,
+    RequestTimeout,
+    RuntimeNotInstalled,
+    TransportError,
+)
 from .._jobs import Job
+from .._redact import display_url, redact, url_secrets
 from .._results import Result
 from .._settings import Settings
 from .base import EngineInfo
 from .piston_protocol import (
     API_PREFIX,
+    AnswerReader,
     Package,
     Runtime,
-    display_url,
+    clamp_to_server,
+    configured_limit_in,
     error_from_status,
     error_from_transport,
     execute_payload,
@@ -51,6 +65,7 @@ from .piston_protocol import (
     retry_delay,
     runtime_not_installed,
 )
+from .piston_shape import shape
 
 if TYPE_CHECKING:
     import httpx
@@ -112,11 +127,15 @@ class _PistonCore:
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
+            "Accept-Encoding": "gzip",  # the only compression AnswerReader inflates (under its size cap)
             "User-Agent": f"codecapsule/{_version()}",
             **settings.access_headers,
         }
+        # every value that must never be shown, even when a proxy echoes the request's headers back
+        self._secrets = (*settings.access_headers.values(), *url_secrets(settings.piston_url))
         self._runtimes: list[Runtime] | None = None
         self._names: dict[str, str] = {}  # our language → the server's name for it, learnt from /runtimes
+        self._caps: dict[str, dict[str, int]] = {}  # language → Piston limit field → the server's configured limit
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
 
@@ -128,6 +147,14 @@ class _PistonCore:
     def cached_runtimes(self) -> list[Runtime] | None:
         """The runtimes list from the last fetch (None before the first)."""
         return None if self._runtimes is None else list(self._runtimes)
+
+    def _redacted(self, error: PistonError) -> PistonError:
+        """``error`` with every secret blanked from its message and the answer excerpt it keeps."""
+        if self._secrets:
+            error.args = tuple(redact(a, self._secrets) if isinstance(a, str) else a for a in error.args)
+            if isinstance(getattr(error, "body", None), str):
+                error.body = redact(error.body, self._secrets)  # type: ignore[attr-defined]
+        return error
 
     def _jitter(self) -> float:
         with self._rng_lock:
@@ -166,6 +193,7 @@ class _PistonCore:
             else:
                 assert outcome is not None
                 error = outcome
+            error = self._redacted(error)
             delay = retry_delay(error, attempt, jitter=self._jitter()) if attempt < self.settings.retries else None
             if delay is None:
                 raise error
@@ -199,9 +227,13 @@ class _PistonCore:
         deadline = time.monotonic() + self.settings.request_timeout + job_time_budget(job)
         path = f"{API_PREFIX}/execute"
         name = self._names.get(job.language, job.language)
+        shaped = shape(job)
         refreshed = False
         while True:
-            body = json.dumps(execute_payload(job, language=name), separators=(",", ":")).encode()
+            # Limits above what the server allows are lowered to its limits (learnt from its 400 answers), with
+            # a note on the Result: the same job gives the same note every time, never a BadRequest.
+            sent, notes = clamp_to_server(job, self._caps.get(job.language, {}))
+            body = json.dumps(execute_payload(sent, language=name, shaped=shaped), separators=(",", ":")).encode()
             try:
                 data = yield from self._call("POST", path, body, deadline)
             except RuntimeNotInstalled as exc:
@@ -225,7 +257,29 @@ class _PistonCore:
                     url=self.base_url + path,
                     body=exc.body.encode(),
                 ) from None
-            return result_from_response(job, data, url=self.base_url + path)
+            except BadRequest as exc:
+                learnt = configured_limit_in(400, exc.body.encode())
+                caps = self._caps.setdefault(job.language, {})
+                if learnt is None or caps.get(learnt[0]) == learnt[1]:
+                    raise
+                log.info("Piston allows at most %s=%d for %s; lowering it", learnt[0], learnt[1], job.language)
+                caps[learnt[0]] = learnt[1]
+                continue
+            return result_from_response(
+                job, data, url=self.base_url + path, limits=sent.limits, shaped=shaped, notes=notes
+            )
+
+    def _root_flow(self) -> _Flow[str]:
+        deadline = time.monotonic() + self.settings.request_timeout
+        data = yield from self._call("GET", "/", None, deadline)
+        message = data.get("message") if isinstance(data, dict) else None
+        if not isinstance(message, str) or "piston" not in message.lower():
+            raise ProtocolError(
+                f"{display_url(self.base_url)}/ answered {str(data)[:80]!r}, not Piston's version message: check "
+                "that the URL is the cluster's Piston server.",
+                url=display_url(self.base_url),
+            )
+        return message
 
     def _packages_flow(self) -> _Flow[list[dict[str, Any]]]:
         deadline = time.monotonic() + self.settings.request_timeout
@@ -262,6 +316,75 @@ class _PistonCore:
         )
 
 
+def _too_slow(url: str, seconds: float) -> RequestTimeout:
+    return RequestTimeout(
+        f"{display_url(url)} did not finish its answer within the deadline ({seconds:.3g} s): the server is "
+        "overloaded, or something between here and Piston holds the answer back. Scale up (`codecapsule cluster "
+        "scale`) or raise CODECAPSULE_REQUEST_TIMEOUT.",
+        url=display_url(url),
+    )
+
+
+class _Watchdog:
+    """Shuts a request's socket down at its deadline: one thread per engine, started on first use (a
+    ``threading.Timer`` per request would cost a thread start on every call)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, socket.socket]] = []
+        self._live: set[int] = set()
+        self._count = 0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def arm(self, deadline: float, sock: socket.socket) -> int:
+        with self._cond:
+            self._count += 1
+            heapq.heappush(self._heap, (deadline, self._count, sock))
+            self._live.add(self._count)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="codecapsule-piston-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return self._count
+
+    def disarm(self, token: int) -> None:
+        with self._cond:
+            self._live.discard(token)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        with self._cond:
+            while not self._closed:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                delay = self._heap[0][0] - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                _, token, sock = heapq.heappop(self._heap)
+                self._live.discard(token)
+                _shutdown(sock)
+
+
+def _socket_of(response: httpx.Response) -> socket.socket | None:
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def _brief(error: PistonError) -> str:
     status = getattr(error, "status_code", None)
     head = str(error).split(": ", 1)[-1] if status else str(error)
@@ -293,6 +416,7 @@ class PistonEngine(_PistonCore):
         super().__init__(settings)
         import httpx
 
+        self._watchdog = _Watchdog()
         self._http = httpx.Client(
             headers=self._headers,
             limits=_limits(),
@@ -309,7 +433,6 @@ class PistonEngine(_PistonCore):
         self.close()
 
     def _drive(self, flow: _Flow[T]) -> T:
-        import httpx
 
         try:
             action = next(flow)
@@ -318,19 +441,42 @@ class PistonEngine(_PistonCore):
                     time.sleep(action.seconds)
                     action = flow.send(None)
                     continue
-                url = self.base_url + action.path
-                outcome: _Outcome
-                try:
-                    r = self._http.request(action.method, url, content=action.body, timeout=_timeout(action.timeout))
-                    outcome = _Answer(r.status_code, r.headers, r.content)
-                except httpx.HTTPError as exc:
-                    outcome = error_from_transport(exc, url=url)
-                action = flow.send(outcome)
+                action = flow.send(self._exchange(action))
         except StopIteration as stop:
             value: T = stop.value
             return value
+        except PistonError as exc:
+            raise self._redacted(exc) from None
         finally:
             flow.close()
+
+    def _exchange(self, action: _Send) -> _Outcome:
+        """One request; the body streamed under the caps, and the whole exchange within ``action.timeout``."""
+        import httpx
+
+        url = self.base_url + action.path
+        deadline = time.monotonic() + action.timeout
+        token: int | None = None
+        try:
+            with self._http.stream(action.method, url, content=action.body, timeout=_timeout(action.timeout)) as r:
+                # a server dripping its body byte by byte resets every read timeout: at the deadline the socket
+                # is shut down under the read
+                sock = _socket_of(r)
+                if sock is not None:
+                    token = self._watchdog.arm(deadline, sock)
+                reader = AnswerReader(r.headers.get("content-encoding"), r.headers.get("content-length"), url=url)
+                for chunk in r.iter_raw():
+                    reader.feed(chunk)
+                    if time.monotonic() > deadline:
+                        return _too_slow(url, action.timeout)
+                return _Answer(r.status_code, r.headers, reader.body())
+        except httpx.HTTPError as exc:
+            if time.monotonic() >= deadline:
+                return _too_slow(url, action.timeout)
+            return error_from_transport(exc, url=url)
+        finally:
+            if token is not None:
+                self._watchdog.disarm(token)
 
     def run(self, job: Job) -> Result:
         """Execute ``job`` on the server and judge the answer."""
@@ -339,6 +485,10 @@ class PistonEngine(_PistonCore):
     def runtimes(self) -> list[Runtime]:
         """The runtimes installed on the server, fetched now (and cached for alias resolution)."""
         return self._drive(self._runtimes_flow())
+
+    def server_version(self) -> str:
+        """Piston's answer to ``GET /`` (``"Piston v3.1.1"``); ProtocolError when the address is not Piston."""
+        return self._drive(self._root_flow())
 
     def packages(self) -> list[dict[str, Any]]:
         """Packages the server's index offers: ``{"language", "language_version", "installed"}`` each."""
@@ -359,6 +509,7 @@ class PistonEngine(_PistonCore):
             return self._info(self.cached_runtimes, f"runtimes unavailable: {exc}")
 
     def close(self) -> None:
+        self._watchdog.close()
         self._http.close()
 
 
@@ -385,7 +536,6 @@ class AsyncPistonEngine(_PistonCore):
         await self.aclose()
 
     async def _drive(self, flow: _Flow[T]) -> T:
-        import httpx
 
         try:
             action = next(flow)
@@ -394,21 +544,33 @@ class AsyncPistonEngine(_PistonCore):
                     await asyncio.sleep(action.seconds)
                     action = flow.send(None)
                     continue
-                url = self.base_url + action.path
-                outcome: _Outcome
-                try:
-                    r = await self._http.request(
-                        action.method, url, content=action.body, timeout=_timeout(action.timeout)
-                    )
-                    outcome = _Answer(r.status_code, r.headers, r.content)
-                except httpx.HTTPError as exc:
-                    outcome = error_from_transport(exc, url=url)
-                action = flow.send(outcome)
+                action = flow.send(await self._exchange(action))
         except StopIteration as stop:
             value: T = stop.value
             return value
+        except PistonError as exc:
+            raise self._redacted(exc) from None
         finally:
             flow.close()
+
+    async def _exchange(self, action: _Send) -> _Outcome:
+        """One request; the body streamed under the caps, and the whole exchange within ``action.timeout``."""
+        import httpx
+
+        url = self.base_url + action.path
+        try:
+            async with asyncio.timeout(action.timeout):
+                async with self._http.stream(
+                    action.method, url, content=action.body, timeout=_timeout(action.timeout)
+                ) as r:
+                    reader = AnswerReader(r.headers.get("content-encoding"), r.headers.get("content-length"), url=url)
+                    async for chunk in r.aiter_raw():
+                        reader.feed(chunk)
+                    return _Answer(r.status_code, r.headers, reader.body())
+        except TimeoutError:
+            return _too_slow(url, action.timeout)
+        except httpx.HTTPError as exc:
+            return error_from_transport(exc, url=url)
 
     async def arun(self, job: Job) -> Result:
         return await self._drive(self._execute_flow(job))

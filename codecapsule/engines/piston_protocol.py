@@ -24,14 +24,16 @@ import email.utils
 import json
 import math
 import re
+import shlex
 import signal as _signal
 import socket
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from .._errors import (
     AccessDenied,
@@ -57,26 +59,38 @@ from .._errors import (
 )
 from .._jobs import Job, Limits
 from .._languages import resolve as resolve_language
+from .._redact import display_url
 from .._results import Result, Stage
-from .._verdicts import judge
+from .._verdicts import judge, stage_failed
+from .piston_shape import Shaped, shape
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = [
     "API_PREFIX",
+    "MAX_ANSWER_BYTES",
+    "PACKAGE_INSTALL_ANSWERS",
     "PISTON_DEFAULT_COMPILE_TIMEOUT",
     "PISTON_DEFAULT_RUN_TIMEOUT",
     "RETRY_STATUSES",
+    "STATUS_RULES",
+    "SYMPTOMS",
+    "AnswerReader",
     "Package",
     "Runtime",
     "backoff_delay",
+    "clamp_to_server",
+    "configured_limit_in",
     "display_url",
     "error_from_status",
     "error_from_transport",
     "execute_payload",
+    "install_answer_shell",
+    "install_outcome",
     "install_payload",
     "job_time_budget",
+    "loads",
     "parse_json",
     "parse_packages",
     "parse_retry_after",
@@ -86,6 +100,7 @@ __all__ = [
     "result_from_response",
     "retry_delay",
     "runtime_not_installed",
+    "symptom",
     "unknown_runtime_in",
 ]
 
@@ -106,17 +121,6 @@ _BODY_EXCERPT = 300
 # -- small helpers -----------------------------------------------------------------------------------
 
 
-def display_url(url: str) -> str:
-    """``url`` without any ``user:password@`` part, safe for messages and logs."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
 def _quote(value: Any, limit: int = 200) -> str:
     """A short, readable excerpt of a JSON value for error messages."""
     try:
@@ -132,11 +136,23 @@ def _excerpt(body: bytes | str) -> str:
     return text if len(text) <= _BODY_EXCERPT else text[: _BODY_EXCERPT - 1] + "…"
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(body: bytes | str) -> Any:
+    """Strict JSON: ``NaN``/``Infinity`` refused (ValueError), nesting too deep for Python refused (ValueError)."""
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+
+
 def parse_json(body: bytes, *, url: str, what: str) -> Any:
     """The JSON value of a 2xx answer; :class:`ProtocolError` quoting the start of the body otherwise."""
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return loads(body)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors too
         raise ProtocolError(
             f"{what} from {display_url(url)} is not JSON "
             f"({exc.msg if isinstance(exc, json.JSONDecodeError) else exc})"
@@ -144,6 +160,69 @@ def parse_json(body: bytes, *, url: str, what: str) -> Any:
             "https://tunnel.example.edu.",
             url=display_url(url),
         ) from None
+
+
+# The most a Piston answer may be, decompressed: far above any output cap a classroom server uses, far below
+# what would hurt the machine (a hostile or broken server cannot make the client buffer gigabytes).
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+class AnswerReader:
+    """Collects an HTTP answer's body as it streams in, decompressing it, never holding more than ``limit`` bytes.
+
+    ``feed`` the raw (still encoded) chunks, then take :meth:`body`. A body larger than ``limit`` — sent or after
+    decompression (a gzip bomb) — or in an encoding Piston never uses raises :class:`ProtocolError` at once.
+    """
+
+    def __init__(
+        self, content_encoding: str | None, content_length: str | None, *, url: str, limit: int = MAX_ANSWER_BYTES
+    ) -> None:
+        self.url, self.limit = display_url(url), limit
+        self._parts: list[bytes] = []
+        self._size = 0
+        encodings = [e.strip().lower() for e in (content_encoding or "").split(",") if e.strip()]
+        encodings = [e for e in encodings if e != "identity"]
+        if len(encodings) > 1 or (encodings and encodings[0] not in _DECODERS):
+            raise ProtocolError(
+                f"the answer from {self.url} uses the content encoding {content_encoding!r}, which CodeCapsule did "
+                "not ask for: this is not a Piston server (or a proxy is rewriting answers).",
+                url=self.url,
+            )
+        self._decoder = zlib.decompressobj(_DECODERS[encodings[0]]) if encodings else None
+        if content_length is not None and content_length.strip().isdigit() and int(content_length) > limit:
+            self._too_large()
+
+    def _too_large(self) -> None:
+        raise ProtocolError(
+            f"the answer from {self.url} is larger than {self.limit // (1024 * 1024)} MiB (decompressed): no "
+            "Piston answer is that big, so it was not read. Check that the URL is the cluster's Piston server.",
+            url=self.url,
+        )
+
+    def _keep(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size > self.limit:
+            self._too_large()
+        if data:
+            self._parts.append(data)
+
+    def feed(self, chunk: bytes) -> None:
+        if self._decoder is None:
+            self._keep(chunk)
+            return
+        try:
+            while chunk:
+                # at most one byte past the limit is ever inflated, however well the chunk compresses
+                self._keep(self._decoder.decompress(chunk, self.limit - self._size + 1))
+                chunk = self._decoder.unconsumed_tail
+        except zlib.error as exc:
+            raise ProtocolError(f"the compressed answer from {self.url} is corrupt ({exc}).", url=self.url) from None
+
+    def body(self) -> bytes:
+        if self._decoder is not None:
+            self._keep(self._decoder.flush(self.limit - self._size + 1))
+        return b"".join(self._parts)
 
 
 def _ms(seconds: float) -> int:
@@ -166,19 +245,19 @@ _LIMIT_FIELDS: tuple[tuple[str, str, bool], ...] = (
 )
 
 
-def execute_payload(job: Job, *, language: str | None = None) -> dict[str, Any]:
+def execute_payload(job: Job, *, language: str | None = None, shaped: Shaped | None = None) -> dict[str, Any]:
     """The JSON body of ``POST /api/v2/execute`` for ``job``.
 
-    ``language`` overrides the name sent (a runtime name learnt from the server's runtimes list); by default
-    the
-    job's canonical name, which is Piston's own (python, javascript, java, c, c++). Only the limits the job
-    sets are
-    sent; the server's defaults (and its configured caps) apply to the rest.
+    ``language`` overrides the name sent (a runtime name learnt from the server's runtimes list); by default the
+    job's canonical name, which is Piston's own (python, javascript, java, c, c++). The files are shaped for
+    Piston's runtimes (:mod:`.piston_shape`). Only the limits the job sets are sent; the server's defaults (and
+    its configured caps) apply to the rest.
     """
+    shaped = shaped if shaped is not None else shape(job)
     payload: dict[str, Any] = {
         "language": language or job.language,
         "version": job.version,
-        "files": [f.to_dict() for f in job.files],
+        "files": [dict(f) for f in shaped.files],
         "stdin": job.stdin,
         "args": list(job.args),
     }
@@ -187,6 +266,47 @@ def execute_payload(job: Job, *, language: str | None = None) -> dict[str, Any]:
         if value is not None:
             payload[theirs] = _ms(value) if is_time else int(value)
     return payload
+
+
+_CONFIGURED_LIMIT = re.compile(r"^(?P<field>\w+) cannot exceed the configured limit of (?P<limit>\d+)$")
+
+
+def configured_limit_in(status: int, body: bytes) -> tuple[str, int] | None:
+    """``(Piston field, the server's limit)`` when the answer is "<field> cannot exceed the configured limit of N"."""
+    if status != 400:
+        return None
+    message, _ = _body_message(body)
+    m = _CONFIGURED_LIMIT.match(message or "")
+    return (m.group("field"), int(m.group("limit"))) if m else None
+
+
+def clamp_to_server(job: Job, caps: Mapping[str, int]) -> tuple[Job, tuple[str, ...]]:
+    """``job`` with every limit above what the server allows (``caps``: Piston field → its limit) lowered to it.
+
+    The notes say what was lowered; the engine puts them on the Result, so the run is never silently different
+    from what was asked.
+    """
+    changes: dict[str, Any] = {}
+    notes: list[str] = []
+    for ours, theirs, is_time in _LIMIT_FIELDS:
+        value = getattr(job.limits, ours)
+        cap = caps.get(theirs)
+        if value is None or cap is None or cap < 0:
+            continue
+        sent = _ms(value) if is_time else int(value)
+        if sent <= cap:
+            continue
+        allowed: float | int = cap / 1000 if is_time else cap
+        changes[ours] = allowed
+        asked_text = f"{value:g} s" if is_time else f"{int(value)} bytes"
+        allowed_text = f"{allowed:g} s" if is_time else f"{int(allowed)} bytes"
+        notes.append(
+            f"{ours} lowered from {asked_text} to {allowed_text}, the most this Piston server allows "
+            f"(PISTON_{theirs.upper()}; raise it in the cluster spec's piston_limits)"
+        )
+    if not changes:
+        return job, ()
+    return replace(job, limits=replace(job.limits, **changes)), tuple(notes)
 
 
 def install_payload(language: str, version: str) -> dict[str, str]:
@@ -426,9 +546,47 @@ def _java_launcher_compile_failure(language: str, stage: Stage) -> bool:
     )
 
 
-def result_from_response(job: Job, data: Any, *, url: str = "", limits: Limits | None = None) -> Result:
-    """An execute answer (the decoded JSON of a 200) → our Result, judged by the shared verdict policy."""
+# Piston reports memory as kB × 1000 (so a limit of 128 MiB comes back as ~98% of it); a SIGKILL with the memory
+# at this share of the limit was the memory limit, not a crash.
+_MEMORY_KILL_SHARE = 0.9
+
+
+def _memory_killed(stage: Stage, limits: Limits) -> bool:
+    return (
+        stage.status == "SG"
+        and stage.signal == "SIGKILL"
+        and limits.memory is not None
+        and stage.memory is not None
+        and stage.memory >= _MEMORY_KILL_SHARE * limits.memory
+    )
+
+
+def _restored(stage: Stage, shaped: Shaped) -> Stage:
+    return replace(
+        stage,
+        stdout=stage.stdout,
+        stderr=shaped.restore(stage.stderr),
+        output=shaped.restore(stage.output),
+    )
+
+
+def result_from_response(
+    job: Job,
+    data: Any,
+    *,
+    url: str = "",
+    limits: Limits | None = None,
+    shaped: Shaped | None = None,
+    notes: Sequence[str] = (),
+) -> Result:
+    """An execute answer (the decoded JSON of a 200) → our Result, judged by the shared verdict policy.
+
+    ``shaped`` is how the request was shaped (:func:`.piston_shape.shape`): diagnostics are read back through it.
+    ``notes`` (e.g. limits lowered to the server's) are put on the Result.
+    """
     url = display_url(url)
+    limits = limits if limits is not None else job.limits
+    shaped = shaped if shaped is not None else shape(job)
     if not isinstance(data, dict):
         raise ProtocolError(f"the execute answer should be an object, got {_quote(data)}.", url=url)
     if "run" not in data:
@@ -442,28 +600,36 @@ def result_from_response(job: Job, data: Any, *, url: str = "", limits: Limits |
     compile_stage = parse_stage(raw_compile, where="compile", url=url) if raw_compile is not None else None
     run_stage: Stage | None = parse_stage(data["run"], where="run", url=url)
     assert run_stage is not None
-    if compile_stage is not None and raw_compile == data["run"] and compile_stage.status is not None:
+    if compile_stage is not None and raw_compile == data["run"] and stage_failed(compile_stage):
         # The run never happened: Piston copies `compile` into `run` when compilation fails.
         run_stage = None
     elif compile_stage is None and _java_launcher_compile_failure(job.language, run_stage):
         compile_stage, run_stage = replace(run_stage, message="Compilation failed"), None
+    if run_stage is not None and _memory_killed(run_stage, limits):
+        run_stage = replace(
+            run_stage,
+            status="ML",
+            message=f"memory limit exceeded: the program used more than {limits.memory} bytes and was killed",
+        )
+    compile_stage = _restored(compile_stage, shaped) if compile_stage is not None else None
+    run_stage = _restored(run_stage, shaped) if run_stage is not None else None
     result = judge(
         job,
         engine=ENGINE_NAME,
         version=version,
         compile=compile_stage,
         run=run_stage,
-        limits=limits if limits is not None else job.limits,
+        limits=limits,
     )
+    if notes:
+        result = replace(result, notes=(*result.notes, *notes))
     if result.verdict == "internal_error" and result.error is None:
         stage = run_stage or compile_stage
         said = f": {stage.message}" if stage is not None and stage.message else ""
         result = replace(
             result,
-            error=f"Piston reported an internal error (status XX){said}. This is the "
-            "server's "
-            "fault, not the program's: run it again, and if it persists check the "
-            "server's logs (docker logs piston on the VMs).",
+            error=f"Piston reported an internal error (status XX){said}. This is the server's fault, not the "
+            "program's: run it again, and if it persists check the server's logs (docker logs piston on the VMs).",
         )
     return result
 
@@ -483,8 +649,8 @@ _INSTALL_HINT = (
 def _body_message(body: bytes) -> tuple[str | None, Any]:
     """Piston's ``{"message": ...}`` text, and the decoded JSON (or None)."""
     try:
-        data = json.loads(body) if body else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = loads(body) if body else None
+    except ValueError:
         return None, None
     if isinstance(data, dict) and isinstance(data.get("message"), str):
         return data["message"], data
@@ -562,6 +728,203 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
+@dataclass(frozen=True)
+class _ErrorAnswer:
+    """An HTTP error answer, with what every rule of :data:`STATUS_RULES` looks at."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+    url: str
+    base_url: str
+    access_sent: bool
+    packages: bool
+    message: str | None
+    data: Any
+    excerpt: str
+
+    @property
+    def said(self) -> str:
+        return f" ({self.message})" if self.message else (f" ({self.excerpt})" if self.excerpt else "")
+
+    @property
+    def kw(self) -> dict[str, Any]:
+        return {"url": self.url, "status_code": self.status, "body": self.excerpt}
+
+    @property
+    def via_cloudflare(self) -> bool:
+        return self.headers.get("cf-ray") is not None or self.headers.get("server", "").lower() == "cloudflare"
+
+
+def _redirect(a: _ErrorAnswer) -> PistonError:
+    location = a.headers.get("location", "")
+    if "cloudflareaccess.com" in location or "/cdn-cgi/access/" in location:
+        return AccessDenied(
+            f"{a.url} is protected by Cloudflare Access and redirected to its login page: "
+            + (
+                "the service token that was sent was not accepted — check that it is valid, not expired, and "
+                "allowed by the Access policy (a 'Service Auth' rule)."
+                if a.access_sent
+                else "set CODECAPSULE_ACCESS_CLIENT_ID and CODECAPSULE_ACCESS_CLIENT_SECRET (or pass "
+                "access_client_id=/access_client_secret= to the Client) to the cluster's service token."
+            ),
+            **a.kw,
+        )
+    return WrongEndpoint(
+        f"{a.url} answered {a.status} with a redirect to {display_url(location) or '(nowhere)'}: the Piston URL "
+        "should be the final address of the host (use https:// if the server redirects there), with no path.",
+        **a.kw,
+    )
+
+
+def _bad_request(a: _ErrorAnswer) -> PistonError:
+    lang_ver = unknown_runtime_in(a.status, a.body)
+    if lang_ver is not None:
+        return runtime_not_installed(lang_ver[0], lang_ver[1], None, url=a.url, body=a.body)
+    if isinstance(a.data, dict) and "stack" in a.data and a.message is None:
+        first = str(a.data["stack"]).strip().splitlines()[0] if str(a.data["stack"]).strip() else "?"
+        return ClientBug(
+            f"Piston could not parse the request CodeCapsule sent ({first}). This is a bug in CodeCapsule, "
+            "not in your code or settings: please report it with the job that triggered it.",
+            **a.kw,
+        )
+    if a.message is not None:
+        return BadRequest(f"Piston refused the request: {a.message}. To fix: {_validation_hint(a.message)}.", **a.kw)
+    return BadRequest(f"Piston refused the request (400){a.said}.", **a.kw)
+
+
+def _refused(a: _ErrorAnswer) -> PistonError:
+    if a.access_sent:
+        fix = (
+            "the service token that was sent was refused: check CODECAPSULE_ACCESS_CLIENT_ID/SECRET hold a "
+            "current token of the cluster and that the Access policy allows it (a 'Service Auth' rule)."
+        )
+    else:
+        fix = (
+            "the host is protected (Cloudflare Access): set CODECAPSULE_ACCESS_CLIENT_ID and "
+            "CODECAPSULE_ACCESS_CLIENT_SECRET (or access_client_id=/access_client_secret= on the Client) to "
+            "the cluster's service token."
+        )
+    return AccessDenied(f"{a.url} refused access ({a.status}): {fix}", **a.kw)
+
+
+def _not_found(a: _ErrorAnswer) -> PistonError:
+    if a.packages and a.message and "does not exist" in a.message:
+        return PackageError(
+            f"{a.message}. client.packages() lists the packages the server's index offers "
+            "(names are package names: gcc, node, python, java).",
+            **a.kw,
+        )
+    path = urlsplit(a.base_url).path if a.base_url else ""
+    extra = f" Your base URL has a path ({path!r}); remove it." if path not in ("", "/") else ""
+    return WrongEndpoint(
+        f"{a.url} answered 404 Not Found: the Piston base URL must end at the host (e.g. "
+        f"https://tunnel.example.edu) — CodeCapsule adds {API_PREFIX}/... itself.{extra} Check "
+        "CODECAPSULE_PISTON_URL, and that the host really routes to a Piston server.",
+        **a.kw,
+    )
+
+
+def _too_large(a: _ErrorAnswer) -> PistonError:
+    return PayloadTooLarge(
+        f"{a.url} refused the request as too large (413){a.said}: make the files smaller (Piston's "
+        "PISTON_MAX_FILE_SIZE, Cloudflare's request size limit), or send big data files another way.",
+        **a.kw,
+    )
+
+
+def _media_type(a: _ErrorAnswer) -> PistonError:
+    return UnsupportedMediaType(
+        f"{a.url} refused the request's content type (415){a.said}: Piston needs Content-Type: application/json. "
+        "This is a bug in CodeCapsule (or a proxy rewriting requests): please report it.",
+        **a.kw,
+    )
+
+
+def _rate_limited(a: _ErrorAnswer) -> PistonError:
+    retry_after = parse_retry_after(a.headers.get("retry-after"))
+    wait = f" The server asks to wait {retry_after:g} s." if retry_after is not None else ""
+    return RateLimited(
+        f"{a.url} is rate limiting requests (429).{wait} Lower the batch concurrency (execute_many(..., "
+        "concurrency=...)) or raise the rate limit on the Cloudflare side.",
+        url=a.url,
+        status_code=a.status,
+        body=a.excerpt,
+        retry_after=retry_after,
+    )
+
+
+def _no_connector(a: _ErrorAnswer) -> PistonError:
+    return TunnelNotConnected(
+        f"{a.url} answered {a.status}: Cloudflare has no connector for this tunnel (error 1033) — cloudflared is "
+        "not running on any VM. Check `codecapsule cluster status`; start VMs or scale up "
+        "(`codecapsule cluster scale`), or redeploy if the tunnel token changed.",
+        **a.kw,
+    )
+
+
+def _origin_down(a: _ErrorAnswer) -> PistonError:
+    behind = "the tunnel is up but nothing answers behind it" if a.via_cloudflare else "the server is unavailable"
+    return OriginDown(
+        f"{a.url} answered {a.status}: {behind} — Piston or cloudflared is down on the VMs (starting, crashed, or "
+        "still installing runtimes). Check `codecapsule cluster status` / `codecapsule doctor`; if it lasts, "
+        "restart the VMs.",
+        **a.kw,
+    )
+
+
+def _origin_timeout(a: _ErrorAnswer) -> PistonError:
+    return OriginTimeout(
+        f"{a.url} answered {a.status}: Piston took too long to answer — the cluster is overloaded. Scale up "
+        "(`codecapsule cluster scale` or the scaling panel), lower the batch concurrency, or lower the jobs' "
+        "time limits.",
+        **a.kw,
+    )
+
+
+def _package_refused(a: _ErrorAnswer) -> PistonError:
+    return PackageError(f"the packages API refused: {a.message}. client.packages() shows what is installed.", **a.kw)
+
+
+def _server_error(a: _ErrorAnswer) -> PistonError:
+    return HTTPStatusError(
+        f"{a.url} failed with an internal server error (500){a.said or ' and an empty answer'}. Piston answers "
+        "this way to file names it cannot write (e.g. containing '../') and when a package index is "
+        "unreachable; check the request's file names and the server's logs.",
+        **a.kw,
+    )
+
+
+def _not_piston(a: _ErrorAnswer) -> PistonError:
+    return HTTPStatusError(
+        f"{a.url} answered HTTP {a.status}{a.said}, which is not a Piston answer: check the URL.", **a.kw
+    )
+
+
+_CLOUDFLARE_1033 = re.compile(r"\b1033\b")
+
+# THE status → error table, first match wins. Everything that reads Piston's (or Cloudflare's) HTTP answers —
+# the engines, `codecapsule doctor`, Cluster.install_runtime — goes through it, so a 502 has one name everywhere.
+STATUS_RULES: tuple[tuple[str, Callable[[_ErrorAnswer], bool], Callable[[_ErrorAnswer], PistonError]], ...] = (
+    ("3xx redirect (Access login page, or a wrong address)", lambda a: 300 <= a.status < 400, _redirect),
+    ("400 validation / unknown runtime / unparsable request", lambda a: a.status == 400, _bad_request),
+    ("401/403 refused by Cloudflare Access", lambda a: a.status in (401, 403), _refused),
+    ("404 wrong path, or no such package", lambda a: a.status == 404, _not_found),
+    ("413 request too large", lambda a: a.status == 413, _too_large),
+    ("415 not JSON", lambda a: a.status == 415, _media_type),
+    ("429 rate limited", lambda a: a.status == 429, _rate_limited),
+    (
+        "530 / error 1033: no tunnel connector",
+        lambda a: a.status == 530 or (a.status >= 500 and bool(_CLOUDFLARE_1033.search(a.excerpt))),
+        _no_connector,
+    ),
+    ("502/503 origin down", lambda a: a.status in (502, 503), _origin_down),
+    ("504/524 origin timeout", lambda a: a.status in (504, 524), _origin_timeout),
+    ("500 from the packages API", lambda a: a.packages and a.status == 500 and a.message is not None, _package_refused),
+    ("500 internal server error", lambda a: a.status == 500, _server_error),
+)
+
+
 def error_from_status(
     status: int,
     body: bytes,
@@ -572,154 +935,80 @@ def error_from_status(
     access_sent: bool = False,
     packages: bool = False,
 ) -> PistonError:
-    """The exception for an HTTP error answer (status ≥ 300), with a message that names the fix.
+    """The exception for an HTTP error answer (status ≥ 300) by :data:`STATUS_RULES`, its message naming the fix.
 
     ``access_sent``: whether Cloudflare Access headers were sent (changes the advice on 401/403).
-    ``packages``: the call was to the packages API (its 404/500 answers mean "no such "
-                                                                             "package"/"already installed").
-    An unknown-runtime 400 gives a :class:`RuntimeNotInstalled` without the installed list; the engine
-    refreshes
-    its runtimes and rebuilds it with :func:`runtime_not_installed`.
+    ``packages``: the call was to the packages API (its 404/500 answers mean "no such package"/"already
+    installed"). An unknown-runtime 400 gives a :class:`RuntimeNotInstalled` without the installed list; the
+    engine refreshes its runtimes and rebuilds it with :func:`runtime_not_installed`.
     """
-    url = display_url(url)
     message, data = _body_message(body)
-    excerpt = _excerpt(body)
-    kw: dict[str, Any] = {"url": url, "status_code": status, "body": excerpt}
-    said = f" ({message})" if message else (f" ({excerpt})" if excerpt else "")
-    ray = headers.get("cf-ray")
-    via_cloudflare = ray is not None or headers.get("server", "").lower() == "cloudflare"
+    answer = _ErrorAnswer(
+        status, body, headers, display_url(url), base_url, access_sent, packages, message, data, _excerpt(body)
+    )
+    for _, matches, build in STATUS_RULES:
+        if matches(answer):
+            return build(answer)
+    return _not_piston(answer)
 
-    if 300 <= status < 400:
-        location = headers.get("location", "")
-        if "cloudflareaccess.com" in location or "/cdn-cgi/access/" in location:
-            return AccessDenied(
-                f"{url} is protected by Cloudflare Access and redirected to its login page: "
-                + (
-                    "the service token that was sent was not accepted — check that it is valid, not expired, "
-                    "and "
-                    "allowed by the Access policy (a 'Service Auth' rule)."
-                    if access_sent
-                    else "set CODECAPSULE_ACCESS_CLIENT_ID and CODECAPSULE_ACCESS_CLIENT_SECRET (or pass "
-                    "access_client_id=/access_client_secret= to the Client) to the cluster's service token."
-                ),
-                **kw,
-            )
-        return WrongEndpoint(
-            f"{url} answered {status} with a redirect to {display_url(location) or '(nowhere)'}: the Piston "
-            "URL "
-            "should be the final address of the host (use https:// if the server redirects there), with no "
-            "path.",
-            **kw,
-        )
-    if status == 400:
-        lang_ver = unknown_runtime_in(status, body)
-        if lang_ver is not None:
-            return runtime_not_installed(lang_ver[0], lang_ver[1], None, url=url, body=body)
-        if isinstance(data, dict) and "stack" in data and message is None:
-            first = str(data["stack"]).strip().splitlines()[0] if str(data["stack"]).strip() else "?"
-            return ClientBug(
-                f"Piston could not parse the request CodeCapsule sent ({first}). This is a bug in "
-                "CodeCapsule, "
-                "not in your code or settings: please report it with the job that triggered it.",
-                **kw,
-            )
-        if message is not None:
-            return BadRequest(f"Piston refused the request: {message}. To fix: {_validation_hint(message)}.", **kw)
-        return BadRequest(f"Piston refused the request (400){said}.", **kw)
-    if status in (401, 403):
-        if access_sent:
-            fix = (
-                "the service token that was sent was refused: check CODECAPSULE_ACCESS_CLIENT_ID/SECRET "
-                "hold a "
-                "current token of the cluster and that the Access policy allows it (a 'Service Auth' "
-                "rule)."
-            )
-        else:
-            fix = (
-                "the host is protected (Cloudflare Access): set CODECAPSULE_ACCESS_CLIENT_ID and "
-                "CODECAPSULE_ACCESS_CLIENT_SECRET (or access_client_id=/access_client_secret= on the "
-                "Client) to "
-                "the cluster's service token."
-            )
-        return AccessDenied(f"{url} refused access ({status}): {fix}", **kw)
-    if status == 404:
-        if packages and message and "does not exist" in message:
-            return PackageError(
-                f"{message}. client.packages() lists the packages the server's index offers "
-                "(names are package names: gcc, node, python, java).",
-                **kw,
-            )
-        path = urlsplit(base_url).path if base_url else ""
-        extra = f" Your base URL has a path ({path!r}); remove it." if path not in ("", "/") else ""
-        return WrongEndpoint(
-            f"{url} answered 404 Not Found: the Piston base URL must end at the host (e.g. "
-            f"https://tunnel.example.edu) — CodeCapsule adds {API_PREFIX}/... itself.{extra} Check "
-            "CODECAPSULE_PISTON_URL, and that the host really routes to a Piston server.",
-            **kw,
-        )
-    if status == 413:
-        return PayloadTooLarge(
-            f"{url} refused the request as too large (413){said}: make the files smaller (Piston's "
-            "PISTON_MAX_FILE_SIZE, Cloudflare's request size limit), or send big data files another "
-            "way.",
-            **kw,
-        )
-    if status == 415:
-        return UnsupportedMediaType(
-            f"{url} refused the request's content type (415){said}: Piston needs Content-Type: "
-            "application/json. "
-            "This is a bug in CodeCapsule (or a proxy rewriting requests): please report it.",
-            **kw,
-        )
-    if status == 429:
-        retry_after = parse_retry_after(headers.get("retry-after"))
-        wait = f" The server asks to wait {retry_after:g} s." if retry_after is not None else ""
-        return RateLimited(
-            f"{url} is rate limiting requests (429).{wait} Lower the batch concurrency (execute_many(..., "
-            "concurrency=...)) or raise the rate limit on the Cloudflare side.",
-            url=url,
-            status_code=status,
-            body=excerpt,
-            retry_after=retry_after,
-        )
-    if status == 530 or (status >= 500 and re.search(r"\b1033\b", excerpt)):
-        return TunnelNotConnected(
-            f"{url} answered {status}: Cloudflare has no connector for this tunnel (error 1033) — "
-            "cloudflared is "
-            "not running on any VM. Check `codecapsule cluster status`; start VMs or scale up "
-            "(`codecapsule cluster scale`), or redeploy if the tunnel token changed.",
-            **kw,
-        )
-    if status in (502, 503):
-        behind = "the tunnel is up but nothing answers behind it" if via_cloudflare else "the server is unavailable"
-        return OriginDown(
-            f"{url} answered {status}: {behind} — Piston or cloudflared is down on the VMs (starting, "
-            "crashed, or "
-            "still installing runtimes). Check `codecapsule cluster status` / `codecapsule doctor`; if it "
-            "lasts, "
-            "restart the VMs.",
-            **kw,
-        )
-    if status in (504, 524):
-        return OriginTimeout(
-            f"{url} answered {status}: Piston took too long to answer — the cluster is overloaded. Scale up "
-            "(`codecapsule cluster scale` or the scaling panel), lower the batch concurrency, or lower the "
-            "jobs' "
-            "time limits.",
-            **kw,
-        )
-    if packages and status == 500 and message:
-        return PackageError(f"the packages API refused: {message}. client.packages() shows what is installed.", **kw)
-    if status == 500:
-        return HTTPStatusError(
-            f"{url} failed with an internal server error (500){said or ' and an empty answer'}. Piston "
-            "answers this "
-            "way to file names it cannot write (e.g. containing '../') and when a package index is "
-            "unreachable; "
-            "check the request's file names and the server's logs.",
-            **kw,
-        )
-    return HTTPStatusError(f"{url} answered HTTP {status}{said}, which is not a Piston answer: check the URL.", **kw)
+
+# What each error means in the troubleshooting table (docs/piston.md, `codecapsule doctor`'s fixes), first
+# match wins: (error class, symptom key, short description).
+SYMPTOMS: tuple[tuple[type[PistonError], str, str], ...] = (
+    (RuntimeNotInstalled, "unknown runtime", "the runtime is not installed"),
+    (TunnelNotConnected, "530", "no connector for the tunnel (error 1033)"),
+    (OriginDown, "502", "tunnel up, origin down"),
+    (OriginTimeout, "524", "origin timeout"),
+    (AccessDenied, "access", "blocked by Cloudflare Access"),
+    (WrongEndpoint, "404", "wrong path"),
+    (DNSFailure, "dns", "the name does not resolve"),
+    (TLSFailure, "tls", "TLS failure"),
+    (RequestTimeout, "timeout", "timed out"),
+    (ConnectFailure, "connect", "cannot connect"),
+    (PistonError, "not piston", "not a Piston answer"),
+)
+
+
+def symptom(error: PistonError) -> tuple[str, str]:
+    """(symptom key, short description, with the HTTP status when there was one) for ``error``."""
+    status = getattr(error, "status_code", None)
+    for cls, key, text in SYMPTOMS:
+        if isinstance(error, cls):
+            return key, f"HTTP {status}: {text}" if status else text
+    return "not piston", str(error)  # pragma: no cover - PistonError closes the table
+
+
+# What the packages API's answers to an install mean, one table for every installer (Cluster.install_runtime's
+# outcome and the shell installer the VMs' cloud-init runs): (status, text the body must contain, outcome,
+# what the installer does: "done", "give up" or — for anything not listed — retry).
+PACKAGE_INSTALL_ANSWERS: tuple[tuple[int, str, str, str], ...] = (
+    (200, "", "installed", "done"),
+    (500, "Already installed", "already installed", "done"),
+    (404, "", "the package index has no such package", "give up"),
+)
+
+
+def install_outcome(status: int | None, body: str) -> tuple[str, str]:
+    """(outcome, action) for an answer to ``POST /api/v2/packages`` (status None: no answer at all)."""
+    for code, needle, outcome, action in PACKAGE_INSTALL_ANSWERS:
+        if status == code and needle in body:
+            return outcome, action
+    if status is None:
+        return "Piston did not answer on 127.0.0.1:2000", "retry"
+    return f"HTTP {status}", "retry"
+
+
+def install_answer_shell(status_var: str, body_file: str) -> list[str]:
+    """The shell lines (for the VMs' installer) that act on :data:`PACKAGE_INSTALL_ANSWERS`: ``return 0`` for
+    "done", ``return 2`` for "give up"; anything else falls through to the retry."""
+    lines = []
+    for code, needle, outcome, action in PACKAGE_INSTALL_ANSWERS:
+        test = f'[ "${status_var}" = {code} ]'
+        if needle:
+            test += f" && grep -q {shlex.quote(needle)} {body_file}"
+        result = "return 0" if action == "done" else "return 2"
+        lines.append(f'if {test}; then log "$language $version: {outcome}"; {result}; fi')
+    return lines
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -18,7 +18,7 @@ from codecapsule.cluster.cluster import Cluster
 from codecapsule.cluster.spec import ClusterSpec
 from tests.fakes.arm import FakeARM, running_fake_arm
 from tests.fakes.cloudflare import FakeCloudflare
-from tests.piston_server import PistonTestServer
+from tests.fakes.piston import PistonTestServer
 
 DOMAIN = "example.edu"
 

@@ -25,7 +25,7 @@ from codecapsule.cluster import Cluster, ClusterSpec
 from codecapsule.cluster.cloud_init import custom_data_sha256
 from tests.fakes.arm import FakeARM
 from tests.fakes.cloudflare import FakeCloudflare
-from tests.piston_server import PistonTestServer
+from tests.fakes.piston import PistonTestServer
 
 from .conftest import DOMAIN, FakeVMs
 

@@ -1,16 +1,31 @@
 # ruff: noqa: E501
-"""A Piston-compatible HTTP server on 127.0.0.1 that executes through CodeCapsule's local engine.
+"""A fake Piston v3.1.1 on 127.0.0.1 whose *runtimes* behave like real Piston's (``shared/reference/piston.md``).
 
-It follows ``shared/reference/piston.md`` (Piston v3.1.1 as observed) to the letter: every endpoint, status
-code
-and message listed there, the runtimes list with aliases and ``runtime`` keys, the packages API, execute's
-validation messages, ``{"stack": ...}`` for malformed JSON, 415 without a JSON content type, ``404 {"message":
-"Not Found"}``, a 500 with an empty body for ``../`` file names, the per-stream output cap that kills the
-program
-and drops the chunk that crossed it, the compile stage copied into ``run`` when compilation fails, Java
-without a
-compile stage (a compile error is a failed run ending in ``error: compilation failed``), signals reported the
-way a shell reports them (exit 128+n, no signal), and stdin with a trailing newline.
+It never calls CodeCapsule's LocalEngine: it writes the request's files into a job directory and runs the real
+toolchains (gcc 12, g++, java 17, python3, node) in a subprocess the way Piston's package scripts do, inside a
+"box" that watches the limits from outside. Emulated, because parity tests must be able to fail on them:
+
+* only ``utf8`` files are code files; ``base64``/``hex`` files are written untouched and passed to no script;
+* c / c++ (gcc package): ``.c``/``.cpp`` is appended to **every** code file, then bash runs
+  ``gcc -std=c11 *.c -lm`` (``g++ -std=c++17 *.cpp``) and ``chmod +x a.out`` — no optimisation, no warning flags,
+  diagnostics name ``main.c.c``, a failed build's stderr ends with ``chmod: cannot access 'a.out'``, and the
+  ``run`` stage is an exact copy of ``compile`` when it fails;
+* java: no compile stage; the first code file is renamed ``<name>.java`` and run as ``java <name>.java args``
+  (the single-file source launcher: it compiles that file only and starts its first top-level class);
+* python / node: ``python3 <first file>`` / ``node <first file>`` in the job directory (siblings importable);
+* stdin always gets a trailing newline, also when empty;
+* programs killed by a signal show as exit status 128+n with no signal (bash runs them);
+* run/compile wall and CPU limits → ``TO`` with SIGKILL and code null ("Time limit exceeded (wall clock)" /
+  "Time limit exceeded"); memory over ``run_memory_limit`` (resident size of the process tree, sampled every
+  5 ms) → status ``SG``, signal SIGKILL, code null, ``memory`` equal to the limit;
+* the output cap (``output_max_size``, PISTON_OUTPUT_MAX_SIZE) per stream: the chunk that crosses it is dropped
+  (not cut) and the program killed: ``OL``/``EL``, "stdout length exceeded";
+* the HTTP API to the letter: endpoints, validation messages and their order, limits above the configured ones
+  → 400 "... cannot exceed the configured limit of N", ``{"stack": ...}`` for malformed JSON, 415, 404, a 500
+  with an empty body for ``../`` names, the runtimes list with aliases and ``runtime`` keys, the packages API.
+
+Not emulated: the process limit (PISTON_MAX_PROCESS_COUNT), the network block, isolate's file-system view,
+the "Sandbox keeper received fatal signal 6" line, and the WebSocket endpoint.
 
 Fault switches (:class:`Faults`) imitate what a client meets behind Cloudflare: N× 502/503/530 then success,
 429 with Retry-After, slow answers, connection resets, malformed JSON, and Cloudflare Access.
@@ -28,10 +43,17 @@ import base64
 import contextlib
 import hashlib
 import json
+import math
+import os
 import random
+import selectors
+import shutil
+import signal
 import socket
 import ssl
 import struct
+import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -40,10 +62,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from codecapsule import File, Job, Limits, Result, Stage
+from codecapsule import File, Job
 from codecapsule._errors import CodeCapsuleError
 
-__all__ = ["DEFAULT_PACKAGES", "Faults", "PistonTestServer", "RequestRecord"]
+__all__ = ["DEFAULT_PACKAGES", "FakePiston", "Faults", "PistonTestServer", "RequestRecord"]
 
 VERSION_MESSAGE = "Piston v3.1.1"
 
@@ -57,8 +79,6 @@ DEFAULT_PACKAGES: tuple[tuple[_PackageSpec, bool], ...] = (
     (("python", "3.12.0", (("python", ("py", "py3", "python3", "python3.12"), None),)), False),
     (("rust", "1.68.2", (("rust", ("rs",), None),)), False),
 )
-# languages with a compile stage on Piston (java 17 uses the source launcher)
-_COMPILED = {"c", "c++"}
 _LIMIT_NAMES = ("compile_timeout", "run_timeout", "compile_cpu_time", "run_cpu_time",
                 "compile_memory_limit", "run_memory_limit")
 
@@ -150,7 +170,6 @@ _CLOUDFLARE_BODIES = {
 class PistonTestServer:
     """A Piston v3.1.1 look-alike on 127.0.0.1 (free port, own thread). Use as a context manager.
 
-    ``execute``: how programs run — by default ``LocalEngine().run``; tests may pass another callable.
     ``output_max_size``: PISTON_OUTPUT_MAX_SIZE (bytes per stream). ``chunk_size``: how much output arrives
     at once
     from the program's pipes; the chunk that crosses the cap is dropped (Piston reads 64 KiB pipe chunks, so a
@@ -160,7 +179,6 @@ class PistonTestServer:
     def __init__(
         self,
         *,
-        execute: Callable[[Job], Result] | None = None,
         packages: Iterable[tuple[_PackageSpec, bool]] = DEFAULT_PACKAGES,
         output_max_size: int = 1024,
         chunk_size: int = 65536,
@@ -172,8 +190,6 @@ class PistonTestServer:
         run_memory_limit: int = -1,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._execute = execute
-        self._engine: Any = None
         self.packages: list[list[Any]] = [[spec, installed] for spec, installed in packages]
         self.output_max_size = output_max_size
         self.chunk_size = chunk_size
@@ -215,9 +231,6 @@ class PistonTestServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
 
     def __enter__(self) -> PistonTestServer:
         return self.start()
@@ -261,18 +274,6 @@ class PistonTestServer:
                     item["runtime"] = runtime
                 out.append(item)
         return out
-
-    def _engine_run(self, job: Job) -> Result:
-        if self._execute is not None:
-            return self._execute(job)
-        with self._lock:
-            if self._engine is None:
-                from codecapsule.engines.local import LocalEngine
-
-                self._engine = LocalEngine()
-            engine = self._engine
-        result: Result = engine.run(job)
-        return result
 
     # -- the API -------------------------------------------------------------------------------------
 
@@ -343,18 +344,131 @@ class PistonTestServer:
         if any(".." in str(f.get("name", "")).split("/") for f in files):
             return 500, b"", {}
         try:
-            job = self._job(runtime["language"], data)
-        except CodeCapsuleError:
+            job = _record(runtime["language"], data)
+        except CodeCapsuleError:  # a name Piston cannot write either
             return 500, b"", {}
         with self._lock:
             self.executions.append(job)
+        return _json(200, self._run_job(runtime, data))
+
+    # -- the runtimes: what Piston's package scripts and its isolate box do --------------------------
+
+    def _run_job(self, runtime: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        language = runtime["language"]
+        answer: dict[str, Any] = {"language": language, "version": runtime["version"]}
+        lim = {name: data.get(name, self.config[name]) for name in _LIMIT_NAMES}
+        stdin = data.get("stdin") or ""
+        if not stdin.endswith("\n"):
+            stdin += "\n"  # Piston always adds a trailing newline, also to an empty stdin
+        args = [str(a) for a in data.get("args") or ()]
+        jobdir = tempfile.mkdtemp(prefix="fake-piston-job-")
         try:
-            result = self._engine_run(job)
-        except CodeCapsuleError as exc:  # e.g. a toolchain missing: Piston's own internal error
-            stage = {"stdout": "", "stderr": "", "output": "", "code": None, "signal": None, "message": str(exc),
-                     "status": "XX", "cpu_time": 0, "wall_time": 0, "memory": 0}
-            return _json(200, {"language": runtime["language"], "version": runtime["version"], "run": stage})
-        return _json(200, self._answer(runtime, result))
+            code_files = _write_files(jobdir, data["files"])
+            script = _SCRIPTS[language]
+            if script.compile is not None:
+                for name in code_files:  # the gcc package's `rename 's/$/\.c/' "$@"`
+                    os.rename(os.path.join(jobdir, name), os.path.join(jobdir, name + script.extension))
+                answer["compile"] = self._box(
+                    ["bash", "-c", script.compile], jobdir, b"", wall_ms=lim["compile_timeout"],
+                    cpu_ms=lim["compile_cpu_time"], memory=lim["compile_memory_limit"])
+                if answer["compile"]["code"] != 0:
+                    answer["run"] = dict(answer["compile"])  # the run never happens: `run` copies `compile`
+                    return answer
+            argv = script.run(jobdir, code_files[0]) + args
+            answer["run"] = self._box(argv, jobdir, stdin.encode(), wall_ms=lim["run_timeout"],
+                                      cpu_ms=lim["run_cpu_time"], memory=lim["run_memory_limit"])
+            return answer
+        finally:
+            shutil.rmtree(jobdir, ignore_errors=True)
+
+    def _box(self, argv: list[str], cwd: str, stdin: bytes, *, wall_ms: int, cpu_ms: int,
+             memory: int) -> dict[str, Any]:
+        """One stage in a "box": wall/CPU/memory limits watched from outside, the output cap per stream."""
+        start = time.monotonic()
+        proc = subprocess.Popen([_tool(argv[0]), *argv[1:]], cwd=cwd, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                env={"PATH": _PATH, "HOME": cwd, "LANG": "C.UTF-8"})
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
+        streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
+        kept: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        output = bytearray()
+        sel = selectors.DefaultSelector()
+        for fd in streams:
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_READ)
+        killed: str | None = None
+        peak = 0
+        status: int | None = None
+        usage: Any = None
+        deadline = start + wall_ms / 1000 if wall_ms > 0 else math.inf
+
+        def kill(why: str) -> None:
+            nonlocal killed
+            if killed is None:
+                killed = why
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        while True:
+            for key, _ in sel.select(timeout=_TICK):
+                try:
+                    chunk = os.read(key.fd, self.chunk_size)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    sel.unregister(key.fd)
+                    continue
+                name = streams[key.fd]
+                if killed is not None:
+                    continue
+                if len(kept[name]) + len(chunk) > self.output_max_size:
+                    kill("OL" if name == "stdout" else "EL")  # the crossing chunk is dropped, not cut
+                    continue
+                kept[name] += chunk
+                output += chunk
+            if status is None:
+                pid, raw, ru = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    status, usage = raw, ru
+                    proc.returncode = 0  # reaped here; keep Popen from waiting again
+                    kill_rest(proc.pid)  # the box ends with its first process: leftovers die
+                else:
+                    rss, cpu = _tree_usage(proc.pid)
+                    peak = max(peak, rss)
+                    if memory > 0 and rss > memory:
+                        kill("ML")
+                    elif cpu_ms > 0 and cpu * 1000 > cpu_ms:
+                        kill("TO-cpu")
+                    elif time.monotonic() > deadline:
+                        kill("TO-wall")
+            if status is not None and not sel.get_map():
+                break
+            if status is not None and time.monotonic() > max(deadline, start) + 5:
+                break  # a stray grandchild holds a pipe: give up on its output
+        sel.close()
+        for pipe in (proc.stdout, proc.stderr):
+            pipe.close()
+        wall = time.monotonic() - start
+        cpu_time = (usage.ru_utime + usage.ru_stime) if usage is not None else 0.0
+        if not peak and usage is not None:  # exited before the first sample
+            peak = usage.ru_maxrss * 1000  # Piston's unit: kB × 1000
+        stage: dict[str, Any] = {
+            "stdout": kept["stdout"].decode("utf-8", "replace"), "stderr": kept["stderr"].decode("utf-8", "replace"),
+            "output": output.decode("utf-8", "replace"), "code": None, "signal": None, "message": None,
+            "status": None, "cpu_time": round(cpu_time * 1000), "wall_time": round(wall * 1000), "memory": peak}
+        if killed is not None:
+            stage.update(signal="SIGKILL", **_KILLED[killed])
+            if killed == "ML":
+                stage["memory"] = memory
+            return stage
+        assert status is not None
+        # Piston's scripts run the program from bash: a signal shows as exit status 128+n, no signal
+        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        stage["code"] = code
+        if code != 0:
+            stage.update(status="RE", message=f"Exited with error status {code}")
+        return stage
 
     def _find_runtime(self, language: str, version: str) -> dict[str, Any] | None:
         matches = [rt for rt in self.runtimes()
@@ -362,85 +476,131 @@ class PistonTestServer:
         matches.sort(key=lambda rt: [int(p) if p.isdigit() else 0 for p in rt["version"].split(".")])
         return matches[-1] if matches else None
 
-    def _job(self, language: str, data: dict[str, Any]) -> Job:
-        files = []
-        for f in data["files"]:
-            enc = f.get("encoding", "utf8")
-            name = f.get("name") or f"file{len(files)}"
-            if enc == "base64":
-                files.append(File(name, base64.b64decode(f["content"])))
-            elif enc == "hex":
-                files.append(File(name, bytes.fromhex(f["content"])))
-            else:
-                files.append(File(name, f["content"]))
-        entry = next(i for i, f in enumerate(files) if isinstance(f.content, str))  # first utf8 file
-        files.insert(0, files.pop(entry))
-        stdin = data.get("stdin") or ""
-        if not stdin.endswith("\n"):
-            stdin += "\n"  # Piston always adds a trailing newline
-        lim = {name: data.get(name, self.config[name]) for name in _LIMIT_NAMES}
+# -- runtime scripts (the packages' `compile` and `run` files) --------------------------------------------
 
-        def seconds(ms: int) -> float:
-            return 60.0 if ms == 0 else ms / 1000  # 0 means "no limit" on Piston; bounded here for safety
+_PATH = "/usr/local/bin:/usr/bin:/bin"
+_TICK = 0.005  # how often the box samples memory and CPU time (isolate's cgroup sees every page at once)
 
-        limits = Limits(
-            compile_timeout=seconds(lim["compile_timeout"]), run_timeout=seconds(lim["run_timeout"]),
-            compile_cpu_time=seconds(lim["compile_cpu_time"]), run_cpu_time=seconds(lim["run_cpu_time"]),
-            memory=lim["run_memory_limit"] if lim["run_memory_limit"] > 0 else None,
-            compile_memory=lim["compile_memory_limit"] if lim["compile_memory_limit"] > 0 else None,
-            output=max(1024, self.output_max_size), processes=64,
-        )
-        return Job(language, tuple(files), stdin=stdin, args=tuple(str(a) for a in data.get("args") or ()),
-                   version="*", limits=limits)
 
-    def _answer(self, runtime: dict[str, Any], result: Result) -> dict[str, Any]:
-        language = runtime["language"]
-        answer: dict[str, Any] = {"language": language, "version": runtime["version"]}
-        compile_stage, run_stage = result.compile, result.run
-        if language == "java":
-            # Java 17's single-file source launcher: no compile stage; a compile error is a failed run.
-            if run_stage is None and compile_stage is not None:
-                stderr = compile_stage.stderr + ("" if compile_stage.stderr.endswith("\n") else "\n")
-                stderr += "error: compilation failed\n"
-                answer["run"] = {"stdout": "", "stderr": stderr, "output": stderr, "code": 1, "signal": None,
-                                 "message": "Exited with error status 1", "status": "RE",
-                                 "cpu_time": _ms(compile_stage.cpu_time), "wall_time": _ms(compile_stage.wall_time),
-                                 "memory": compile_stage.memory or 0}
-                return answer
-            compile_stage = None
-        if language in _COMPILED and compile_stage is not None:
-            answer["compile"] = self._stage(compile_stage)
-            if run_stage is None:  # compilation failed: `run` is an exact copy of `compile`
-                answer["run"] = dict(answer["compile"])
-                return answer
-        answer["run"] = self._stage(run_stage) if run_stage is not None else {
-            "stdout": "", "stderr": "", "output": "", "code": None, "signal": None, "status": "XX",
-            "message": result.error or "internal error", "cpu_time": 0, "wall_time": 0, "memory": 0}
-        return answer
+@dataclass(frozen=True)
+class _Script:
+    run: Callable[[str, str], list[str]]   # (job dir, first code file) -> argv before the request's args
+    compile: str | None = None              # the compile script, run by bash after the renames
+    extension: str = ""                     # appended to every code file before compiling
 
-    def _stage(self, s: Stage) -> dict[str, Any]:
-        stdout, stderr, output = s.stdout, s.stderr, s.output
-        code, sig, status, message = s.exit_code, s.signal, s.status, s.message
-        if status in ("OL", "EL"):
-            # The chunk that crossed the cap is dropped, not cut: keep whole chunks only.
-            keep = self.chunk_size
-            if status == "OL":
-                stdout = stdout[: len(stdout.encode()) // keep * keep]
-            else:
-                stderr = stderr[: len(stderr.encode()) // keep * keep]
-            output = stdout + stderr
-            message = "stdout length exceeded" if status == "OL" else "stderr length exceeded"
-            code, sig = None, "SIGKILL"
-        elif status == "SG" and sig not in (None, "SIGKILL") and code is not None:
-            # Piston runs the program through a shell: the signal shows as exit status 128+n and no signal.
-            sig, status, message = None, "RE", f"Exited with error status {code}"
-        elif status in ("SG", "ML"):
-            code, sig, status, message = None, "SIGKILL", "SG", message
-        elif status == "RE":
-            message = f"Exited with error status {code}"
-        return {"stdout": stdout, "stderr": stderr, "output": output, "code": code, "signal": sig,
-                "message": message, "status": status, "cpu_time": _ms(s.cpu_time), "wall_time": _ms(s.wall_time),
-                "memory": s.memory if s.memory is not None else 0}
+
+def _java_run(jobdir: str, first: str) -> list[str]:
+    # java's run script: `mv $1 $1.java; java $1.java "$@"` — the single-file source launcher
+    os.rename(os.path.join(jobdir, first), os.path.join(jobdir, first + ".java"))
+    return ["java", first + ".java"]
+
+
+_SCRIPTS: dict[str, _Script] = {
+    "c": _Script(lambda d, f: ["./a.out"], "gcc -std=c11 *.c -lm\nchmod +x a.out", ".c"),
+    "c++": _Script(lambda d, f: ["./a.out"], "g++ -std=c++17 *.cpp\nchmod +x a.out", ".cpp"),
+    "java": _Script(_java_run),
+    "python": _Script(lambda d, f: ["python3", f]),
+    "javascript": _Script(lambda d, f: ["node", f]),
+}
+
+_KILLED: dict[str, dict[str, Any]] = {
+    "TO-wall": {"status": "TO", "message": "Time limit exceeded (wall clock)"},
+    "TO-cpu": {"status": "TO", "message": "Time limit exceeded"},
+    "OL": {"status": "OL", "message": "stdout length exceeded"},
+    "EL": {"status": "EL", "message": "stderr length exceeded"},
+    "ML": {"status": "SG", "message": "Out of memory (killed by signal 9)"},
+}
+
+
+def _tool(name: str) -> str:
+    if name.startswith("./"):
+        return name
+    found = shutil.which(name, path=_PATH)
+    if found is None:
+        raise FileNotFoundError(name)
+    return found
+
+
+def _write_files(jobdir: str, files: list[dict[str, Any]]) -> list[str]:
+    """Write the request's files; the names of the utf8 ("code") files, in order."""
+    code = []
+    for i, f in enumerate(files):
+        name = f.get("name") or f"file{i}.code"
+        enc = f.get("encoding", "utf8")
+        content = f["content"]
+        data = base64.b64decode(content) if enc == "base64" else bytes.fromhex(content) if enc == "hex" \
+            else content.encode()
+        path = os.path.join(jobdir, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as out:
+            out.write(data)
+        if enc == "utf8":
+            code.append(name)
+    return code
+
+
+def _feed(pipe: Any, data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError, OSError):
+        pipe.write(data)
+    with contextlib.suppress(BrokenPipeError, OSError):
+        pipe.close()
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.extend(int(c) for c in f.read().split())
+    return out
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _tree_usage(root: int) -> tuple[int, float]:
+    """Resident bytes and CPU seconds of a process and all its descendants (what a cgroup would count)."""
+    rss, cpu, todo, seen = 0, 0.0, [root], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                rss += int(f.read().split()[1]) * _PAGE
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / _HZ
+        except (OSError, IndexError, ValueError):
+            continue
+        todo.extend(_children(pid))
+    return rss, cpu
+
+
+def kill_rest(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _record(language: str, data: dict[str, Any]) -> Job:
+    """The request as a Job, for tests to look at (``server.executions``); the job does not run through it."""
+    files = []
+    for i, f in enumerate(data["files"]):
+        enc = f.get("encoding", "utf8")
+        name = f.get("name") or f"file{i}.code"
+        content = f["content"]
+        if enc == "base64":
+            files.append(File(name, base64.b64decode(content)))
+        elif enc == "hex":
+            files.append(File(name, bytes.fromhex(content)))
+        else:
+            files.append(File(name, content))
+    entry = next(i for i, f in enumerate(files) if isinstance(f.content, str))  # first utf8 file
+    files.insert(0, files.pop(entry))
+    return Job(language, tuple(files), stdin=data.get("stdin") or "",
+               args=tuple(str(a) for a in data.get("args") or ()))
 
 
 def _ms(seconds: float | None) -> int:
@@ -584,10 +744,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 RecordLike = RequestRecord
+FakePiston = PistonTestServer
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m tests.piston_server [--fixed FILE] [--service-time S]``: serve until stdin closes.
+    """``python -m tests.fakes.piston [--fixed FILE] [--service-time S]``: serve until stdin closes.
 
     Prints the URL on its first line. Benchmarks run the server in its own process so that its threads and the
     client do not compete for one GIL.

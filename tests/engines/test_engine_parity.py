@@ -15,8 +15,7 @@ import pytest
 from codecapsule import Job, Settings
 from codecapsule.engines.local import LocalEngine
 from codecapsule.engines.piston import PistonEngine
-
-from .piston_fixtures import piston_server, piston_settings  # noqa: F401 - fixtures
+from tests.piston_fixtures import piston_server, piston_settings  # noqa: F401 - fixtures
 
 PROGRAMS: dict[str, dict[str, str]] = {
     "python": {
@@ -36,13 +35,13 @@ PROGRAMS: dict[str, dict[str, str]] = {
     },
     "java": {
         "hello": "import java.util.*; public class Main { public static void main(String[] a) { "
-                 "String s = new Scanner(System.in).next(); System.out.println(s + s); } }",
+        "String s = new Scanner(System.in).next(); System.out.println(s + s); } }",
         "compile_error": "public class Main { public static void main(String[] a) { int x = ; } }",
-        "crash": "public class Main { public static void main(String[] a) { throw new RuntimeException(\"boom\"); } }",
+        "crash": 'public class Main { public static void main(String[] a) { throw new RuntimeException("boom"); } }',
         "exit": "public class Main { public static void main(String[] a) { System.exit(3); } }",
         "loop": "public class Main { public static void main(String[] a) { while (true) {} } }",
         "big_output": "public class Main { public static void main(String[] a) { "
-                      "while (true) System.out.println(\"x\".repeat(1000)); } }",
+        'while (true) System.out.println("x".repeat(1000)); } }',
     },
     "c": {
         "hello": '#include <stdio.h>\nint main(){char s[64]; scanf("%63s", s); printf("%s%s\\n", s, s);}',
@@ -78,8 +77,7 @@ def piston(piston_settings: Settings) -> Iterator[PistonEngine]:
 
 
 @pytest.mark.parametrize("language,kind", CASES, ids=[f"{lang}-{kind}" for lang, kind in CASES])
-def test_same_result_through_both_engines(language: str, kind: str, local: LocalEngine,
-                                          piston: PistonEngine) -> None:
+def test_same_result_through_both_engines(language: str, kind: str, local: LocalEngine, piston: PistonEngine) -> None:
     # 2-3 MB of output, over both engines' caps (local 1 MiB, the test server's 1024 bytes)
     job = Job.create(PROGRAMS[language][kind], language, stdin="ab", timeout=1 if kind == "loop" else 3)
     here, there = local.run(job), piston.run(job)
@@ -93,8 +91,14 @@ def test_same_result_through_both_engines(language: str, kind: str, local: Local
         assert there.stdout == here.stdout
     if (language, kind) == ("python", "compile_error"):
         kind = "crash"  # Python has no compile stage on either engine: a SyntaxError is a runtime error
-    expected = {"hello": "ok", "compile_error": "compile_error", "crash": ("runtime_error", "signal"),
-                "exit": "runtime_error", "loop": "time_limit", "big_output": "output_limit"}[kind]
+    expected = {
+        "hello": "ok",
+        "compile_error": "compile_error",
+        "crash": ("runtime_error", "signal"),
+        "exit": "runtime_error",
+        "loop": "time_limit",
+        "big_output": "output_limit",
+    }[kind]
     assert here.verdict in (expected if isinstance(expected, tuple) else (expected,))
     if kind == "hello":
         assert here.stdout == "abab\n"

@@ -30,9 +30,8 @@ from codecapsule._errors import (
 )
 from codecapsule.engines.piston import AsyncPistonEngine, PistonEngine
 from codecapsule.engines.piston_protocol import Runtime
-
-from .piston_fixtures import piston_server, piston_settings  # noqa: F401 - fixtures
-from .piston_server import PistonTestServer
+from tests.fakes.piston import PistonTestServer
+from tests.piston_fixtures import piston_server, piston_settings  # noqa: F401 - fixtures
 
 SECRET = "s3cr3t-access-value-0123456789"
 CPP_BAD = "int main(){ return undefined; }"
@@ -47,11 +46,13 @@ def client(piston_settings: Settings) -> Iterator[Client]:
 
 # -- the everyday calls ---------------------------------------------------------------------------------
 
+
 def test_execute_runtimes_and_aliases(client: Client, piston_server: PistonTestServer) -> None:
     r = client.execute("print(40 + 2)", "py")
     assert r.verdict == "ok" and r.stdout == "42\n" and r.engine == "piston" and r.version == "3.11.2"
-    r = client.execute('#include <stdio.h>\nint main(){int a,b; scanf("%d %d",&a,&b); printf("sum=%d\\n",a+b);}',
-                       "c", stdin="40 2")
+    r = client.execute(
+        '#include <stdio.h>\nint main(){int a,b; scanf("%d %d",&a,&b); printf("sum=%d\\n",a+b);}', "c", stdin="40 2"
+    )
     assert r.stdout == "sum=42\n" and r.compile is not None
     names = {rt.language: rt for rt in client.runtimes()}
     assert names["c++"] == Runtime("c++", "12.2.0", ("cpp", "g++"), "gcc")
@@ -103,6 +104,7 @@ def test_packages_install_uninstall(client: Client) -> None:
 
 # -- errors that name the fix ---------------------------------------------------------------------------
 
+
 def test_unknown_runtime_refreshes_once_and_lists_installed(client: Client, piston_server: PistonTestServer) -> None:
     with pytest.raises(RuntimeNotInstalled) as e:
         client.execute("print(1)", "python", version="3.99")
@@ -112,18 +114,38 @@ def test_unknown_runtime_refreshes_once_and_lists_installed(client: Client, pist
     assert paths == ["/api/v2/execute", "/api/v2/runtimes"]  # one refresh, no retry of a 4xx
 
 
-def test_validation_and_stack_and_404(piston_server: PistonTestServer) -> None:
-    small = PistonTestServer(run_timeout=1000).start()
-    try:
-        with Client(piston_url=small.url, engine="piston") as c, pytest.raises(BadRequest) as e:
-            c.execute("print(1)", "python", timeout=2)
-        assert "run_timeout cannot exceed the configured limit of 1000" in str(e.value)
-        assert len(small.requests()) == 1  # never retried
-    finally:
-        small.stop()
+def test_limits_above_the_servers_are_lowered_with_the_same_note_every_time() -> None:
+    with (
+        PistonTestServer(run_timeout=1000, run_cpu_time=1500) as small,
+        Client(piston_url=small.url, engine="piston") as c,
+    ):
+        first = c.execute("print(1)", "python", timeout=2)
+        # learnt from the server's two 400 answers (run_timeout, then run_cpu_time), then sent within its limits
+        assert [r.status for r in small.requests()] == [400, 400, 200]
+        second = c.execute("print(1)", "python", timeout=2)
+        assert len(small.requests()) == 4 and small.requests()[-1].status == 200  # no 400 once known
+    for r in (first, second):
+        assert r.ok and r.stdout == "1\n"
+        assert r.limits.run_timeout == 1.0 and r.limits.run_cpu_time == 1.5
+        assert (
+            "run_timeout lowered from 2 s to 1 s, the most this Piston server allows (PISTON_RUN_TIMEOUT" in r.notes[0]
+        )
+    assert first.notes == second.notes and len(first.notes) == 2
+    assert "run_timeout lowered" in first.to_dict()["notes"][0]
+
+
+def test_other_validation_messages_still_raise(piston_server: PistonTestServer) -> None:
+    piston_server.faults.answer_next(400, b'{"message":"run_timeout must be non-negative"}')
+    with Client(piston_url=piston_server.url, engine="piston") as c, pytest.raises(BadRequest, match="non-negative"):
+        c.execute("print(1)", "python")
+
+
+def test_stack_and_404(piston_server: PistonTestServer) -> None:
     piston_server.faults.answer_next(400, b'{"stack":"SyntaxError: Unexpected end of JSON input"}')
-    with Client(piston_url=piston_server.url, engine="piston") as c, \
-            pytest.raises(ClientBug, match="Unexpected end of JSON input"):
+    with (
+        Client(piston_url=piston_server.url, engine="piston") as c,
+        pytest.raises(ClientBug, match="Unexpected end of JSON input"),
+    ):
         c.execute("print(1)", "python")
     with Client(piston_url=piston_server.url + "/piston", engine="piston") as c, pytest.raises(WrongEndpoint) as w:
         c.execute("print(1)", "python")
@@ -139,37 +161,59 @@ def test_server_side_validation_messages_are_the_references(piston_server: Pisto
         r = h.post("/api/v2/execute", content=b"{}", headers={"Content-Type": "text/plain"})
         assert (r.status_code, r.json()) == (415, {"message": "requests must be of type application/json"})
         assert h.post("/api/v2/execute", json={"version": "*"}).json() == {
-            "message": "language is required as a string"}
-        assert h.post("/api/v2/execute", json={"language": "python", "version": "*", "files": [
-            {"name": "a", "content": "AA==", "encoding": "base64"}]}).json() == {
-            "message": "files must include at least one utf8 encoded file"}
-        r = h.post("/api/v2/execute", json={"language": "python", "version": "*", "files": [
-            {"name": "../x.py", "content": "print(1)"}]})
+            "message": "language is required as a string"
+        }
+        assert h.post(
+            "/api/v2/execute",
+            json={
+                "language": "python",
+                "version": "*",
+                "files": [{"name": "a", "content": "AA==", "encoding": "base64"}],
+            },
+        ).json() == {"message": "files must include at least one utf8 encoded file"}
+        r = h.post(
+            "/api/v2/execute",
+            json={"language": "python", "version": "*", "files": [{"name": "../x.py", "content": "print(1)"}]},
+        )
         assert (r.status_code, r.content) == (500, b"")
         assert h.get("/nope").json() == {"message": "Not Found"}
         assert h.get("/").json() == {"message": "Piston v3.1.1"}
-        r = h.post("/api/v2/execute", json={"language": "python", "version": "*", "stdin": "ab",
-                                            "files": [{"content": "import sys; print(repr(sys.stdin.read()))"}]})
-        assert r.json()["run"]["stdout"] == "'ab\\n'\n"   # stdin gets a trailing newline
-        comp = h.post("/api/v2/execute", json={"language": "cpp", "version": "*",
-                                               "files": [{"name": "main.cpp", "content": CPP_BAD}]}).json()
+        r = h.post(
+            "/api/v2/execute",
+            json={
+                "language": "python",
+                "version": "*",
+                "stdin": "ab",
+                "files": [{"content": "import sys; print(repr(sys.stdin.read()))"}],
+            },
+        )
+        assert r.json()["run"]["stdout"] == "'ab\\n'\n"  # stdin gets a trailing newline
+        comp = h.post(
+            "/api/v2/execute",
+            json={"language": "cpp", "version": "*", "files": [{"name": "main.cpp", "content": CPP_BAD}]},
+        ).json()
         assert comp["run"] == comp["compile"] and comp["run"]["status"] == "RE"
 
 
 @pytest.mark.parametrize("status,cls", [(502, OriginDown), (530, TunnelNotConnected)])
-def test_transient_statuses_retry_then_give_up(status: int, cls: type, piston_server: PistonTestServer,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_transient_statuses_retry_then_give_up(
+    status: int, cls: type, piston_server: PistonTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
     piston_server.faults.fail_next(10, status)
-    with Client(piston_url=piston_server.url, engine="piston", retries=2) as c, \
-            caplog.at_level(logging.WARNING, "codecapsule.piston"), pytest.raises(cls):
+    with (
+        Client(piston_url=piston_server.url, engine="piston", retries=2) as c,
+        caplog.at_level(logging.WARNING, "codecapsule.piston"),
+        pytest.raises(cls),
+    ):
         c.execute("print(1)", "python")
     assert len(piston_server.requests()) == 3
     retries = [r for r in caplog.records if "retry" in r.getMessage()]
     assert len(retries) == 2 and all(r.levelno == logging.WARNING for r in retries)
 
 
-def test_retries_recover_and_are_logged(client: Client, piston_server: PistonTestServer,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_retries_recover_and_are_logged(
+    client: Client, piston_server: PistonTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
     piston_server.faults.fail_next(2, 502)
     piston_server.faults.reset_next(1)
     with caplog.at_level(logging.WARNING, "codecapsule.piston"):
@@ -192,13 +236,12 @@ def test_retry_after_is_honoured(client: Client, piston_server: PistonTestServer
     assert client.execute("print(1)", "python").ok
     first, second = piston_server.requests()
     assert first.status == 429 and second.status == 200
-    assert second.received - first.answered >= 1.0   # the server's own clock: the client waited Retry-After
+    assert second.received - first.answered >= 1.0  # the server's own clock: the client waited Retry-After
 
 
 def test_retry_after_beyond_the_deadline_raises_rate_limited(piston_server: PistonTestServer) -> None:
     piston_server.faults.rate_limit_next(1, retry_after="120")
-    with Client(piston_url=piston_server.url, engine="piston", request_timeout=2) as c, \
-            pytest.raises(RateLimited) as e:
+    with Client(piston_url=piston_server.url, engine="piston", request_timeout=2) as c, pytest.raises(RateLimited) as e:
         c.execute("print(1)", "python")
     assert e.value.retry_after == 120 and len(piston_server.requests()) == 1
 
@@ -213,8 +256,11 @@ def test_connection_refused_is_connect_failure(caplog: pytest.LogCaptureFixture)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with Client(piston_url=f"http://127.0.0.1:{port}", engine="piston", retries=1) as c, \
-            caplog.at_level(logging.WARNING, "codecapsule.piston"), pytest.raises(ConnectFailure) as e:
+    with (
+        Client(piston_url=f"http://127.0.0.1:{port}", engine="piston", retries=1) as c,
+        caplog.at_level(logging.WARNING, "codecapsule.piston"),
+        pytest.raises(ConnectFailure) as e,
+    ):
         c.execute("print(1)", "python")
     assert "nothing is listening" in str(e.value) and len(caplog.records) == 1
 
@@ -227,12 +273,13 @@ def test_https_to_a_plain_http_server_is_tls_failure(piston_server: PistonTestSe
 
 # -- Cloudflare Access ----------------------------------------------------------------------------------
 
-def test_access_headers_sent_and_never_shown(piston_server: PistonTestServer,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+
+def test_access_headers_sent_and_never_shown(piston_server: PistonTestServer, caplog: pytest.LogCaptureFixture) -> None:
     piston_server.faults.require_access = ("id-123.access", SECRET)
     piston_server.faults.fail_next(1, 502)
-    settings = Settings(piston_url=piston_server.url, engine="piston", access_client_id="id-123.access",
-                        access_client_secret=SECRET)
+    settings = Settings(
+        piston_url=piston_server.url, engine="piston", access_client_id="id-123.access", access_client_secret=SECRET
+    )
     with caplog.at_level(logging.DEBUG), Client(settings=settings) as c:
         assert c.execute("print(1)", "python").ok
         shown = [repr(c), repr(c.settings), repr(c._piston_engine()), str(c._piston_engine().info())]
@@ -249,16 +296,20 @@ def test_access_missing_or_wrong_token(piston_server: PistonTestServer) -> None:
     with Client(piston_url=piston_server.url, engine="piston") as c, pytest.raises(AccessDenied) as e:
         c.execute("print(1)", "python")
     assert "CODECAPSULE_ACCESS_CLIENT_ID" in str(e.value)
-    with Client(piston_url=piston_server.url, engine="piston", access_client_id="id",
-                access_client_secret="wrong-" + SECRET) as c, pytest.raises(AccessDenied) as e:
+    with (
+        Client(
+            piston_url=piston_server.url, engine="piston", access_client_id="id", access_client_secret="wrong-" + SECRET
+        ) as c,
+        pytest.raises(AccessDenied) as e,
+    ):
         c.execute("print(1)", "python")
     assert SECRET not in str(e.value) and "refused" in str(e.value)
 
 
 # -- async twin -----------------------------------------------------------------------------------------
 
-async def test_async_client_same_results_and_errors(piston_settings: Settings,
-                                                    piston_server: PistonTestServer) -> None:
+
+async def test_async_client_same_results_and_errors(piston_settings: Settings, piston_server: PistonTestServer) -> None:
     async with AsyncClient(settings=piston_settings) as ac:
         r = await ac.execute("console.log(42)", "js")
         assert r.ok and r.stdout == "42\n"
@@ -287,24 +338,30 @@ def test_no_url_configured() -> None:
 
 # -- batches --------------------------------------------------------------------------------------------
 
+
 def _batch(n: int) -> list[dict[str, object]]:
-    return [{"source": "import sys; n = int(input()); print(n * n)", "language": "python", "stdin": str(i),
-             "name": f"s{i}"} for i in range(n)]
+    return [
+        {"source": "import sys; n = int(input()); print(n * n)", "language": "python", "stdin": str(i), "name": f"s{i}"}
+        for i in range(n)
+    ]
 
 
-def test_batch_of_200_with_transient_faults_sync(piston_server: PistonTestServer,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_batch_of_200_with_transient_faults_sync(
+    piston_server: PistonTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
     piston_server.faults.transient_rate = 0.10
     piston_server.faults.transient_max = 2
-    with Client(piston_url=piston_server.url, engine="piston", retries=3) as c, \
-            caplog.at_level(logging.WARNING, "codecapsule.piston"):
+    with (
+        Client(piston_url=piston_server.url, engine="piston", retries=3) as c,
+        caplog.at_level(logging.WARNING, "codecapsule.piston"),
+    ):
         results = c.execute_many(_batch(200), concurrency=16)
     assert [r.stdout for r in results] == [f"{i * i}\n" for i in range(200)]
     assert [r.name for r in results] == [f"s{i}" for i in range(200)]
     faults = [r for r in piston_server.requests() if r.fault]
     assert faults and len(caplog.records) >= len(faults)
     executed = Counter(j.stdin for j in piston_server.executions)
-    assert len(executed) == 200 and set(executed.values()) == {1}   # no duplicates
+    assert len(executed) == 200 and set(executed.values()) == {1}  # no duplicates
 
 
 async def test_batch_of_200_with_transient_faults_async(piston_server: PistonTestServer) -> None:
@@ -319,10 +376,12 @@ async def test_batch_of_200_with_transient_faults_async(piston_server: PistonTes
 
 
 def test_batch_per_job_errors_are_internal_error_results(piston_server: PistonTestServer) -> None:
-    jobs: list[object] = [{"source": "print(1)", "language": "python"},
-                          {"source": "print(1)", "language": "python", "version": "9"},
-                          {"source": "x", "language": "cobol"},
-                          {"source": "print(3)", "language": "python"}]
+    jobs: list[object] = [
+        {"source": "print(1)", "language": "python"},
+        {"source": "print(1)", "language": "python", "version": "9"},
+        {"source": "x", "language": "cobol"},
+        {"source": "print(3)", "language": "python"},
+    ]
     with Client(piston_url=piston_server.url, engine="piston") as c:
         results = c.execute_many(jobs, concurrency=2)  # type: ignore[arg-type]
     assert [r.verdict for r in results] == [Verdict.OK, Verdict.INTERNAL_ERROR, Verdict.INTERNAL_ERROR, Verdict.OK]
