@@ -33,6 +33,7 @@ import shlex
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -589,6 +590,8 @@ def _spawn(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            with _WAITED_LOCK:
+                _WAITED.discard(proc.pid)
             raise SandboxError(f"could not confine the sandbox: {exc}") from exc
         spawned_ok = True
         return _Spawned(proc, init_fd, status_r, exit_r if caps.perl else None)
@@ -607,10 +610,18 @@ def _popen(
     cmd: list[str], stdin: IO[bytes], env: dict[str, str], cwd: str, fds: tuple[int, ...]
 ) -> subprocess.Popen[bytes]:
     # a new session: no controlling terminal to inject keystrokes into (TIOCSTI), its own process group to kill
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd,
         start_new_session=True, close_fds=True, pass_fds=fds,
     )  # fmt: skip
+    with _WAITED_LOCK:
+        _WAITED.add(proc.pid)
+    return proc
+
+
+# Children a stage runner waits for itself (bwrap monitors, chain programs): _reap never takes these.
+_WAITED: set[int] = set()
+_WAITED_LOCK = threading.Lock()
 
 
 def _spawn_chain(
@@ -779,6 +790,9 @@ def _reap(init_fd: int | None, sandbox_uid: int | None) -> None:
             fields = stat[stat.rindex(")") + 2 :].split()
             if fields[0] != "Z":
                 continue
+            with _WAITED_LOCK:
+                if child in _WAITED:
+                    continue
             init = stat[stat.index("(") + 1 : stat.rindex(")")] == "bwrap" and int(fields[2]) != child
             with contextlib.suppress(OSError):
                 if init or (sandbox_uid is not None and os.stat(f"/proc/{child}").st_uid == sandbox_uid):
@@ -825,7 +839,11 @@ def _run(
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()
         proc.stderr.close()
-    _, status, usage = os.wait4(proc.pid, 0)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        with _WAITED_LOCK:
+            _WAITED.discard(proc.pid)
     _reap(init_fd, caps.sandbox_uid)
     if init_fd is not None:
         os.close(init_fd)

@@ -179,22 +179,28 @@ def test_a_megabyte_wrong_answer_gives_a_bounded_diff() -> None:
 
 
 def test_good_jobs_keep_their_verdicts_next_to_hogs_and_fork_bombs() -> None:
-    engine = engine_for("full")
+    """execute_many at its default concurrency (the cores): CPU hogs and fork bombs never cost a good job its
+    verdict (each run has one CPU at most; its CPU limit counts only its own processes)."""
+    engine_for("full")
     good = cc.Job.create("s = 0\nfor i in range(200_000): s += i\nprint(s)", "python", expect="19999900000", timeout=2)
     hog = cc.Job.create(
         "import os\nfor _ in range(6):\n    if os.fork() == 0: break\nwhile True: pass", "python", timeout=2
     )
     bomb = cc.Job.create("import os\nwhile True:\n    try: os.fork()\n    except OSError: pass", "python", timeout=2)
     jobs = [good, hog, good, bomb, good, hog, good, bomb]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        results = list(pool.map(engine.run, jobs))
+    with cc.Client(engine="local") as client:
+        results = client.execute_many(jobs)
     for job, r in zip(jobs, results, strict=True):
         if job is good:
-            assert r.verdict == "ok", r
+            assert (r.verdict, r.stdout) == ("ok", "19999900000\n"), r
         else:
             assert r.verdict in ("time_limit", "runtime_error"), r
+
+
+def test_batches_default_to_one_job_per_core() -> None:
+    from codecapsule._client import default_concurrency
+
+    assert default_concurrency() == len(os.sched_getaffinity(0))
 
 
 def test_the_suite_as_an_unprivileged_user() -> None:
