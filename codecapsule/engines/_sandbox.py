@@ -324,6 +324,8 @@ def _rlimits(caps: SandboxCaps, limits: StageLimits, cgroup: _cgroups.RunCgroup 
     rl = [(resource.RLIMIT_CORE, 0, 0), (resource.RLIMIT_NOFILE, 512, 512)]
     if limits.cpu is not None:
         soft = max(1, math.ceil(limits.cpu))
+        if cgroup is not None and cgroup.cpu_time() is not None:
+            soft += 1  # the run's CPU accounting (polled) judges; the per-process limit is only a backstop
         rl.append((resource.RLIMIT_CPU, soft, soft + 1))  # SIGXCPU at soft, SIGKILL one second later
     if limits.file_size is not None:
         rl.append((resource.RLIMIT_FSIZE, limits.file_size, limits.file_size))
