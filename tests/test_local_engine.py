@@ -146,6 +146,16 @@ def test_info_says_which_isolation_is_in_force(engine: LocalEngine) -> None:
     if engine.caps.level == "rlimits":
         assert "can reach the network" in info.isolation
     assert info.languages["python"] != "not installed"
+    notes = {n.split(":", 1)[0]: n.split(":", 1)[1] for n in info.notes if n.split(":", 1)[0] in FACTS}
+    assert set(notes) == set(FACTS), info.notes
+    caps = engine.caps
+    assert ("unprivileged host uid" in notes["uid"]) == (caps.sandbox_uid is not None)
+    assert ("no filter" in notes["seccomp"]) == (caps.seccomp is None)
+    assert ("none" in notes["cgroup"]) == (caps.cgroups is None)
+    assert ("tmpfs" in notes["disk"]) == caps.root
+
+
+FACTS = ("uid", "seccomp", "cgroup", "disk", "verdicts")
 
 
 # -- hostile programs, in every mode ------------------------------------------------------------------

@@ -54,6 +54,15 @@ def _refused(marker: str = "refused") -> Check:
     return check
 
 
+def _syscall_refused(r: cc.Result, caps: SandboxCaps) -> str | None:
+    """Under seccomp the call fails with EPERM; elsewhere the kernel must refuse it in some way (no privilege,
+    no such file): a success is never safe."""
+    words = r.stdout.split()
+    if not words or words[0] == "ALLOWED" or (caps.seccomp is not None and words[0] != "refused"):
+        return f"not refused: {r.stdout!r} {r.stderr[-300:]!r}"
+    return None
+
+
 def _verdict(*verdicts: str, message: str | None = None) -> Check:
     def check(r: cc.Result, caps: SandboxCaps) -> str | None:
         if r.verdict not in verdicts:
@@ -84,13 +93,40 @@ def _probe_open_for_write(path: str) -> str:
     )
 
 
-def _syscall(name: str, nr: int, *args: int) -> str:
-    call = ", ".join(str(a) for a in args)
+def _syscall(name: str, nr: int, *args: int | str) -> str:
+    """Call a system call with arguments that would work if it were allowed (strings become C strings), so a
+    refusal with EPERM is the sandbox's, not a bad argument's."""
+    call = ", ".join(f"ctypes.c_char_p({a.encode()!r})" if isinstance(a, str) else f"ctypes.c_long({a})" for a in args)
     return (
         "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-        f"rc = libc.syscall({nr}{', ' if call else ''}{call})\n"
-        f"print('refused' if rc == -1 else 'ALLOWED', {name!r}, ctypes.get_errno())\n"
+        f"rc = libc.syscall(ctypes.c_long({nr}){', ' if call else ''}{call})\n"
+        "e = ctypes.get_errno()\n"
+        f"print('refused' if rc == -1 and e == 1 else 'failed' if rc == -1 else 'ALLOWED', {name!r}, e)\n"
     )
+
+
+# Arguments that make each call succeed for a process allowed to make it.
+_SYSCALL_ARGS: dict[str, tuple[int | str, ...]] = {
+    "unshare": (0x10000000,),
+    "setns": (0, 0),  # fd 0 is not a namespace: EINVAL unless refused first
+    "mount": ("tmpfs", "/box", "tmpfs", 0, 0),
+    "umount2": ("/box", 0),
+    "chroot": ("/box",),
+    "pivot_root": ("/box", "/box"),
+    "ptrace": (0,),  # PTRACE_TRACEME
+    "keyctl": (0, -3, 0),  # KEYCTL_GET_KEYRING_ID of the session keyring
+    "add_key": ("user", "capsule", "x", 1, -3),
+    "request_key": ("user", "capsule", 0, -3),
+    "bpf": (0, 0, 0),
+    "perf_event_open": (0, 0, -1, -1, 0),
+    "init_module": (0, 0, ""),
+    "finit_module": (0, "", 0),
+    "delete_module": ("capsule", 0),
+    "kexec_load": (0, 0, 0, 0),
+    "kexec_file_load": (0, 0, 0, "", 0),
+    "open_by_handle_at": (0, 0, 0),
+    "userfaultfd": (0,),
+}
 
 
 def _as_root(caps: SandboxCaps) -> bool:
@@ -206,8 +242,8 @@ CASES: list[Case] = [
         Case(
             f"syscall-{name}",
             "python",
-            _syscall(name, nr, *([0x10000000] if name == "unshare" else [])),
-            _refused(),
+            _syscall(name, nr, *_SYSCALL_ARGS[name]),
+            _syscall_refused,
             needs=(lambda caps: True) if name in _ALWAYS_REFUSED else _seccomp,
         )
         for name, nr in _X86_64.items()
