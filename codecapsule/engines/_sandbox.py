@@ -41,12 +41,11 @@ from typing import IO
 
 from .._errors import SandboxError
 from .._results import Stage
-from . import _cgroups, _seccomp
+from . import _cgroups, _seccomp, _uids
 
 _READ = 65536
 SANDBOX_WORKDIR = "/box"
 _CPU_POLL = 0.02  # seconds between reads of the run's CPU accounting while it runs
-_UID_RANGE = range(64000, 65000)  # where the dedicated sandbox uid is picked (a uid no account uses)
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -75,7 +74,8 @@ class SandboxCaps:
     cgroups: _cgroups.CgroupSupport | None
     root: bool
     setpriv: str | None = None
-    sandbox_uid: int | None = None  # the host uid programs run as when we are root (None: our own uid)
+    sandbox_uid: int | None = None  # the host uid programs run as when we are root (None: our own uid); the engine
+    # gives each run its own (``replace(caps, sandbox_uid=...)`` from ``_uids.UidPool``)
     seccomp: bytes | None = None  # the BPF filter bwrap loads (None: no filter)
     disable_userns: bool = False  # bwrap forbids further user namespaces inside (--disable-userns)
     perl: str | None = None  # the sandbox's PID 1 that reports the program's raw wait status (see _LAUNCHER)
@@ -84,7 +84,7 @@ class SandboxCaps:
     def detect(cls, *, use_bwrap: bool = True, use_cgroups: bool = True) -> SandboxCaps:
         root = os.geteuid() == 0
         setpriv = _find("setpriv") if root else None
-        uid = _free_uid() if setpriv else None
+        uid = _uids.UidPool().first if setpriv else None
         if uid is None:
             setpriv = None
         base = cls(sh=_find("sh") or "/bin/sh", bwrap=None, prlimit=_find("prlimit"), cgroups=None, root=root)
@@ -150,7 +150,8 @@ class SandboxCaps:
         cg = self.cgroups
         return {
             "uid": (
-                f"programs run as unprivileged host uid {self.sandbox_uid}, no capabilities"
+                f"programs run as an unprivileged host uid of their own per run ({_uids.UID_RANGE.start}–"
+                f"{_uids.UID_RANGE.stop - 1}), no capabilities"
                 if self.sandbox_uid is not None
                 else (
                     "programs run as HOST ROOT (setpriv missing)"
@@ -199,7 +200,7 @@ class SandboxCaps:
                 + ")"
             )
         if self.sandbox_uid is not None:
-            parts.append(f"unprivileged uid {self.sandbox_uid}")
+            parts.append("an unprivileged uid per run")
         if self.cgroups:
             parts.append(
                 f"a per-run cgroup v{self.cgroups.version} (memory and process limits"
@@ -218,7 +219,7 @@ class SandboxCaps:
             )
         if self.root and self.sandbox_uid is None:
             text += ". Programs run as host root (install setpriv from util-linux)"
-        if not self.cgroups and self.root:
+        if not self.cgroups and self.root and self.sandbox_uid is None:
             text += ". Running as root without cgroups: a fork bomb is NOT contained"
         elif not self.cgroups:
             text += ". Memory is limited by address space/heap flags only"
@@ -230,18 +231,6 @@ def _find(name: str) -> str | None:
         p = os.path.join(d, name)
         if os.access(p, os.X_OK):
             return p
-    return None
-
-
-def _free_uid() -> int | None:
-    """A uid in ``_UID_RANGE`` no account of this machine uses: programs run as it when we are root."""
-    import pwd
-
-    for uid in _UID_RANGE:
-        try:
-            pwd.getpwuid(uid)
-        except KeyError:
-            return uid
     return None
 
 
@@ -335,6 +324,10 @@ def _rlimits(caps: SandboxCaps, limits: StageLimits, cgroup: _cgroups.RunCgroup 
     if limits.processes is not None and not caps.root and cgroup is None:
         # RLIMIT_NPROC counts all of this user's processes; root ignores it (hence the cgroup)
         n = _own_process_count() + limits.processes
+        rl.append((resource.RLIMIT_NPROC, n, n))
+    elif limits.processes is not None and caps.sandbox_uid is not None and cgroup is None:
+        # as root, each run has a uid of its own, which does not ignore RLIMIT_NPROC (+ the sandbox's PID 1)
+        n = limits.processes + 2
         rl.append((resource.RLIMIT_NPROC, n, n))
     return rl
 
@@ -797,7 +790,7 @@ def _reap(init_fd: int | None, sandbox_uid: int | None) -> None:
                     continue
             init = stat[stat.index("(") + 1 : stat.rindex(")")] == "bwrap" and int(fields[2]) != child
             with contextlib.suppress(OSError):
-                if init or (sandbox_uid is not None and os.stat(f"/proc/{child}").st_uid == sandbox_uid):
+                if init or (sandbox_uid is not None and os.stat(f"/proc/{child}").st_uid in _uids.UID_RANGE):
                     os.waitpid(child, os.WNOHANG)
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 
 from .._errors import ConfigurationError, EngineError
 from .._jobs import Job, Limits
 from .._results import Result
 from .._verdicts import judge
-from . import _cgroups, _workdir
+from . import _cgroups, _uids, _workdir
 from ._sandbox import SandboxCaps, StageLimits, run_stage
 from ._toolchains import RESERVES_ADDRESS_SPACE, Toolchain, compile_plan, find, program_stdin, run_plan
 from .base import EngineInfo
@@ -68,13 +69,14 @@ class LocalEngine:
         )
         if self.caps.sandbox_uid is not None and workroot is not None and not _workdir.reachable_by_others(workroot):
             raise ConfigurationError(
-                f"workroot {workroot!r} cannot be reached by the sandbox's unprivileged uid {self.caps.sandbox_uid} "
+                f"workroot {workroot!r} cannot be reached by the sandbox's unprivileged uids "
                 "(a parent directory lacks o+x): choose a directory such as /tmp, or leave workroot unset."
             )
         # what a host process killed mid-run left behind: its work directories (tmpfs mounts) and cgroups
         _workdir.sweep(workroot)
         if self.caps.cgroups is not None:
             _cgroups.sweep(self.caps.cgroups)
+        self._uids = _uids.UidPool()
         self._toolchains: dict[str, Toolchain] = {}
         self._lock = threading.Lock()
 
@@ -92,19 +94,25 @@ class LocalEngine:
             raise EngineError("SQL runs in the DuckDB engine, not the local engine.")
         tc = self.toolchain(job.language)
         limits = job.limits.over(self.defaults)
-        work = _workdir.WorkDir(self.workroot, size=self.workdir_size, owner=self.caps.sandbox_uid)
+        if self.caps.sandbox_uid is None:
+            return self._run(job, tc, limits, self.caps)
+        with self._uids.take() as uid:  # this run's own unprivileged host uid
+            return self._run(job, tc, limits, replace(self.caps, sandbox_uid=uid))
+
+    def _run(self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps) -> Result:
+        work = _workdir.WorkDir(self.workroot, size=self.workdir_size, owner=caps.sandbox_uid)
         # facts the sandbox measures: with a memory cgroup, memory_limit comes from its OOM events only
-        text_oom = self.caps.cgroups is None
+        text_oom = caps.cgroups is None
         try:
             work.write((f.name, f.data) for f in job.files)
             workdir = work.path
             compiled = None
-            inner = self.caps.inner_workdir(workdir)
+            inner = caps.inner_workdir(workdir)
             plan = compile_plan(tc, job, inner)
             if plan is not None:
                 assert limits.compile_timeout is not None and limits.output is not None
                 compiled = run_stage(
-                    self.caps,
+                    caps,
                     plan.argv,
                     env=plan.env,
                     workdir=workdir,
@@ -125,10 +133,10 @@ class LocalEngine:
                         job, engine=self.name, version=tc.version, compile=compiled, run=None, limits=limits,
                         memory_from_text=text_oom,
                     )  # fmt: skip
-            runp = run_plan(tc, job, inner, _heap_hint(limits.memory, self.caps))
+            runp = run_plan(tc, job, inner, _heap_hint(limits.memory, caps))
             assert limits.run_timeout is not None and limits.output is not None
             ran = run_stage(
-                self.caps,
+                caps,
                 runp.argv,
                 env=runp.env,
                 workdir=workdir,

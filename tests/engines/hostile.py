@@ -146,7 +146,8 @@ def _cgroup(caps: SandboxCaps) -> bool:
 
 
 def _pids_contained(caps: SandboxCaps) -> bool:
-    return caps.cgroups is not None or not caps.root
+    # a pids cgroup, or RLIMIT_NPROC on a uid of the run's own (as root) or on the user's own (not root)
+    return caps.cgroups is not None or not caps.root or caps.sandbox_uid is not None
 
 
 def _not_host_root(r: cc.Result, caps: SandboxCaps) -> str | None:
