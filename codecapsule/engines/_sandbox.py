@@ -117,11 +117,6 @@ class SandboxCaps:
                 ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         return replace(found, cgroups=_cgroups.detect() if use_cgroups else None)
 
-    @property
-    def host_uid(self) -> int:
-        """The uid programs run as on the host."""
-        return self.sandbox_uid if self.sandbox_uid is not None else os.geteuid()
-
     def uid_prefix(self) -> list[str]:
         """``setpriv`` to the sandbox uid, or nothing when we are not root."""
         if self.setpriv is None or self.sandbox_uid is None:

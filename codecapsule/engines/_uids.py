@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import pwd
 import tempfile
 import threading
 from collections.abc import Iterator
 
+from .._errors import SandboxError
+
 UID_RANGE = range(64000, 65000)
 
 
 class UidPool:
     def __init__(self, uids: range = UID_RANGE, lock_dir: str | None = None) -> None:
-        self.uids = [u for u in uids if not _has_account(u)]
+        self.uids = _free(uids)
         self.lock_dir = lock_dir or _default_lock_dir()
         self._next = os.getpid() % max(1, len(self.uids))
         self._lock = threading.Lock()
@@ -52,7 +55,16 @@ class UidPool:
                 os.close(fd)
                 continue
             return fd, uid
-        raise OSError(f"all {len(self.uids)} sandbox uids are in use")
+        raise SandboxError(
+            f"all {len(self.uids)} sandbox uids ({self.uids[0] if self.uids else '-'}...) are in use by other runs: "
+            "lower the batch concurrency or wait for running programs to finish."
+        )
+
+
+@functools.cache
+def _free(uids: range) -> list[int]:
+    """The uids of the range no account uses (read once per process)."""
+    return [u for u in uids if not _has_account(u)]
 
 
 def _has_account(uid: int) -> bool:
