@@ -120,10 +120,22 @@ def java_main_class(job: Job) -> str:
 
 
 # THE compile profile, one for both engines. Piston's gcc package compiles with a fixed script
-# (`gcc -std=c11 *.c -lm`, `g++ -std=c++17 *.cpp`): no optimisation, no warning flags, and a request cannot add
-# any. So the local engine compiles exactly that way too — ISO C11 / C++17 (not the GNU dialects), -O0, gcc's
-# default warnings — and the same top-level sources Piston's `*.c` glob takes. docs/local-engine.md says so.
+# (`gcc -std=c11 *.c -lm`, `g++ -std=c++17 *.cpp`): no optimisation and no flags a request can add. So the local
+# engine compiles that way too — ISO C11 / C++17 (not the GNU dialects), -O0, the same top-level sources Piston's
+# `*.c` glob takes — and the warnings of WARNING_FLAGS reach Piston's gcc through each source's prelude
+# (`#pragma GCC diagnostic warning "-Wall"`, then `#line 1 "main.c"` so lines and file names stay the student's).
+# docs/local-engine.md says so.
 COMPILE_PROFILE: dict[str, tuple[str, ...]] = {"c": ("-std=c11",), "c++": ("-std=c++17",)}
+WARNING_FLAGS: tuple[str, ...] = ("-Wall",)
+
+
+def source_prelude(name: str) -> str:
+    """What goes before a C/C++ source sent to Piston so its fixed gcc script warns as the local engine does."""
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    pragmas = "".join(f'#pragma GCC diagnostic warning "{flag}"\n' for flag in WARNING_FLAGS)
+    return f'{pragmas}#line 1 "{quoted}"\n'
+
+
 LINK_FLAGS: dict[str, tuple[str, ...]] = {"c": ("-lm",), "c++": ()}
 _COMPILERS = {"c": "gcc", "c++": "g++"}
 
@@ -164,7 +176,7 @@ def compile_plan(tc: Toolchain, job: Job, workdir: str) -> StagePlan | None:
         sources = [n for n in names if is_compiled_source(job.language, n)]
         cc = tc.executables[_COMPILERS[job.language]]
         flags = COMPILE_PROFILE[job.language]
-        return StagePlan([cc, *flags, "-pipe", "-o", "main", *sources, *LINK_FLAGS[job.language]], env)
+        return StagePlan([cc, *flags, *WARNING_FLAGS, "-pipe", "-o", "main", *sources, *LINK_FLAGS[job.language]], env)
     if job.language == "java":
         sources = [n for n in names if n.endswith(".java")]
         jflags = [f"-J{f}" for f in _JVM_FAST]

@@ -7,7 +7,9 @@ sends so that the program, its verdict and its stdout are the same on both engin
   every other file is sent base64 (written untouched, passed to no script) unless the runtime must compile it.
 * c / c++: the gcc script appends ``.c``/``.cpp`` to every code file and compiles ``*.c``/``*.cpp`` → only the
   real top-level sources (:func:`codecapsule._languages.is_compiled_source`) go as utf8, so headers and
-  data files stay as they are; diagnostics naming ``main.c.c`` are mapped back to ``main.c`` and the script's trailing
+  data files stay as they are; each source starts with the compile profile's warning prelude
+  (:func:`codecapsule.engines._toolchains.source_prelude`); diagnostics naming ``main.c.c`` are mapped back
+  to ``main.c`` and the script's trailing
   ``chmod: cannot access 'a.out'`` line is dropped.
 * java: the single-file source launcher compiles only the first code file and starts its first top-level
   class → every ``.java`` file is merged into one unit: imports first (one per line), the class the program
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from .._java import JavaFile, JavaType, entry_point, scan
 from .._jobs import File, Job
 from .._languages import is_compiled_source
+from ._toolchains import source_prelude
 
 __all__ = ["Shaped", "shape"]
 
@@ -89,7 +92,7 @@ def _shape_gcc(job: Job) -> Shaped:
     renames: list[tuple[str, str]] = []
     for i, f in enumerate(job.files):
         if isinstance(f.content, str) and (i == 0 or is_compiled_source(job.language, f.name)):
-            files.append(_utf8(f.name, f.content))
+            files.append(_utf8(f.name, source_prelude(f.name) + f.content))
             renames.append((f.name + ext, f.name))
         else:
             files.append(_base64(f))

@@ -189,6 +189,26 @@ PROGRAMS: tuple[Program, ...] = (
         stdout="42\n",
     ),
     Program("cpp-compile-error", "c++", "int main(){ return undefined; }\n", "compile_error"),
+    # -- the compile profile's warnings (-Wall) on both engines, naming the student's file and line ------------
+    Program(
+        "c-warnings",
+        "c",
+        '#include <stdio.h>\nint main(void){\n    int x = 0, unused;\n    if (x = 5) printf("%d\\n", x);\n}\n',
+        "ok",
+        stdout="5\n",
+    ),
+    Program(
+        "cpp-warnings-two-files",
+        "c++",
+        '#include <iostream>\n#include "util.hpp"\n'
+        'int main(){ int n = 3; if (n = twice(n)) std::cout << n << "\\n"; }\n',
+        "ok",
+        files={
+            "util.hpp": "int twice(int n);\n",
+            "util.cpp": '#include "util.hpp"\nint twice(int n) { int unused; return 2 * n; }\n',
+        },
+        stdout="6\n",
+    ),
     # -- memory limits, every language ---------------------------------------------------------------------
     *(
         Program(f"{lang}-512mb-under-128mb", lang, src, "memory_limit", memory="128MB")

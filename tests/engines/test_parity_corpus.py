@@ -21,6 +21,7 @@ from tests.fakes.piston import PistonTestServer
 from .parity_corpus import PROGRAMS, Program
 
 _DIAGNOSTIC = re.compile(r"^([\w./-]+):(\d+)(?::\d+)?: (?:fatal )?error", re.MULTILINE)
+_WARNING = re.compile(r"^([\w./-]+):(\d+):\d+: warning: .*\[(-W[\w=-]+)\]$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +29,15 @@ def results() -> Iterator[dict[str, tuple[Result, Result]]]:
     """Every corpus program run on both engines once (two at a time: the machine has two cores)."""
     local = LocalEngine()
     # Classroom servers raise the output cap (the cluster's spec does); the default 1024 bytes is tested elsewhere.
+    # A 10 s limit on both engines: Java's launcher needs ~1 s of CPU, and a loaded 2-core CI box stretches wall time.
     with (
-        PistonTestServer(output_max_size=65536) as server,
+        PistonTestServer(output_max_size=65536, run_timeout=10000, run_cpu_time=10000) as server,
         PistonEngine(Settings(piston_url=server.url, engine="piston", retries=0, request_timeout=60)) as piston,
     ):
 
         def both(p: Program) -> tuple[str, tuple[Result, Result]]:
             job = Job.create(
-                p.source, p.language, files=p.files or None, stdin=p.stdin or "", memory=p.memory, timeout=3
+                p.source, p.language, files=p.files or None, stdin=p.stdin or "", memory=p.memory, timeout=10
             )
             return p.name, (local.run(job), piston.run(job))
 
@@ -65,3 +67,14 @@ def test_same_result_on_both_engines(program: Program, results: dict[str, tuple[
         # the first error names the same file and line on both, never Piston's main.c.c or merged unit
         assert _DIAGNOSTIC.findall(there.stderr)[:1] == _DIAGNOSTIC.findall(here.stderr)[:1] != [], facts
         assert "chmod: cannot access" not in there.stderr and "compilation failed" not in there.stderr
+
+
+@pytest.mark.parametrize("name", ["c-warnings", "cpp-warnings-two-files"])
+def test_compile_profile_warns_alike(name: str, results: dict[str, tuple[Result, Result]]) -> None:
+    """-Wall on both engines: the same warnings, at the student's own files and lines (Piston gets a prelude)."""
+    here, there = results[name]
+    assert here.compile is not None and there.compile is not None
+    warnings = _WARNING.findall(here.compile.stderr)
+    assert ("-Wparentheses" in {w[2] for w in warnings}) and ("-Wunused-variable" in {w[2] for w in warnings})
+    assert _WARNING.findall(there.compile.stderr) == warnings
+    assert ".c.c" not in there.compile.stderr and ".cpp.cpp" not in there.compile.stderr
