@@ -13,14 +13,8 @@ import pytest
 
 import codecapsule as cc
 from codecapsule.engines.local import LocalEngine
-from tests.engines.hostile import marker, running
+from tests.engines.hostile import MODES, marker, running
 
-MODES = {
-    "full": {"bwrap": True, "cgroups": True},
-    "namespaces": {"bwrap": True, "cgroups": False},
-    "cgroup": {"bwrap": False, "cgroups": True},
-    "rlimits": {"bwrap": False, "cgroups": False},
-}
 _engines: dict[str, LocalEngine] = {}
 
 

@@ -18,14 +18,8 @@ import pytest
 import codecapsule as cc
 from codecapsule.engines.local import LocalEngine
 
-from .hostile import CASES, Case, marker, running
+from .hostile import CASES, MODES, Case, marker, running
 
-MODES = {
-    "full": {"bwrap": True, "cgroups": True},
-    "namespaces": {"bwrap": True, "cgroups": False},
-    "cgroup": {"bwrap": False, "cgroups": True},
-    "rlimits": {"bwrap": False, "cgroups": False},
-}
 _engines: dict[str, LocalEngine] = {}
 _lock = threading.Lock()
 
