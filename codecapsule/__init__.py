@@ -4,7 +4,7 @@
 >>> cc.execute("print(40 + 2)", "python").stdout      # doctest: +SKIP
 '42\\n'
 
-SQL runs in an in-process DuckDB; Python, JavaScript, Java, C and C++ run on Piston when a URL is configured
+SQL runs in a sandboxed DuckDB worker; Python, JavaScript, Java, C and C++ run on Piston when a URL is configured
 (``CODECAPSULE_PISTON_URL``) and otherwise on a sandboxed local engine. Heavy dependencies (DuckDB, IPython,
 cloud SDKs) are imported only when used.
 """

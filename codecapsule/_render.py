@@ -16,7 +16,10 @@ from collections.abc import Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._units import format_duration, format_size
+from ._diffview import Row, align, diff_text
+from ._fold import Line, fold
+from ._hints import hints_for
+from ._units import format_duration, format_limit, format_size
 
 if TYPE_CHECKING:
     from ._results import Result, Stage, Table
@@ -34,7 +37,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_ROWS = 10  # SQL rows shown under a cell (Capsule.displaylimit)
-DEFAULT_MAX_LINES = 200  # output lines shown before the rest is collapsed
+DEFAULT_MAX_LINES = 40  # output lines shown before the rest is folded (after repeated lines are collapsed)
 _MAX_CHARS = 20_000  # characters shown before the rest is collapsed (one very long line)
 _MAX_CELL_CHARS = 200  # characters of one SQL value shown
 
@@ -106,9 +109,22 @@ def map_sql_lines(message: str, line_offset: int) -> str:
     return "\n".join(lines)
 
 
+def _file_pattern(name: str) -> str:
+    """The file name, optionally behind a directory, not glued to a longer name on its left."""
+    return r"(?<![\w.\-/])(?:/?[^\s:()\"'<>]*/)?" + re.escape(name) + r"(?![\w.\-])"
+
+
+def name_files(text: str, names: dict[str, str]) -> str:
+    """The engine's file names in compiler and runtime messages replaced by the user's own:
+    ``/tmp/w/main.c:3:18`` → ``broken.c:3:18`` (``names``: engine name → user's name). Used by the CLI."""
+    for engine_name, user_name in names.items():
+        if engine_name and engine_name != user_name and engine_name in text:
+            text = re.sub(_file_pattern(engine_name), user_name.replace("\\", "\\\\"), text)
+    return text
+
+
 def _map_file(text: str, name: str, line_offset: int, label: str) -> str:
-    # the file name, optionally behind a directory, not glued to a longer name on its left
-    path = r"(?<![\w.\-/])(?:/?[^\s:()\"'<>]*/)?" + re.escape(name)
+    path = _file_pattern(name)
 
     def line_no(raw: str) -> int | None:
         n = int(raw) + line_offset
@@ -139,7 +155,8 @@ def _clean(text: str) -> str:
 
 
 class Block(NamedTuple):
-    """One piece of a rendered result. ``kind``: stdout, stderr, compile, note, diff, error, table, status."""
+    """One piece of a rendered result. ``kind``: stdout, stderr, compile, warnings, note, hint, diff, error, table,
+    status."""
 
     kind: str
     text: str = ""
@@ -176,7 +193,10 @@ def status_line(result: Result) -> str:
         parts.append(f"exit {result.exit_code}")
     if result.wall_time is not None:
         parts.append(format_duration(result.wall_time))
-    if result.memory is not None:
+    if verdict == "memory_limit" and result.limits.memory:
+        # the peak measured at the kill is just under the limit: show the limit, as the user wrote it
+        parts.append(f"over {format_limit(result.limits.memory)}")
+    elif result.memory is not None:
         parts.append(format_size(result.memory))
     parts.append(result.engine)
     parts.append(f"{result.language} {result.version}".strip())
@@ -193,13 +213,13 @@ def _limit_note(result: Result) -> str | None:
             "below. Look for a loop that never ends, or a slow algorithm."
         )
     if verdict == "memory_limit":
-        limit = f" of {format_size(lim.memory)}" if lim.memory else ""
+        limit = f" of {format_limit(lim.memory)}" if lim.memory else ""
         return (
             f"Memory limit: the program needed more than its memory limit{limit} and was stopped. "
             "Output printed before that is shown below."
         )
     if verdict == "output_limit":
-        limit = f" ({format_size(lim.output)} per stream)" if lim.output else ""
+        limit = f" ({format_limit(lim.output)} per stream)" if lim.output else ""
         return (
             f"Output limit: the program printed more than the output limit{limit} and was stopped. "
             "The first part of its output is shown below."
@@ -220,7 +240,7 @@ def _verdict_note(result: Result, *, in_cell: bool) -> tuple[str, str] | None:
             + ("Line numbers are the lines of the cell." if in_cell else "Line numbers are the program's lines."),
         )
     if verdict == "wrong_answer":
-        return "warn", "Wrong answer: the output differs from the expected output (diff below)."
+        return "warn", "Wrong answer: your output differs from the expected output (compared below, line by line)."
     if verdict == "signal":
         stage = result.run
         sig = f" ({stage.signal})" if stage is not None and stage.signal else ""
@@ -243,13 +263,15 @@ def _blocks(
     line_offset: int,
     other_files: Sequence[str],
     note: tuple[str, str] | None,
+    source: str | None = None,
 ) -> list[Block]:
     main = default_main_file(result.language) if main_file is None else main_file
 
     def where(text: str) -> str:
         return map_locations(text, main, line_offset=line_offset, other_files=other_files)
 
-    blocks: list[Block] = []
+    # the verdict first: the status line, then what it means, then hints, then what the program printed
+    blocks: list[Block] = [Block("status", status_line(result), tone=_TONE_OF.get(result.verdict.value, "info"))]
     if note is not None:
         blocks.append(Block("note", note[1], tone=note[0]))
     banner = _verdict_note(result, in_cell=line_offset > 0)
@@ -257,6 +279,8 @@ def _blocks(
         blocks.append(Block("note", banner[1], tone=banner[0]))
     for engine_note in result.notes:  # e.g. a limit lowered to what the Piston server allows
         blocks.append(Block("note", engine_note, tone="warn"))
+    blocks.extend(Block("hint", hint) for hint in hints_for(result, source))
+    warnings: Block | None = None
 
     if result.run is None and result.compile is not None:
         # did not compile: the compiler's words are the output (mapped to the cell's lines)
@@ -266,9 +290,11 @@ def _blocks(
         blocks.append(Block("compile", where(text), label="compiler"))
     else:
         if result.compile is not None and result.compile.stderr.strip():
-            # warnings from a successful compile
+            # warnings from a successful compile: folded under the output, not an error
             warn = where(_stage_text(result.compile, "stderr"))
-            blocks.append(Block("stderr", warn, label="compiler warnings"))
+            count = len(re.findall(r"(?m)\bwarning:", warn))
+            label = f"{count} compiler warning{'s' if count != 1 else ''}" if count else "compiler messages"
+            warnings = Block("warnings", warn, tone="warn", label=label)
         # a SQL result's stdout is the table as CSV (what expect= compares): the table itself is shown instead
         stdout = _stage_text(result.run, "stdout") if result.table is None else ""
         stderr = _stage_text(result.run, "stderr")
@@ -280,8 +306,10 @@ def _blocks(
             blocks.append(Block("stderr", where(stderr), label="stderr"))
         if result.table is None and not stdout and not stderr and not result.error and result.run is not None:
             blocks.append(Block("empty", "(no result rows)" if result.language == "sql" else "(no output)"))
+    if warnings is not None:
+        blocks.append(warnings)
     if result.verdict.value == "wrong_answer" and result.diff:
-        blocks.append(Block("diff", _clean(result.diff), label="diff: - expected, + your output"))
+        blocks.append(Block("diff", _clean(result.diff), label="expected vs your output"))
     if result.table is not None:
         blocks.append(Block("table"))
     if result.error and result.verdict.value != "internal_error":
@@ -297,14 +325,23 @@ def _blocks(
 
 
 def _collapse_text(text: str, max_lines: int) -> str:
-    text = text.rstrip("\n")
-    lines = text.split("\n")
-    if len(lines) > max_lines:
-        more = len(lines) - max_lines
-        return "\n".join(lines[:max_lines]) + f"\n… {more:,} more line{'s' if more != 1 else ''} not shown"
-    if len(text) > _MAX_CHARS:
-        return text[:_MAX_CHARS] + f"\n… {len(text) - _MAX_CHARS:,} more characters not shown"
-    return text
+    shown, rest = fold(text, max_lines)
+    out = "\n".join(line.text for line in shown)
+    if rest:
+        more = sum(max(1, line.hidden) for line in rest)
+        out += f"\n… {more:,} more line{'s' if more != 1 else ''} not shown"
+    if len(out) > _MAX_CHARS:
+        out = out[:_MAX_CHARS] + f"\n… {len(out) - _MAX_CHARS:,} more characters not shown"
+    return out
+
+
+def _diff_rows(result: Result) -> list[Row] | None:
+    """The aligned expected / your-output rows, when both texts are known (else the stored diff is shown)."""
+    if result.expected is None or result.run is None:
+        return None
+    from ._verdicts import normalise_output
+
+    return align(normalise_output(_clean(result.expected)), normalise_output(_clean(result.run.stdout)))
 
 
 def _format_value(value: Any) -> str:
@@ -356,29 +393,47 @@ def render_text(
     line_offset: int = 0,
     other_files: Sequence[str] = (),
     note: tuple[str, str] | None = None,
+    source: str | None = None,
 ) -> str:
     """The result as plain text (terminals, nbconvert, VS Code's text fallback). No colour codes.
 
-    ``note`` is an extra ``(tone, text)`` banner such as ``("ok", "expected compile_error")``. ``main_file``
-    (default: the language's usual name), ``line_offset`` and ``other_files`` map compiler and traceback
-    locations to the cells' lines: see :func:`map_locations`.
+    The verdict comes first, then what it means and hints, then the output (long output folded after
+    ``max_lines`` lines, repeated lines collapsed). ``note`` is an extra ``(tone, text)`` banner such as
+    ``("ok", "expected compile_error")``. ``main_file`` (default: the language's usual name), ``line_offset`` and
+    ``other_files`` map compiler and traceback locations to the cells' lines: see :func:`map_locations`.
+    ``source`` (the program's text) lets hints look at the program, e.g. ``void main``.
     """
     out: list[str] = []
     if result.name:
         out.append(f"== {result.name} ==")
-    for block in _blocks(result, main_file=main_file, line_offset=line_offset, other_files=other_files, note=note):
-        if block.kind == "note":
+    blocks = _blocks(
+        result, main_file=main_file, line_offset=line_offset, other_files=other_files, note=note, source=source
+    )
+    for block in blocks:
+        if block.kind == "status":
+            out.append(f"[{block.text}]")
+        elif block.kind == "note":
             out.append(f"{_ICON[block.tone]} {block.text}")
+        elif block.kind == "hint":
+            out.append(f"Hint: {block.text}")
         elif block.kind == "stdout":
             out.append(_collapse_text(block.text, max_lines))
         elif block.kind == "empty":
             out.append(block.text)
         elif block.kind == "table" and result.table is not None:
             out.append(_table_text(result.table, max_rows))
+        elif block.kind == "warnings":
+            # folded: the warning lines themselves, not gcc's excerpts under them
+            lines = [line for line in block.text.splitlines() if "warning:" in line] or block.text.splitlines()
+            out.append(f"--- {block.label} ---")
+            out.append(_collapse_text("\n".join(lines), max(1, max_lines // 4)))
+        elif block.kind == "diff":
+            rows = _diff_rows(result)
+            out.append(f"--- {block.label} ---")
+            out.append(diff_text(rows, max(1, max_lines // 2)) if rows is not None else block.text)
         else:
             out.append(f"--- {block.label} ---")
             out.append(_collapse_text(block.text, max_lines))
-    out.append(f"[{status_line(result)}]")
     return "\n".join(out)
 
 
@@ -408,23 +463,88 @@ def _pre(text: str, *, style: str = "", cls: str) -> str:
     return f'<pre class="{cls}" style="{_PRE};{style}">{escape(text)}</pre>'
 
 
+def _lines_html(lines: list[Line]) -> str:
+    return "\n".join(
+        f'<span class="cc-repeat" style="font-style:italic;opacity:0.7">{escape(line.text)}</span>'
+        if line.hidden
+        else escape(line.text)
+        for line in lines
+    )
+
+
 def _collapse_html(text: str, max_lines: int, *, style: str, cls: str) -> str:
-    """A ``<pre>`` of the first lines, and the rest inside a closed ``<details>`` ("show all")."""
-    text = text.rstrip("\n")
-    lines = text.split("\n")
-    if len(lines) > max_lines:
-        head, rest = "\n".join(lines[:max_lines]), "\n".join(lines[max_lines:])
-        summary = f"show all {len(lines):,} lines ({len(lines) - max_lines:,} more)"
-    elif len(text) > _MAX_CHARS:
-        head, rest = text[:_MAX_CHARS], text[_MAX_CHARS:]
-        summary = f"show all {len(text):,} characters ({len(rest):,} more)"
-    else:
-        return _pre(text, style=style, cls=cls)
+    """A ``<pre>`` of the first lines (repeats collapsed), the rest inside a closed ``<details>`` ("show all")."""
+    shown, rest = fold(text, max_lines)
+    pre = f'<pre class="{cls}" style="{_PRE};{style}">'
+    if not rest:
+        body = _lines_html(shown)
+        if len(body) <= _MAX_CHARS * 2:
+            return pre + body + "</pre>"
+        text = "\n".join(line.text for line in shown)
+        head, tail = text[:_MAX_CHARS], text[_MAX_CHARS:]
+        summary = f"show all {len(text):,} characters ({len(tail):,} more)"
+        return (
+            pre + escape(head) + "</pre>"
+            + f'<details class="cc-more"><summary style="cursor:pointer;{_LABEL}">{escape(summary)}</summary>'
+            + pre + escape(tail) + "</pre></details>"
+        )
+    total = sum(max(1, line.hidden) for line in shown + rest)
+    more = sum(max(1, line.hidden) for line in rest)
+    summary = f"show all {total:,} lines ({more:,} more)"
     return (
-        _pre(head, style=style, cls=cls)
+        pre + _lines_html(shown) + "</pre>"
         + f'<details class="cc-more"><summary style="cursor:pointer;{_LABEL}">{escape(summary)}</summary>'
-        + _pre(rest, style=style, cls=cls)
-        + "</details>"
+        + pre + _lines_html(rest) + "</pre></details>"
+    )
+
+
+_MARK = "background:rgba(244, 67, 54, 0.35);border-radius:2px"  # a differing character
+_ABSENT = "opacity:0.55;font-style:italic"
+
+
+def _side_html(segments: tuple[Any, ...] | None, absent: str) -> str:
+    if segments is None:
+        return f'<span style="{_ABSENT}">{escape(absent)}</span>'
+    parts = []
+    for seg in segments:
+        text = escape(seg.text)
+        parts.append(f'<span class="cc-changed" style="{_MARK}">{text}</span>' if seg.changed else text)
+    return "".join(parts) or " "
+
+
+def _diff_table_html(rows: list[Row], max_rows: int) -> str:
+    cell = (
+        "padding:0 8px;vertical-align:top;white-space:pre-wrap;word-break:break-word;text-align:left;"
+        "font-family:var(--jp-code-font-family, monospace);min-width:8em"
+    )
+    head = (
+        f'<tr><th style="{_LABEL};text-align:right;padding:0 6px">line</th>'
+        f'<th style="{_LABEL};text-align:left;padding:0 8px">expected</th>'
+        f'<th style="{_LABEL};text-align:left;padding:0 8px">your output</th></tr>'
+    )
+    body = []
+    for row in rows[:max_rows]:
+        if row.skipped:
+            n = row.skipped
+            body.append(
+                f'<tr class="cc-same"><td></td><td colspan="2" style="{cell};{_ABSENT}">'
+                f"… {n:,} matching line{'s' if n != 1 else ''}</td></tr>"
+            )
+            continue
+        style = "" if row.same else f"background:{_BACKGROUND['warn']}"
+        cls = "cc-same" if row.same else "cc-differs"
+        body.append(
+            f'<tr class="{cls}" style="{style}"><td style="{cell};text-align:right;opacity:0.6;min-width:0">'
+            f"{row.number}</td>"
+            f'<td class="cc-expected" style="{cell}">{_side_html(row.expected, "(no line)")}</td>'
+            f'<td class="cc-actual" style="{cell}">{_side_html(row.actual, "(no line)")}</td></tr>'
+        )
+    if len(rows) > max_rows:
+        more = len(rows) - max_rows
+        body.append(f'<tr><td></td><td colspan="2" style="{cell};{_ABSENT}">… {more:,} more rows</td></tr>')
+    return (
+        '<table class="cc-diff" style="border-collapse:collapse;margin:2px 0;font-size:inherit">'
+        f"<thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
     )
 
 
@@ -483,6 +603,7 @@ def render_html(
     line_offset: int = 0,
     other_files: Sequence[str] = (),
     note: tuple[str, str] | None = None,
+    source: str | None = None,
 ) -> str:
     """The result as one self-contained, escaped HTML fragment (same arguments as :func:`render_text`)."""
     verdict = result.verdict.value
@@ -492,13 +613,26 @@ def render_html(
     ]
     if result.name:
         parts.append(f'<div style="font-weight:600;{_LABEL}">{escape(result.name)}</div>')
-    for block in _blocks(result, main_file=main_file, line_offset=line_offset, other_files=other_files, note=note):
-        if block.kind == "note":
+    blocks = _blocks(
+        result, main_file=main_file, line_offset=line_offset, other_files=other_files, note=note, source=source
+    )
+    for block in blocks:
+        if block.kind == "status":
+            head, _, tail = block.text.partition(" · ")
             parts.append(
-                f'<div class="cc-note cc-{block.tone}" style="border-left:3px solid {_COLOR[block.tone]};'
-                f"background:{_BACKGROUND[block.tone]};padding:3px 8px;margin:2px 0;"
+                f'<div class="cc-status" title="{escape(result.verdict.description)}" '
+                f'style="{_LABEL};opacity:1;font-size:100%;margin:0 0 2px 0">'
+                f'<span style="color:{_COLOR[block.tone]};font-weight:600">{escape(head)}</span>'
+                f'<span style="opacity:0.75"> · {escape(tail)}</span></div>'
+            )
+        elif block.kind in ("note", "hint"):
+            tone = block.tone
+            icon = "Hint:" if block.kind == "hint" else _ICON[tone]
+            parts.append(
+                f'<div class="cc-{block.kind} cc-{tone}" style="border-left:3px solid {_COLOR[tone]};'
+                f"background:{_BACKGROUND[tone]};padding:3px 8px;margin:2px 0;"
                 f'font-family:var(--jp-ui-font-family, sans-serif)">'
-                f'<span style="color:{_COLOR[block.tone]};font-weight:600">{_ICON[block.tone]}</span> '
+                f'<span style="color:{_COLOR[tone]};font-weight:600">{icon}</span> '
                 f"{escape(block.text)}</div>"
             )
         elif block.kind == "stdout":
@@ -509,19 +643,32 @@ def render_html(
             parts.append(f'<div style="{_LABEL};color:{_COLOR["error"]}">{escape(block.label)}</div>')
             style = f"border-left:3px solid {_COLOR['error']};background:{_BACKGROUND['error']}"
             parts.append(_collapse_html(block.text, max_lines, style=style, cls=f"cc-{block.kind}"))
+        elif block.kind == "warnings":
+            style = f"border-left:3px solid {_COLOR['warn']}"
+            parts.append(
+                f'<details class="cc-warnings"><summary style="cursor:pointer;{_LABEL};color:{_COLOR["warn"]}">'
+                f"{_ICON['warn']} {escape(block.label)}</summary>"
+                + _collapse_html(block.text, max_lines, style=style, cls="cc-warnings-text")
+                + "</details>"
+            )
         elif block.kind == "diff":
             parts.append(f'<div style="{_LABEL}">{escape(block.label)}</div>')
-            parts.append(_diff_html(block.text))
+            rows = _diff_rows(result)
+            parts.append(_diff_table_html(rows, max_lines) if rows is not None else _diff_html(block.text))
         elif block.kind == "table" and result.table is not None:
             parts.append(_table_html(result.table, max_rows))
-    tone = _TONE_OF.get(verdict, "info")
-    head, _, tail = status_line(result).partition(" · ")
-    parts.append(
-        f'<div class="cc-status" title="{escape(result.verdict.description)}" style="{_LABEL}">'
-        f'<span style="color:{_COLOR[tone]};font-weight:600">{escape(head)}</span> · {escape(tail)}</div>'
-    )
     parts.append("</div>")
     return "".join(parts)
+
+
+def wrong_answer_text(result: Result, max_lines: int = DEFAULT_MAX_LINES) -> str | None:
+    """The "expected" / "your output" comparison as text (the CLI prints it for --expect), or None."""
+    if result.verdict.value != "wrong_answer":
+        return None
+    rows = _diff_rows(result)
+    if rows is None:
+        return _clean(result.diff) if result.diff else None
+    return diff_text(rows, max(1, max_lines // 2))
 
 
 def table_text(table: Table, max_rows: int = 20) -> str:

@@ -93,3 +93,24 @@ def format_duration(seconds: float | None) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     return f"{seconds:.2f} s"
+
+
+_LIMIT_UNITS = (
+    (1024**3, "GiB"),
+    (1000**3, "GB"),
+    (1024**2, "MiB"),
+    (1000**2, "MB"),
+    (1024, "KiB"),
+    (1000, "kB"),
+)
+
+
+def format_limit(n: int | None) -> str:
+    """A limit the way it was most likely written: ``64_000_000`` (``"64MB"``) → ``"64 MB"``, ``64 * 2**20``
+    (``"64MiB"``) → ``"64 MiB"``. The largest unit the size is a whole number of; else :func:`format_size`."""
+    if n is None:
+        return "–"
+    for factor, unit in _LIMIT_UNITS:
+        if n >= factor and n % factor == 0:
+            return f"{n // factor:,} {unit}"
+    return format_size(n)

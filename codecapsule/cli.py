@@ -7,6 +7,7 @@
     codecapsule demo                           one example per language on the engine in use
     codecapsule engine                         what runs where, and how well it is isolated
     codecapsule runtimes                       languages installed on the Piston server
+    codecapsule lab [FOLDER]                   JupyterLab on the classroom notebooks
     codecapsule cluster ... / doctor           cloud side (see docs/admin.md)
 
 The exit status mirrors the program's: its exit code; 128+n when killed by signal n; 124 on a time limit;
@@ -150,7 +151,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CodeCapsuleError(f"cannot read {args.expect_file!r}: {exc.strerror}.") from None
     with _client(args) as client:
-        result = client.execute(
+        job = client.job(
             source,
             language,
             stdin=stdin,
@@ -161,27 +162,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             memory=args.memory,
         )
+        result = client.run(job)
     if args.json:
         print(result.to_json(indent=2))
         return _exit_status(result)
-    _print_plain(result)
+    # messages name the user's files (broken.c:3:18), not the engine's (main.c:3:18)
+    names = {job.files[0].name: args.file} if args.code is None else {}
+    names.update({Path(extra).name: extra for extra in args.with_files or ()})
+    _print_plain(result, names=names, source=source)
     return _exit_status(result)
 
 
-def _print_plain(result: Result) -> None:
-    """Like running the program: its stdout on stdout, its stderr on stderr, then a status line if it failed."""
-    from ._render import status_line, table_text
+def _print_plain(result: Result, *, names: dict[str, str] | None = None, source: str | None = None) -> None:
+    """Like running the program: its stdout on stdout, its stderr on stderr; when it failed, then the comparison
+    with the expected output, hints and a status line (on stderr)."""
+    from ._hints import hints_for
+    from ._render import name_files, status_line, table_text, wrong_answer_text
+
+    def mine(text: str) -> str:
+        return name_files(text, names or {})
 
     if result.compile is not None and result.run is None:
-        sys.stderr.write(result.compile.stderr or result.compile.stdout)
+        sys.stderr.write(mine(result.compile.stderr or result.compile.stdout))
+    elif result.compile is not None and result.compile.stderr:
+        sys.stderr.write(mine(result.compile.stderr))  # warnings of a successful compile
     if result.table is not None:
         sys.stdout.write(table_text(result.table) + "\n")
     elif result.run is not None:
         sys.stdout.write(result.run.stdout)
-        sys.stderr.write(result.run.stderr)
+        sys.stderr.write(mine(result.run.stderr))
     elif result.error:
         sys.stderr.write(result.error + "\n")
     sys.stdout.flush()
+    comparison = wrong_answer_text(result)
+    if comparison:
+        sys.stderr.write(f"--- expected vs your output ---\n{comparison}\n")
+    for hint in hints_for(result, source):
+        sys.stderr.write(f"Hint: {hint}\n")
     if not result.ok:
         sys.stderr.write(f"[{status_line(result)}]\n")
 
@@ -218,6 +235,20 @@ def _cmd_runtimes(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
         return print_runtimes(client)
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from ._lab import lab_command, prepare_folder
+
+    folder_arg, lab_args = args.folder, list(args.lab_args)
+    if folder_arg is not None and folder_arg.startswith("-"):  # `lab -- --no-browser`: argparse ate the --
+        folder_arg, lab_args = None, [folder_arg, *lab_args]
+    if lab_args[:1] == ["--"]:
+        lab_args = lab_args[1:]
+    folder = prepare_folder(folder_arg)
+    command = lab_command(folder, lab_args)
+    print(f"codecapsule: opening JupyterLab on {folder}", file=sys.stderr, flush=True)
+    os.execv(command[0], command)  # JupyterLab takes over this process (Ctrl+C stops it)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,6 +288,17 @@ def build_parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("runtimes", help="list the languages installed on the Piston server")
     rt.add_argument("--piston", metavar="URL", help="Piston base URL (default: CODECAPSULE_PISTON_URL)")
     rt.set_defaults(func=_cmd_runtimes, engine="piston")
+
+    lab = sub.add_parser(
+        "lab",
+        help="open JupyterLab on the classroom notebooks",
+        description="Open JupyterLab on the classroom notebooks: in a clone, notebooks/ itself; otherwise a copy "
+        "in FOLDER (default ./codecapsule-notebooks; notebooks already there are kept). Options after -- go to "
+        "JupyterLab, e.g. codecapsule lab -- --no-browser --port 8899.",
+    )
+    lab.add_argument("folder", nargs="?", help="where the notebooks are copied and opened")
+    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="options for JupyterLab, after --")
+    lab.set_defaults(func=_cmd_lab)
 
     from .cluster.cli import add_cluster_commands, add_doctor_command
 

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, Union, observe, validate
+from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, Union, observe, validate
 
 from ._errors import CodeCapsuleError, InvalidRequest
 from ._languages import LANGUAGES, resolve
+from ._magic_options import check_option_names, clean_help, install_config_magic
 from ._render import render_html, render_text
 from ._results import Verdict
+from ._sql_cells import compose, run_cell
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -104,6 +106,7 @@ class CellOptions(NamedTuple):
     db: str | None = None
     db_write: bool = False
     register: tuple[tuple[str, str], ...] = ()  # (SQL name, notebook variable)
+    data: tuple[str, ...] = ()  # SQL: directories of course data to allow (read-only)
 
 
 def _split(line: str) -> list[str]:
@@ -151,6 +154,7 @@ def parse_cell_line(line: str) -> CellOptions:
         raise UsageError(f"%%capsule needs a language, e.g. %%capsule java. Languages: {_language_help()}.")
     magic: Any = Capsule.capsule
     parser: Any = magic.parser  # set by @magic_arguments
+    check_option_names(argv, parser)  # did-you-mean before argparse's "unrecognized arguments"
     ns = parser.parse_args(argv)
     try:
         language = resolve(ns.language).name
@@ -166,10 +170,8 @@ def parse_cell_line(line: str) -> CellOptions:
     sql = resolve(language).sql
     if ns.run and ns.save is None:
         raise UsageError("--run goes with --save NAME (save the cell and also run it).")
-    if sql and (ns.save or ns.with_files):
-        raise UsageError("--save and --with are for program files; SQL cells share one database instead.")
-    if not sql and (ns.db or ns.db_write or ns.register):
-        raise UsageError("--db, --db-write and --register are for SQL cells (%%capsule sql).")
+    if not sql and (ns.db or ns.db_write or ns.register or ns.data):
+        raise UsageError("--db, --db-write, --register and --data are for SQL cells (%%capsule sql).")
     if ns.db_write and ns.db is None:
         raise UsageError("--db-write goes with --db PATH (open that database for writing).")
     register: list[tuple[str, str]] = []
@@ -208,6 +210,7 @@ def parse_cell_line(line: str) -> CellOptions:
         db=ns.db,
         db_write=ns.db_write,
         register=tuple(register),
+        data=tuple(ns.data or ()),
     )
 
 
@@ -297,6 +300,16 @@ _CELL_ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
             "help": "SQL: expose a notebook DataFrame as table NAME (the sandbox does not scan variables).",
         },
     ),
+    (
+        ("--data",),
+        {
+            "nargs": "+",
+            "action": "extend",
+            "metavar": "DIR",
+            "help": "SQL: let queries read files under DIR (read-only), for this and later cells "
+            "(adds to Capsule.sql_data).",
+        },
+    ),
 )
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -311,7 +324,9 @@ def _cell_arguments(func: _F) -> _F:
         decorated = add(*names, **kwargs)(decorated)
     # named "%capsule" because the help formatter adds one "%": the generated help reads "%%capsule [...]"
     finish: Any = cast(Any, magic_arguments)(name="%capsule")
-    return cast(_F, finish(decorated))
+    decorated = finish(decorated)
+    decorated.__doc__ = clean_help(decorated.__doc__)  # %%capsule? as plain text, no reST markers
+    return cast(_F, decorated)
 
 
 # -- the magics --------------------------------------------------------------------------------------------
@@ -353,7 +368,11 @@ class Capsule(Magics):
         help="Default memory limit of a cell, e.g. '256MB'.",
     ).tag(config=True)
     displaylimit = Int(10, help="SQL rows shown under a cell (0: all rows the result kept).").tag(config=True)
-    max_lines = Int(200, help="Output lines shown before the rest is collapsed.").tag(config=True)
+    max_lines = Int(40, help="Output lines shown before the rest is folded.").tag(config=True)
+    sql_data = List(
+        Unicode(),
+        help="Directories SQL cells may read files from (read-only course data: read_csv('data/grades.csv')).",
+    ).tag(config=True)
     raise_on_failure = Bool(
         False,
         help="Raise when a program's verdict is not ok (for scripted grading), as --raise does for one cell.",
@@ -364,6 +383,7 @@ class Capsule(Magics):
         self._clients: dict[tuple[str, bool] | None, Client] = {}
         self._database: tuple[str, bool] | None = None  # current --db (path, writable); None: session default
         self.saved: dict[str, SavedFile] = {}
+        self._restore_config: Callable[[], None] = lambda: None  # puts IPython's own %config back
 
     # -- configuration ------------------------------------------------------------------------------------
 
@@ -398,6 +418,20 @@ class Capsule(Magics):
                 raise TraitError(str(exc)) from None
         return proposal["value"]
 
+    @validate("sql_data")
+    def _check_sql_data(self, proposal: Any) -> Any:
+        from ._settings import sql_directories
+
+        try:
+            return list(dict.fromkeys(sql_directories(proposal["value"])))  # absolute, each once
+        except CodeCapsuleError as exc:
+            raise TraitError(str(exc)) from None
+
+    @observe("sql_data")
+    def _sql_data_changed(self, change: Any) -> None:
+        for client in self._clients.values():
+            client.sql.allow_directories(change["new"])  # the session's tables are kept
+
     @observe("piston_url")
     def _url_changed(self, change: Any) -> None:
         self.close()  # the next cell builds a Client for the new URL
@@ -413,9 +447,9 @@ class Capsule(Magics):
         if client is None:
             from ._client import Client
 
-            options: dict[str, Any] = {}
+            options: dict[str, Any] = {"sql_data": tuple(self.sql_data)}
             if database is not None:
-                options = {"database": database[0], "database_read_only": not database[1]}
+                options.update(database=database[0], database_read_only=not database[1])
             try:
                 client = Client(self.piston_url or None, **options)
             except CodeCapsuleError as exc:
@@ -440,6 +474,8 @@ class Capsule(Magics):
         """
         opts = parse_cell_line(line)
         if opts.save is not None:
+            if resolve(opts.language).sql:  # a saved query keeps the queries it is composed of
+                cell = compose(cell, [(f.name, f.source) for f in self._sql_saved(opts.with_files)])
             self.saved[opts.save] = SavedFile(opts.save, opts.language, cell)
             if not opts.run:
                 _publish_note(
@@ -452,8 +488,8 @@ class Capsule(Magics):
 
     @line_magic("capsule")  # type: ignore[arg-type]  # IPython types the name argument loosely
     def capsule_line(self, line: str) -> None:
-        """``%capsule runtimes | engine | files | run NAME [options]``: what is installed, what runs where,
-        the files saved with ``--save``, and running a saved file (options as for ``%%capsule``)."""
+        """%capsule runtimes | engine | files | run NAME [options]: what is installed, what runs where,
+        the files saved with --save, and running a saved file (options as for %%capsule)."""
         command, _, rest = line.strip().partition(" ")
         if command == "runtimes":
             print(self._runtimes_text())
@@ -548,7 +584,9 @@ class Capsule(Magics):
             stdin += "\n"  # typed input ends with Enter
         expect = opts.expect if opts.expect_from is None else self._text_from(opts.expect_from, "--expect-from")
         files = {}
-        for name in opts.with_files:
+        if resolve(opts.language).sql:  # saved queries become CTEs in front of the cell
+            source = compose(source, [(f.name, f.source) for f in self._sql_saved(opts.with_files, exclude)])
+        for name in () if resolve(opts.language).sql else opts.with_files:
             saved = self._saved(name)
             if saved.name != exclude:
                 files[saved.name] = saved.source
@@ -571,6 +609,13 @@ class Capsule(Magics):
         except InvalidRequest as exc:
             raise UsageError(str(exc)) from None
 
+    def _sql_saved(self, names: Sequence[str], exclude: str | None = None) -> list[SavedFile]:
+        found = [self._saved(name) for name in names]
+        for saved in found:
+            if not resolve(saved.language).sql:
+                raise UsageError(f"--with {saved.name}: a {saved.language} file, not a saved SQL query.")
+        return [f for f in found if f.name != exclude]
+
     def _sql_client(self, opts: CellOptions) -> Client:
         if opts.db is not None:
             # ":memory:" goes back to the session's own database
@@ -582,7 +627,7 @@ class Capsule(Magics):
                         self._clients.pop(key).close()
                     client = self._client(wanted)
                     try:
-                        _ = client.sql.connection  # open it now: a bad path must not become the current database
+                        client.sql.start()  # open it now: a bad path must not become the current database
                     except CodeCapsuleError:
                         self._clients.pop(wanted).close()
                         raise
@@ -590,6 +635,11 @@ class Capsule(Magics):
                 where = "the session database" if wanted is None else opts.db
                 mode = "" if wanted is None else (" (writable)" if opts.db_write else " (read-only)")
                 _publish_note(f"SQL cells now use {where}{mode}")
+        if opts.data:
+            try:
+                self.sql_data = [*self.sql_data, *opts.data]
+            except TraitError as exc:
+                raise UsageError(f"--data: {exc}") from None
         client = self._client(self._database)
         for name, var in opts.register:
             value = self._value(var, "--register")
@@ -604,9 +654,14 @@ class Capsule(Magics):
         try:
             client = self._sql_client(opts) if job.lang.sql else self._client()
             engine = opts.engine or self.engine
-            result = client.run(job, engine=engine)  # type: ignore[arg-type]
+            if job.lang.sql:
+                result = run_cell(client, job, self.shell.user_ns if self.shell is not None else {}, engine)
+            else:
+                result = client.run(job, engine=engine)  # type: ignore[arg-type]
         except InvalidRequest as exc:
             raise UsageError(str(exc)) from None
+        except UsageError:
+            raise  # already one line (--register, --data, --with)
         except CodeCapsuleError as exc:
             raise MagicFailure(str(exc), title=type(exc).__name__) from None
         except Exception as exc:
@@ -647,6 +702,7 @@ class Capsule(Magics):
             "line_offset": 1,
             "other_files": [f.name for f in job.files[1:]],
             "note": note,
+            "source": job.source,  # hints look at the program (void main, ...)
         }
         _display({"text/html": render_html(result, **options), "text/plain": render_text(result, **options)})
 
@@ -674,7 +730,9 @@ def _publish_note(text: str) -> None:
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """``%load_ext codecapsule``: one Capsule instance on this shell (``%config Capsule.*`` configures it)."""
-    ipython.register_magics(Capsule(shell=ipython))
+    capsule = Capsule(shell=ipython)
+    ipython.register_magics(capsule)
+    capsule._restore_config = install_config_magic(ipython, capsule)  # %config Capsule.*: checked, one line
 
 
 def unload_ipython_extension(ipython: InteractiveShell) -> None:
@@ -683,6 +741,7 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
     if magics is None:
         return
     magics.close()
+    magics._restore_config()
     ipython.magics_manager.magics["cell"].pop("capsule", None)
     ipython.magics_manager.magics["line"].pop("capsule", None)
     if magics in ipython.configurables:

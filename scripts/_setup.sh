@@ -40,3 +40,11 @@ make_venv() {
 need_toolchains() {
     need_apt bwrap:bubblewrap prlimit:util-linux setpriv:util-linux dpkg=libseccomp2:libseccomp2 gcc:gcc g++:g++ javac:default-jdk-headless node:nodejs
 }
+
+# The JupyterLab extension that highlights %%capsule cells: built from labextension/ into codecapsule/labextension/
+# (the wheel ships it, see hatch_build.py). Run before make_venv so the install picks it up.
+build_labextension() {
+    need_apt node:nodejs npm:npm
+    echo "==> npm ci && npm run build (labextension/)"
+    (cd "$ROOT/labextension" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build >/dev/null)
+}

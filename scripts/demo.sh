@@ -3,6 +3,7 @@
 # example on the local engine and print each result.
 source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 need_toolchains
+build_labextension
 make_venv notebook
 echo "==> codecapsule demo"
 CODECAPSULE_PISTON_URL= "$VENV/bin/codecapsule" demo --engine local

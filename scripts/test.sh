@@ -4,6 +4,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 need_toolchains
 need_apt cloud-init:cloud-init chromium:chromium
+build_labextension
 make_venv dev
 cd "$ROOT"
 export PATH="$VENV/bin:$PATH"

@@ -12,36 +12,22 @@ Run: ``pytest -k browser`` (needs ``apt-get install -y chromium``).
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "artifacts"
+from tests.jupyterlab import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, MS, Lab, running_lab, write_notebook
+from tests.jupyterlab import browser_env as _browser_env
+from tests.jupyterlab import run_cell as _run_cell
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                        "(apt-get install -y chromium); Playwright's own browser download is not used"),
 ]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-]
-MS = 1000  # Playwright timeouts are in milliseconds; these are upper bounds, not timing assertions
 
 # Cell 1: everything the kernel needs, started inside the kernel so a later cell can read the fakes' state.
 SETUP_CELL = """\
@@ -79,133 +65,15 @@ print(f"FAKE_CAPACITY={vmss['sku']['capacity']} PANEL_CAPACITY={panel.status.cap
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Lab:
-    base_url: str
-    token: str
-    root: Path
-    process: subprocess.Popen[str]
-    output: list[str]
-
-    def url(self, path: str) -> str:
-        return f"{self.base_url}{path}?token={self.token}"
-
-
-def _write_notebook(path: Path) -> None:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (codecapsule)", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in (SETUP_CELL, PANEL_CELL, READBACK_CELL)]
-    nbformat.write(nb, str(path))
-
-
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     """JupyterLab on 127.0.0.1 with its own directories and a kernelspec running this interpreter."""
     pytest.importorskip("jupyterlab")
-    httpx = pytest.importorskip("httpx")
-    root = tmp_path / "root"
-    home = tmp_path / "home"
-    dirs = {
-        "HOME": home,
-        "JUPYTER_CONFIG_DIR": tmp_path / "jupyter-config",
-        "JUPYTER_DATA_DIR": tmp_path / "jupyter-data",
-        "JUPYTER_RUNTIME_DIR": tmp_path / "jupyter-runtime",
-        "JUPYTERLAB_SETTINGS_DIR": tmp_path / "lab-settings",
-        "JUPYTERLAB_WORKSPACES_DIR": tmp_path / "lab-workspaces",
-        "IPYTHONDIR": tmp_path / "ipython",
-        "JUPYTER_PATH": tmp_path / "jupyter-path",
-        "CODECAPSULE_CONFIG_DIR": tmp_path / "codecapsule-config",
-    }
-    for d in (root, *dirs.values()):
-        d.mkdir(parents=True, exist_ok=True)
-    # The kernel must be this virtualenv's Python (the venv's own kernelspec says just "python").
-    kernel_dir = dirs["JUPYTER_PATH"] / "kernels" / "python3"
-    kernel_dir.mkdir(parents=True)
-    (kernel_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (codecapsule)", "language": "python",
-    }))
-    # No news / update prompt.
-    notification = dirs["JUPYTERLAB_SETTINGS_DIR"] / "@jupyterlab" / "apputils-extension"
-    notification.mkdir(parents=True)
-    (notification / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
-    _write_notebook(root / "panel.ipynb")
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "IPYTHON", "CODECAPSULE_"))}
-    for name in ("CLOUDFLARE_API_TOKEN", "AZURE_SUBSCRIPTION_ID", "CLOUDFLARE_ACCOUNT_ID"):
-        env.pop(name, None)
-    env.update({k: str(v) for k, v in dirs.items()})
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-
-    port, token = _free_port(), secrets.token_hex(24)
-    cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--LabApp.extension_manager=readonly", "--LanguageServerManager.autodetect=False",
-    ]
-    process = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, bufsize=1)
-    output: list[str] = []
-    listening = threading.Event()
-
-    def pump() -> None:  # keep the pipe drained; notice when the server says where it listens
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            if f"127.0.0.1:{port}/" in line:
-                listening.set()
-        listening.set()  # the process ended: stop waiting
-
-    threading.Thread(target=pump, name="jupyterlab-output", daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        assert listening.wait(120) and process.poll() is None, "JupyterLab did not start:\n" + "".join(output)
-        with httpx.Client(trust_env=False, timeout=30) as client:
-            assert client.get(f"{base}/api/status", params={"token": token}).status_code == 200
-        yield Lab(base, token, root, process, output)
-    finally:
-        try:
-            with httpx.Client(trust_env=False, timeout=30) as client:
-                client.post(f"{base}/api/shutdown", params={"token": token})  # stops the kernels too
-            process.wait(timeout=30)
-        except Exception:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
-
-
-def _browser_env(tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "browser-home"
-    env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR"):
-        path = home / name.lower()
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        env[name] = str(path)
-    return env
-
-
-def _run_cell(page: object, index: int) -> None:
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)  # type: ignore[attr-defined]
-    cell.locator(".jp-InputArea-editor").click()
-    page.keyboard.press("Shift+Enter")  # type: ignore[attr-defined]
+    pytest.importorskip("httpx")
+    (tmp_path / "root").mkdir()
+    write_notebook(tmp_path / "root" / "panel.ipynb", (SETUP_CELL, PANEL_CELL, READBACK_CELL))
+    with running_lab(tmp_path) as running:
+        yield running
 
 
 def test_browser_scaling_panel_scales_the_fake_cluster(lab: Lab, tmp_path: Path) -> None:

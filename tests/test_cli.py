@@ -96,3 +96,60 @@ def test_engine_reports_isolation() -> None:
 def test_unreadable_expect_file_is_a_clean_error() -> None:
     p = cli("run", "-l", "py", "-c", "print(1)", "--expect-file", "/nonexistent/expected.txt")
     assert p.returncode == 2 and "cannot read" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_messages_name_the_users_files(tmp_path: Path) -> None:
+    (tmp_path / "broken.c").write_text('#include <stdio.h>\nint main(void) {\n    printf("%d\\n", nope);\n}\n')
+    p = cli("run", "broken.c", cwd=tmp_path)
+    assert p.returncode == 1
+    assert "broken.c:3:20: error:" in p.stderr and "main.c" not in p.stderr
+    (tmp_path / "crash.py").write_text("def f():\n    raise ValueError('x')\nf()\n")
+    p = cli("run", "crash.py", cwd=tmp_path)
+    assert 'File "crash.py", line 2, in f' in p.stderr and "main.py" not in p.stderr
+
+
+def test_expect_prints_the_comparison(tmp_path: Path) -> None:
+    (tmp_path / "p.py").write_text("print(1)\nprint(20)\n")
+    p = cli("run", "--expect", "1\n2\n", "p.py", cwd=tmp_path)
+    assert p.returncode == 1 and p.stdout == "1\n20\n"
+    assert "--- expected vs your output ---\nline 2:\n  expected:    2\n  your output: 20\n" in p.stderr
+    assert "wrong_answer" in p.stderr.splitlines()[-1]
+
+
+def test_hints_are_printed_for_beginners_mistakes(tmp_path: Path) -> None:
+    p = cli("run", "-l", "python", "-c", "n = int(input())\nprint(n)")
+    assert p.returncode == 1 and "Hint: The program reads input, but none was given" in p.stderr
+
+
+def test_doctor_without_a_cluster_says_local_engine_only() -> None:
+    env_vars = ("CLOUDFLARE_API_TOKEN", "AZURE_SUBSCRIPTION_ID", "CLOUDFLARE_ACCOUNT_ID")
+    saved = {name: os.environ.pop(name) for name in env_vars if name in os.environ}
+    try:
+        p = cli("doctor")
+    finally:
+        os.environ.update(saved)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.startswith("local engine only:") and "[FAIL]" not in p.stdout
+    assert len(p.stdout.splitlines()) == 1 and p.stderr == ""
+
+
+def test_cloud_sdk_warnings_stay_off_the_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from codecapsule import CodeCapsuleError
+    from codecapsule.cluster.cli import _guarded
+
+    def status(args: object) -> int:  # what a failed Azure sign-in looks like from the command's side
+        for name in ("azure.identity._credentials.environment", "azure.identity", "msal.application"):
+            logging.getLogger(name).warning("EnvironmentCredential.get_token failed: not configured")
+        raise CodeCapsuleError("cannot sign in to Azure: run `az login` or set AZURE_CLIENT_ID/...")
+
+    handler = logging.StreamHandler()  # the way a user's logging.basicConfig() would show them
+    logging.getLogger().addHandler(handler)
+    try:
+        assert _guarded(status)(None) == 2  # type: ignore[arg-type]
+    finally:
+        logging.getLogger().removeHandler(handler)
+    err = capsys.readouterr().err
+    assert err == "codecapsule: error: cannot sign in to Azure: run `az login` or set AZURE_CLIENT_ID/...\n"
+    assert logging.getLogger("azure").level == logging.NOTSET  # put back afterwards

@@ -41,6 +41,13 @@ class Cell:
     def html(self) -> str:
         return "\n".join(self.htmls)
 
+    @property
+    def shown(self) -> str:
+        """The text under the status line, which comes first (the verdict before the output)."""
+        first, _, rest = self.text.partition("\n")
+        assert first.startswith("[") and " · " in first, self.text
+        return rest
+
 
 @pytest.fixture
 def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
@@ -127,15 +134,14 @@ def test_unescape() -> None:
         ("jav", "Did you mean 'java'"),
         ("python --stdin a --stdin-from b", "either --stdin or --stdin-from"),
         ("python --expect a --expect-from b", "either --expect or --expect-from"),
-        ("python --bogus", "unrecognized arguments: --bogus"),
+        ("python --bogus", "unknown option --bogus. See %%capsule"),
         ('python --stdin "unclosed', "check the quotes"),
         ("python --run", "--run goes with --save"),
-        ("sql --save q", "--save and --with are for program files"),
         ("python --db x.duckdb", "are for SQL cells"),
         ("sql --db-write", "--db-write goes with --db"),
         ("sql --register 1x=df", "use name=VARIABLE"),
         ("python --out not-a-name", "is not a Python variable name"),
-        ("python --expect-verdict great", "invalid choice"),
+        ("python --expect-verdict great", "--expect-verdict 'great' is not one of ok, compile_error"),
     ],
 )
 def test_parse_errors_are_usage_errors(line: str, message: str) -> None:
@@ -161,13 +167,13 @@ def test_config_lists_and_sets_capsule_options(shell: InteractiveShell) -> None:
     assert "Time limit" in cell.text and "limit 300 ms" in cell.text
 
 
-def test_config_rejects_bad_values(shell: InteractiveShell, caplog: pytest.LogCaptureFixture) -> None:
-    # %config reports a rejected value through logging.error (the kernel shows it on stderr)
-    run(shell, '%config Capsule.timeout = "soon"')
-    assert "Capsule.timeout must be a duration such as 2.5 or '500ms', not 'soon'." in caplog.text
-    run(shell, '%config Capsule.piston_url = "ftp://example.edu"')
-    assert "must start with https://" in caplog.text
+def test_config_rejects_bad_values(shell: InteractiveShell) -> None:
+    cell = run(shell, '%config Capsule.timeout = "soon"')
+    assert "%config Capsule.timeout: must be a duration such as 2.5 or '500ms', not 'soon'." in cell.stderr
+    cell = run(shell, '%config Capsule.piston_url = "ftp://example.edu"')
+    assert "must start with https://" in cell.stderr and not cell.success
     assert shell.magics_manager.registry["Capsule"].piston_url is None
+    assert shell.magics_manager.registry["Capsule"].timeout is None
 
 
 def test_unload_removes_magics_and_configurable(shell: InteractiveShell) -> None:
@@ -190,7 +196,7 @@ def test_import_codecapsule_does_not_import_ipython() -> None:
 def test_python_cell_shows_stdout_and_status(shell: InteractiveShell) -> None:
     cell = run(shell, "%%capsule python\nprint(6 * 7)")
     assert cell.success
-    assert cell.text.startswith("42\n[✓ ok · exit 0 · ")
+    assert cell.text.startswith("[✓ ok · exit 0 · ") and cell.shown == "42"
     assert "local · python 3." in cell.text
     assert '<pre class="cc-stdout"' in cell.html and ">42</pre>" in cell.html
 
@@ -238,10 +244,10 @@ def test_time_limit_keeps_what_was_printed(shell: InteractiveShell) -> None:
 
 def test_stdin_text_and_variable(shell: InteractiveShell) -> None:
     cell = run(shell, '%%capsule python --stdin "3 4"\na, b = map(int, input().split())\nprint(a + b)')
-    assert cell.text.startswith("7\n")
+    assert cell.shown.splitlines()[0] == "7"
     run(shell, "cc_lines = ['Ada', 'Grace']")
     cell = run(shell, "%%capsule python --stdin-from cc_lines\nimport sys\nprint(sorted(sys.stdin.read().split()))")
-    assert cell.text.startswith("['Ada', 'Grace']")
+    assert cell.shown.startswith("['Ada', 'Grace']")
     cell = run(shell, "%%capsule python --stdin-from cc_missing\nprint(1)")
     assert not cell.success and "no variable 'cc_missing'" in cell.stderr
     no_codecapsule_stack(cell)
@@ -250,14 +256,14 @@ def test_stdin_text_and_variable(shell: InteractiveShell) -> None:
 def test_variables_expand_in_the_magic_line(shell: InteractiveShell) -> None:
     run(shell, "cc_n = 5")
     cell = run(shell, "%%capsule python --args {cc_n} 2\nimport sys\nprint(sys.argv[1:])")
-    assert cell.text.startswith("['5', '2']")
+    assert cell.shown.startswith("['5', '2']")
 
 
 def test_expect_gives_wrong_answer_with_a_diff(shell: InteractiveShell) -> None:
     cell = run(shell, '%%capsule python --expect "1\\n2\\n3"\nfor i in range(1, 3): print(i)')
     assert cell.success
     assert "Wrong answer" in cell.text
-    assert "-3" in cell.text and 'class="cc-diff"' in cell.html
+    assert "line 3: expected '3', your output has no such line" in cell.text and 'class="cc-diff"' in cell.html
     run(shell, "cc_want = '1\\n2\\n'")
     cell = run(shell, "%%capsule python --expect-from cc_want\nfor i in range(1, 3): print(i)")
     assert "✓ ok" in cell.text and "Wrong answer" not in cell.text
@@ -336,7 +342,7 @@ def test_java_classes_across_cells(shell: InteractiveShell) -> None:
         "    Scanner in = new Scanner(System.in);\n"
         "    System.out.println(new Point(in.nextInt(), in.nextInt()).manhattan());\n  }\n}",
     )
-    assert cell.text.startswith("7\n"), cell.text
+    assert cell.shown.splitlines()[0] == "7", cell.text
 
 
 @needs_gpp
@@ -348,7 +354,7 @@ def test_cpp_header_across_cells_and_capsule_run(shell: InteractiveShell) -> Non
         "int main(int argc, char** argv) { std::cout << square(argc) << std::endl; }",
     )
     cell = run(shell, "%capsule run app.cpp --with square.h --args a b")
-    assert cell.text.startswith("9\n"), cell.text
+    assert cell.shown.splitlines()[0] == "9", cell.text
     cell = run(shell, "%capsule run nothing")
     assert "no saved file 'nothing'" in cell.stderr
 
@@ -440,7 +446,7 @@ def test_sql_back_to_the_session_database(shell: InteractiveShell, tmp_path: Pat
 def test_cells_run_on_piston_when_configured(shell: InteractiveShell, piston_server: Any) -> None:
     run(shell, f'%config Capsule.piston_url = "{piston_server.url}"')
     cell = run(shell, "%%capsule python --stdin 5\nprint(int(input()) * 2)")
-    assert cell.text.startswith("10\n"), cell.text
+    assert cell.shown.splitlines()[0] == "10", cell.text
     assert " · piston · python " in cell.text
     assert [job.language for job in piston_server.executions] == ["python"]
     cell = run(shell, "%%capsule c --expect-verdict compile_error\nint main(void) { return missing; }")
@@ -469,3 +475,56 @@ def test_access_secret_never_shown(
         assert secret not in cell.stdout + cell.stderr + cell.text + cell.html
     assert secret not in repr(shell.user_ns["cc_r"]) + shell.user_ns["cc_r"].to_json()
     assert piston_server.log[-1].headers.get("cf-access-client-secret") == secret  # it was sent, not shown
+
+
+# -- typing mistakes: did-you-mean, %config checked, clean help ------------------------------------------------
+
+
+# a typing mistake: one line on stderr, the cell fails (Run All stops) and nothing after it ran
+TYPOS = [
+    ("%%capsule python --timout 2s", "%%capsule: unknown option --timout. Did you mean --timeout?"),
+    ("%%capsule python --engine lokal", "--engine 'lokal' is not one of auto, local, piston. Did you mean local?"),
+    ("%%capsule python --expect-verdict ok_", "Did you mean ok?"),
+    ("%%capsule python --zzz", "unknown option --zzz. See %%capsule? for the options."),
+    ('%config Capsule.timout = "2s"', "%config: Capsule has no setting 'timout'. Did you mean Capsule.timeout?"),
+    ('%config Capsule.timeout = "2 parsecs"', "%config Capsule.timeout: must be a duration such as 2.5 or '500ms'"),
+    ('%config Capsule.engine = "lokal"', "%config Capsule.engine: must be one of auto, local, piston, not 'lokal'."),
+    ('%config Capsule.max_lines = "x"', "%config Capsule.max_lines: must be a whole number, not 'x'."),
+    ('%config Capsule.memory = "lots"', "%config Capsule.memory: must be a size such as 268435456 or '256MB'"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), TYPOS)
+def test_a_typing_mistake_is_one_line_with_a_did_you_mean_and_the_cell_stops(
+    shell: InteractiveShell, line: str, message: str
+) -> None:
+    cell = run(shell, f"{line}\nprint('ran on')")
+    assert not cell.success and cell.texts == []
+    assert "ran on" not in cell.stdout  # the rest of the cell did not run
+    assert message in cell.stderr and "ERROR:root" not in cell.stderr and cell.stderr.count("\n") == 1
+    no_codecapsule_stack(cell)
+
+
+def test_an_unambiguous_prefix_still_works(shell: InteractiveShell) -> None:
+    cell = run(shell, "%%capsule python --time 2s\nprint('ran')")
+    assert cell.success and cell.shown == "ran"
+
+
+def test_a_good_config_value_applies_and_other_configurables_are_untouched(shell: InteractiveShell) -> None:
+    cell = run(shell, '%config Capsule.timeout = "300ms"\n%config Capsule.max_lines = 5\nprint("set")')
+    assert cell.success and cell.stdout == "set\n"
+    cell = run(shell, "%%capsule python\nwhile True: pass")
+    assert "time_limit" in cell.text and "limit 300 ms" in cell.text
+    cell = run(shell, "%%capsule python\nfor i in range(20): print(i)")
+    assert "… 15 more lines not shown" in cell.text
+    assert run(shell, "%config Capsule").success  # the listing is IPython's own
+    assert run(shell, "%config InteractiveShell.autoindent = False").success
+
+
+def test_capsule_help_is_plain_text(shell: InteractiveShell) -> None:
+    from codecapsule.magics import Capsule
+
+    doc = Capsule.capsule.__doc__ or ""
+    assert doc.startswith("Usage:\n\n  %%capsule [--stdin TEXT]")
+    assert "::" not in doc and "<" not in doc and ">" not in doc
+    assert "--engine {auto,local,piston}" in doc and "Examples:\n" in doc

@@ -62,6 +62,13 @@ def outputs(nb: Any, tag: str) -> list[dict[str, Any]]:
     return list(cells[0].get("outputs", []))
 
 
+def shown(nb: Any, tag: str) -> str:
+    """What a %%capsule cell showed under its status line (the verdict comes first)."""
+    first, _, rest = text(nb, tag).partition("\n")
+    assert first.startswith("[") and " · " in first, first
+    return rest
+
+
 def text(nb: Any, tag: str) -> str:
     """Everything a cell showed as text: streams, and the text/plain of displays and results."""
     parts = []
@@ -102,12 +109,13 @@ def check_getting_started(nb: Any) -> None:
     assert "sum: 55" in text(nb, "python") and "✓ ok" in text(nb, "python")
     assert "NOTEBOOK CAPSULE SANDBOX" in text(nb, "javascript")
     assert '<pre class="cc-stderr"' in html(nb, "javascript") and "this line goes to stderr" in html(nb, "javascript")
-    assert text(nb, "java").startswith("42\n") and "java 17" in text(nb, "java")
+    assert shown(nb, "java").splitlines()[0] == "42" and "java 17" in text(nb, "java")
     assert "C says 3" in text(nb, "c")
     assert "total = 23" in text(nb, "cpp")
     assert "Mars" in html(nb, "sql") and "<table" in html(nb, "sql") and "227.4" in html(nb, "sql")
-    assert text(nb, "stdin").startswith("7\n")
-    assert "Wrong answer" in text(nb, "wrong-answer") and "-12\n+7" in text(nb, "wrong-answer")
+    assert shown(nb, "stdin").splitlines()[0] == "7"
+    wrong = text(nb, "wrong-answer")
+    assert "Wrong answer" in wrong and "expected:    12\n  your output: 7" in wrong
     assert "IndexError: list index out of range" in text(nb, "runtime-error")
     assert "cell, line 3" in text(nb, "runtime-error")
     assert "Time limit" in text(nb, "time-limit") and "counting forever..." in text(nb, "time-limit")
@@ -116,9 +124,9 @@ def check_getting_started(nb: Any) -> None:
 
 
 def check_intro_to_java(nb: Any) -> None:
-    assert text(nb, "hello").startswith("Hello, Java!\n")
+    assert shown(nb, "hello").splitlines()[0] == "Hello, Java!"
     assert "Hello, Ada! You were born 210 years before 2025." in text(nb, "scanner")
-    assert text(nb, "exercise").startswith("66\n") and "✓ ok" in text(nb, "exercise")
+    assert shown(nb, "exercise").splitlines()[0] == "66" and "✓ ok" in text(nb, "exercise")
     assert "saved Fraction.java" in text(nb, "save-fraction")
     assert "1/2 + 1/3 = 5/6" in text(nb, "use-fraction")
     assert "Fraction.java" in text(nb, "files")
@@ -139,6 +147,15 @@ def check_sql_lab(nb: Any) -> None:
     assert "Linus" in html(nb, "register")
     assert "read-only" in text(nb, "course-db")
     assert "Catalog Error" in text(nb, "sql-error") and "expected verdict" in text(nb, "sql-error")
+    setup = text(nb, "setup")
+    assert "created table students; inserted 5 rows; created table courses; inserted 3 rows" in setup
+    assert "created table enrollments; inserted 9 rows" in setup
+    assert "9.5" in html(nb, "params") and "Alan" not in html(nb, "params")  # grade >= :min_grade (8)
+    assert "saved top_students" in text(nb, "save-query")
+    assert "8.83" in html(nb, "compose") and "Margaret" in html(nb, "compose") and "Grace" not in html(nb, "compose")
+    assert "--register attendance_df" in text(nb, "register-hint") and "pg_" not in text(nb, "register-hint")
+    assert "92" in html(nb, "data") and "Ada" in html(nb, "data")
+    assert "Permission Error" in text(nb, "data-outside") and "expected verdict" in text(nb, "data-outside")
 
 
 def check_grading(nb: Any) -> None:
@@ -152,7 +169,7 @@ def check_grading(nb: Any) -> None:
     assert verdicts["erin"] == ["ok", "wrong_answer", "ok", "2/3"]
     assert verdicts["frank"] == ["time_limit", "time_limit", "time_limit", "0/3"]
     assert "<table" in html(nb, "summary")
-    assert "Wrong answer" in text(nb, "bob") and "-9\n+15" in text(nb, "bob")
+    assert "Wrong answer" in text(nb, "bob") and "expected:    9\n  your output: 15" in text(nb, "bob")
     assert "line 6: error: ';' expected" in text(nb, "dave")
 
 

@@ -188,13 +188,19 @@ def test_time_limit_note_keeps_the_captured_prefix() -> None:
             Verdict.MEMORY_LIMIT,
             "ML",
             Limits(memory="64MiB"),
-            "Memory limit: the program needed more than its memory limit of 64.0 MiB",
+            "Memory limit: the program needed more than its memory limit of 64 MiB",
+        ),
+        (  # as the user wrote it: --memory 64MB is 64 MB, not "61.0 MiB"
+            Verdict.MEMORY_LIMIT,
+            "ML",
+            Limits(memory="64MB"),
+            "Memory limit: the program needed more than its memory limit of 64 MB and",
         ),
         (
             Verdict.OUTPUT_LIMIT,
             "OL",
             Limits(output="1MiB"),
-            "Output limit: the program printed more than the output limit (1.0 MiB per stream)",
+            "Output limit: the program printed more than the output limit (1 MiB per stream)",
         ),
     ],
 )
@@ -204,22 +210,57 @@ def test_limit_notes(verdict: Verdict, status: str, limits: Limits, words: str) 
     assert "prefix" in render_text(result)
 
 
-def test_wrong_answer_shows_a_diff() -> None:
-    diff = "--- expected\n+++ actual\n@@ -1,2 +1,2 @@\n 1\n-2\n+3"
-    result = Result(
-        "python",
-        "3",
-        "local",
-        Verdict.WRONG_ANSWER,
-        run=Stage(stdout="1\n3\n", exit_code=0),
-        expected="1\n2\n",
-        diff=diff,
-    )
+def test_a_memory_limit_status_shows_the_limit_as_written_not_the_peak_at_the_kill() -> None:
+    run = Stage(status="ML", memory=63_963_136, wall_time=0.07)
+    result = Result("python", "3", "local", Verdict.MEMORY_LIMIT, run=run, limits=Limits(memory="64MB"))
+    assert status_line(result) == "⚠ memory_limit · 70 ms · over 64 MB · local · python 3"
+
+
+def wrong(expected: str, stdout: str) -> Result:
+    from codecapsule._verdicts import compare_output
+
+    run = Stage(stdout=stdout, exit_code=0)
+    diff = compare_output(stdout, expected)
+    return Result("python", "3", "local", Verdict.WRONG_ANSWER, run=run, expected=expected, diff=diff)
+
+
+def test_wrong_answer_compares_expected_and_your_output_line_by_line() -> None:
+    result = wrong("1\n2\n3\n", "1\n20\n3\n")
     text = render_text(result)
-    assert "Wrong answer" in text and "-2\n+3" in text
+    assert "Wrong answer" in text and "@@" not in text and "+++" not in text
+    assert "line 2:\n  expected:    2\n  your output: 20\n                ^" in text
     html = render_html(result)
-    assert 'class="cc-diff"' in html
-    assert re.search(r"background:[^\"]*rgba\(244, 67, 54[^>]*>-2</span>", html)  # removed line marked red
+    table_html = re.search(r'<table class="cc-diff".*?</table>', html, re.S)
+    assert table_html is not None
+    rows = re.findall(r'<tr class="(cc-same|cc-differs)".*?</tr>', table_html.group(0), re.S)
+    assert rows == ["cc-same", "cc-differs", "cc-same"]  # aligned: one row per line
+    assert ">expected</th>" in html and ">your output</th>" in html
+    differs = re.search(r'<tr class="cc-differs".*?</tr>', html, re.S)
+    assert differs is not None
+    # only the differing character is marked: "2" is common, the added "0" is highlighted
+    assert re.findall(r'<span class="cc-changed"[^>]*>(.*?)</span>', differs.group(0)) == ["0"]
+
+
+def test_a_missing_line_does_not_misalign_the_rest() -> None:
+    result = wrong("a\nb\nc\nd\n", "a\nc\nd\n")
+    text = render_text(result)
+    assert "line 2: expected 'b', your output has no such line" in text
+    assert "line 3" not in text and "line 4" not in text
+    html = render_html(result)
+    assert html.count('class="cc-differs"') == 1 and "(no line)" in html
+
+
+def test_long_matching_runs_in_a_diff_are_summarised() -> None:
+    want = "".join(f"{i}\n" for i in range(100))
+    result = wrong(want, want.replace("50\n", "fifty\n"))
+    html = render_html(result)
+    assert "… 48 matching lines" in html and "… 47 matching lines" in html
+    assert html.count('class="cc-differs"') == 1
+
+
+def test_invisible_differences_are_shown_as_repr() -> None:
+    text = render_text(wrong("a b\n", "a\tb\n"))
+    assert "expected:    'a b'" in text and "your output: 'a\\tb'" in text
 
 
 def test_internal_error_says_what_happened_without_a_stack() -> None:
@@ -230,6 +271,36 @@ def test_internal_error_says_what_happened_without_a_stack() -> None:
 
 
 # -- long output --------------------------------------------------------------------------------------------
+
+
+def test_the_verdict_comes_first() -> None:
+    result = ok(stdout="".join(f"line {i}\n" for i in range(100)))
+    html = render_html(result)
+    assert html.index('class="cc-status"') < html.index('class="cc-stdout"')
+    assert render_text(result).startswith("[✓ ok · exit 0")
+
+
+def test_long_output_folds_after_a_few_dozen_lines_by_default() -> None:
+    result = ok(stdout="".join(f"line {i}\n" for i in range(1000)))
+    text = render_text(result)
+    assert "line 39\n" in text and "line 40\n" not in text
+    assert "… 960 more lines not shown" in text
+    assert "show all 1,000 lines (960 more)" in render_html(result)
+
+
+def test_runs_of_identical_lines_and_frames_are_collapsed() -> None:
+    frames = "Exception in thread \"main\" java.lang.StackOverflowError\n" + "\tat Main.f(Main.java:3)\n" * 1024
+    result = Result("java", "17", "local", Verdict.RUNTIME_ERROR, run=Stage(stderr=frames, exit_code=1))
+    text = render_text(result)
+    assert text.count("at Main.f(") == 4
+    assert "… 1,020 more identical lines" in text
+    html = render_html(result)
+    assert '<span class="cc-repeat"' in html and "… 1,020 more identical lines" in html
+    assert "<details" not in html  # collapsed, it fits: nothing to fold
+    # mutual recursion: a block of two frames repeating
+    pair = "\tat Main.even(Main.java:2)\n\tat Main.odd(Main.java:5)\n" * 300
+    text = render_text(ok(stdout=pair))
+    assert text.count("Main.even") == 2 and "… 596 more lines repeating the 2 above" in text
 
 
 def test_long_output_collapses() -> None:
@@ -266,7 +337,8 @@ def test_sql_table_with_footer() -> None:
     assert "NULL" in html
     text = render_text(result)
     assert "(showing 10 of 1,000,000 rows)" in text
-    assert text.splitlines()[0].split() == ["id", "|", "name", "|", "score"]
+    assert text.splitlines()[0].startswith("[✓ ok")  # the verdict first
+    assert text.splitlines()[1].split() == ["id", "|", "name", "|", "score"]
     assert "1,000,000 rows" in status_line(result)
 
 

@@ -124,12 +124,26 @@ class Check:
 
 
 def format_checks(checks: Sequence[Check]) -> str:
-    """The checks as text, with a one-line summary."""
+    """The checks as text, with a one-line summary. Consecutive checks skipped for the same reason share a line."""
     failed = sum(1 for c in checks if c.ok is False)
     passed = sum(1 for c in checks if c.ok is True)
     skipped = sum(1 for c in checks if c.ok is None)
     summary = f"{passed} ok, {failed} failed, {skipped} skipped."
-    return "\n".join([*(str(c) for c in checks), summary])
+    lines: list[str] = []
+    group: list[Check] = []
+    for check in [*checks, None]:
+        if check is not None and check.skipped and group and check.detail == group[0].detail:
+            group.append(check)
+            continue
+        if group:
+            names = ", ".join(c.name for c in group)
+            lines.append(str(Check(names, None, group[0].detail)))
+            group = []
+        if check is not None and check.skipped:
+            group = [check]
+        elif check is not None:
+            lines.append(str(check))
+    return "\n".join([*lines, summary])
 
 
 class _Doctor:

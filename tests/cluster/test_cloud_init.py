@@ -177,7 +177,7 @@ def test_template_ships_inside_the_wheel(tmp_path: Path) -> None:
         timeout=300,
     )
     assert build.returncode == 0, build.stderr
-    (wheel,) = (tmp_path / "dist").glob("codecapsule-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("codecapsule_classroom-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         assert "codecapsule/_cloud_init/codecapsule.yaml.tmpl" in archive.namelist()
         archive.extractall(tmp_path / "site")
