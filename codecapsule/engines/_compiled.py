@@ -9,115 +9,33 @@ as :meth:`LocalEngine.run`.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import inspect
 import os
-import shutil
 import stat
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
 
 from .._errors import EngineError
 from .._jobs import Job, Limits, as_args
 from .._results import Result, Stage
 from .._verdicts import judge, stage_failed
-from ._sandbox import StageLimits, run_stage
-from ._toolchains import RESERVES_ADDRESS_SPACE, Toolchain, compile_plan, run_plan
-
-if TYPE_CHECKING:
-    from .local import LocalEngine
-
-
-def compile_stage_limits(limits: Limits, language: str) -> StageLimits:
-    """The compile stage's limits: compilers get room the student's program does not (threads, output)."""
-    assert limits.compile_timeout is not None and limits.output is not None
-    return StageLimits(
-        wall=limits.compile_timeout,
-        cpu=limits.compile_cpu_time,
-        memory=limits.compile_memory,
-        processes=max(limits.processes or 64, 64),
-        output=max(limits.output, 256 * 1024),
-        file_size=_local_constant("COMPILE_FILE_SIZE"),
-        limit_address_space=language != "java",
-    )
-
-
-def run_stage_limits(limits: Limits, language: str) -> StageLimits:
-    """The run stage's limits, as the job asked (engine defaults filled in)."""
-    assert limits.run_timeout is not None and limits.output is not None
-    return StageLimits(
-        wall=limits.run_timeout,
-        cpu=limits.run_cpu_time,
-        memory=limits.memory,
-        processes=limits.processes,
-        output=limits.output,
-        file_size=limits.file_size,
-        limit_address_space=language not in RESERVES_ADDRESS_SPACE,
-    )
-
-
-# -- the engine's work-directory mechanics ------------------------------------------------------------------
-# LocalEngine.run owns how a work directory is made (a plain directory, or — in the hardened engine — a tmpfs
-# owned by the sandbox's uid, from ``_workdir``) and how a stage is judged. This is the one place that follows
-# it, so compile-once runs are sandboxed exactly like ``run``.
-
-
-def _sibling(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(f"{__package__}.{name}")
-    except ImportError:
-        return None
-
-
-def _local_constant(name: str) -> Any:
-    local = _sibling("local")
-    return getattr(local, name, None) if local is not None else None
-
-
-def _heap_hint(engine: LocalEngine, memory: int | None) -> int | None:
-    hint: Callable[[int | None, Any], int | None] | None = _local_constant("_heap_hint")
-    return hint(memory, engine.caps) if hint is not None else memory
-
-
-def _judge_options(engine: LocalEngine) -> dict[str, Any]:
-    if "memory_from_text" in inspect.signature(judge).parameters:
-        return {"memory_from_text": engine.caps.cgroups is None}
-    return {}
-
+from . import _workdir
+from ._sandbox import SandboxCaps, run_stage
+from ._toolchains import Toolchain, compile_plan, run_plan
+from .local import LocalEngine, _heap_hint, _stdin_bytes, compile_stage_limits, run_stage_limits
 
 # (relative name, content, permission bits)
 FileImage = tuple[str, bytes, int]
 
 
 class _Work:
-    """One run's work directory, made the way the engine makes them."""
+    """One run's work directory, made as :meth:`LocalEngine.run` makes them (a tmpfs owned by the run's uid as root)."""
 
-    def __init__(self, engine: LocalEngine) -> None:
-        workdir = _sibling("_workdir")
-        self._impl: Any = None
-        if workdir is not None:
-            self._impl = workdir.WorkDir(
-                engine.workroot,
-                size=getattr(engine, "workdir_size", None),
-                owner=getattr(engine.caps, "sandbox_uid", None),
-            )
-            self.path: str = self._impl.path
-        else:
-            self.path = tempfile.mkdtemp(prefix="codecapsule-", dir=engine.workroot)
+    def __init__(self, engine: LocalEngine, caps: SandboxCaps) -> None:
+        self._dir = _workdir.WorkDir(engine.workroot, size=engine.workdir_size, owner=caps.sandbox_uid)
+        self.path = self._dir.path
 
     def write(self, files: Sequence[FileImage]) -> None:
-        if self._impl is not None:
-            self._impl.write((name, data) for name, data, _ in files)
-        else:
-            for name, data, _ in files:
-                target = os.path.join(self.path, name)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                with open(target, "wb") as f:
-                    f.write(data)
+        self._dir.write((name, data) for name, data, _ in files)
         for name, _, mode in files:
             if mode & 0o111:  # the compiled executable
                 os.chmod(os.path.join(self.path, name), mode & 0o755)
@@ -135,18 +53,7 @@ class _Work:
         return sorted(out)
 
     def remove(self) -> None:
-        if self._impl is not None:
-            self._impl.remove()
-            return
-
-        def writable(func: Callable[[str], object], p: str, exc_info: object) -> None:
-            for target in (os.path.dirname(p), p):  # a program may have made its files read-only
-                with contextlib.suppress(OSError):
-                    os.chmod(target, 0o700)
-            with contextlib.suppress(OSError):
-                func(p)
-
-        shutil.rmtree(self.path, onerror=writable)
+        self._dir.remove()
 
 
 # -- compile once, run many ---------------------------------------------------------------------------------
@@ -185,13 +92,20 @@ def compile_job(engine: LocalEngine, job: Job) -> CompiledArtifact:
     tc = engine.toolchain(job.language)
     limits = job.limits.over(engine.defaults)
     artifact = CompiledArtifact(job, tc, limits, compile=None)
-    work = _Work(engine)
+    with engine.run_caps() as caps:
+        _compile_into(artifact, engine, caps)
+    return artifact
+
+
+def _compile_into(artifact: CompiledArtifact, engine: LocalEngine, caps: SandboxCaps) -> None:
+    job, tc, limits = artifact.job, artifact.toolchain, artifact.limits
+    work = _Work(engine, caps)
     try:
         work.write([(f.name, f.data, 0o644) for f in job.files])
-        plan = compile_plan(tc, job, engine.caps.inner_workdir(work.path))
+        plan = compile_plan(tc, job, caps.inner_workdir(work.path))
         if plan is not None:
             artifact.compile = run_stage(
-                engine.caps,
+                caps,
                 plan.argv,
                 env=plan.env,
                 workdir=work.path,
@@ -207,11 +121,10 @@ def compile_job(engine: LocalEngine, job: Job) -> CompiledArtifact:
                     compile=artifact.compile,
                     run=None,
                     limits=limits,
-                    **_judge_options(engine),
+                    memory_from_text=caps.cgroups is None,
                 )
-                return artifact
+                return
         artifact.files = work.snapshot()
-        return artifact
     finally:
         work.remove()
 
@@ -226,25 +139,27 @@ def run_compiled(
     name: str | None = None,
 ) -> Result:
     """Run the compiled program once with this input, in a fresh work directory and sandbox."""
-    from .local import _stdin_bytes
-
     if artifact.result is not None:
         return replace(artifact.result, name=name, expected=expect)
     if artifact.closed:
         raise EngineError("this CompiledArtifact is closed: compile the job again with LocalEngine.compile(job).")
     job = replace(artifact.job, stdin=stdin, args=as_args(args), expect=expect, name=name)
-    work = _Work(engine)
+    with engine.run_caps() as caps:
+        return _run_in(artifact, job, engine, caps)
+
+
+def _run_in(artifact: CompiledArtifact, job: Job, engine: LocalEngine, caps: SandboxCaps) -> Result:
+    work = _Work(engine, caps)
     try:
         work.write(artifact.files)
-        plan = run_plan(
-            artifact.toolchain, job, engine.caps.inner_workdir(work.path), _heap_hint(engine, artifact.limits.memory)
-        )
+        heap = _heap_hint(artifact.limits.memory, caps)
+        plan = run_plan(artifact.toolchain, job, caps.inner_workdir(work.path), heap)
         ran = run_stage(
-            engine.caps,
+            caps,
             plan.argv,
             env=plan.env,
             workdir=work.path,
-            stdin=_stdin_bytes(stdin),
+            stdin=_stdin_bytes(job.stdin),
             roots=artifact.toolchain.roots,
             limits=run_stage_limits(artifact.limits, job.language),
         )
@@ -255,7 +170,7 @@ def run_compiled(
             compile=artifact.compile,
             run=ran,
             limits=artifact.limits,
-            **_judge_options(engine),
+            memory_from_text=caps.cgroups is None,
         )
     finally:
         work.remove()

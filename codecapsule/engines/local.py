@@ -6,9 +6,10 @@ one that is. Nothing is left behind: the work directory is removed and every pro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -94,15 +95,22 @@ class LocalEngine:
                 self._toolchains[language] = tc
         return tc
 
+    @contextlib.contextmanager
+    def run_caps(self) -> Iterator[SandboxCaps]:
+        """The sandbox for one run: as root, with its own unprivileged host uid, held until the block ends."""
+        if self.caps.sandbox_uid is None:
+            yield self.caps
+            return
+        with self._uids.take() as uid:
+            yield replace(self.caps, sandbox_uid=uid)
+
     def run(self, job: Job) -> Result:
         if job.lang.sql:
             raise EngineError("SQL runs in the DuckDB engine, not the local engine.")
         tc = self.toolchain(job.language)
         limits = job.limits.over(self.defaults)
-        if self.caps.sandbox_uid is None:
-            return self._run(job, tc, limits, self.caps)
-        with self._uids.take() as uid:  # this run's own unprivileged host uid
-            return self._run(job, tc, limits, replace(self.caps, sandbox_uid=uid))
+        with self.run_caps() as caps:
+            return self._run(job, tc, limits, caps)
 
     def _run(self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps) -> Result:
         work = _workdir.WorkDir(self.workroot, size=self.workdir_size, owner=caps.sandbox_uid)
@@ -115,7 +123,6 @@ class LocalEngine:
             inner = caps.inner_workdir(workdir)
             plan = compile_plan(tc, job, inner)
             if plan is not None:
-                assert limits.compile_timeout is not None and limits.output is not None
                 compiled = run_stage(
                     caps,
                     plan.argv,
@@ -123,15 +130,7 @@ class LocalEngine:
                     workdir=workdir,
                     stdin=b"",
                     roots=tc.roots,
-                    limits=StageLimits(
-                        wall=limits.compile_timeout,
-                        cpu=limits.compile_cpu_time,
-                        memory=limits.compile_memory,
-                        processes=max(limits.processes or 64, 64),
-                        output=max(limits.output, 256 * 1024),
-                        file_size=max(limits.file_size or 0, COMPILE_FILE_SIZE),
-                        limit_address_space=job.language != "java",
-                    ),
+                    limits=compile_stage_limits(limits, job.language),
                 )
                 if compiled.status is not None or compiled.exit_code:
                     return judge(
@@ -139,7 +138,6 @@ class LocalEngine:
                         memory_from_text=text_oom,
                     )  # fmt: skip
             runp = run_plan(tc, job, inner, _heap_hint(limits.memory, caps))
-            assert limits.run_timeout is not None and limits.output is not None
             ran = run_stage(
                 caps,
                 runp.argv,
@@ -147,15 +145,7 @@ class LocalEngine:
                 workdir=workdir,
                 stdin=_stdin_bytes(job.stdin),
                 roots=tc.roots,
-                limits=StageLimits(
-                    wall=limits.run_timeout,
-                    cpu=limits.run_cpu_time,
-                    memory=limits.memory,
-                    processes=limits.processes,
-                    output=limits.output,
-                    file_size=limits.file_size,
-                    limit_address_space=job.language not in RESERVES_ADDRESS_SPACE,
-                ),
+                limits=run_stage_limits(limits, job.language),
             )
             return judge(
                 job, engine=self.name, version=tc.version, compile=compiled, run=ran, limits=limits,
@@ -209,6 +199,35 @@ class LocalEngine:
         from ._compiled import run_compiled
 
         return run_compiled(self, artifact, stdin=stdin, args=args, expect=expect, name=name)
+
+
+def compile_stage_limits(limits: Limits, language: str) -> StageLimits:
+    """The compile stage's limits (``limits`` with the engine's defaults filled in): compilers get room the
+    student's program does not (processes, output, a large object file)."""
+    assert limits.compile_timeout is not None and limits.output is not None
+    return StageLimits(
+        wall=limits.compile_timeout,
+        cpu=limits.compile_cpu_time,
+        memory=limits.compile_memory,
+        processes=max(limits.processes or 64, 64),
+        output=max(limits.output, 256 * 1024),
+        file_size=max(limits.file_size or 0, COMPILE_FILE_SIZE),
+        limit_address_space=language != "java",
+    )
+
+
+def run_stage_limits(limits: Limits, language: str) -> StageLimits:
+    """The run stage's limits, as the job asked (``limits`` with the engine's defaults filled in)."""
+    assert limits.run_timeout is not None and limits.output is not None
+    return StageLimits(
+        wall=limits.run_timeout,
+        cpu=limits.run_cpu_time,
+        memory=limits.memory,
+        processes=limits.processes,
+        output=limits.output,
+        file_size=limits.file_size,
+        limit_address_space=language not in RESERVES_ADDRESS_SPACE,
+    )
 
 
 def _stdin_bytes(stdin: str) -> bytes:
