@@ -41,7 +41,7 @@ def _void_main(source: str) -> bool:
 HINTS: tuple[Hint, ...] = (
     Hint(
         frozenset({"python"}),
-        frozenset({"runtime_error"}),
+        frozenset({"compile_error"}),
         _re(r"^(?:SyntaxError|IndentationError|TabError): "),
         None,
         "Python could not read the program, so none of it ran: fix the line shown above (the ^ marks where "

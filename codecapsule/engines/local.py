@@ -18,6 +18,7 @@ from .._errors import EngineError
 from .._jobs import Job, Limits
 from .._results import Result
 from .._verdicts import judge
+from ._python_boot import split_compile_outcome
 from ._sandbox import SandboxCaps, StageLimits, run_stage
 from ._toolchains import RESERVES_ADDRESS_SPACE, Toolchain, compile_plan, find, program_stdin, run_plan
 from .base import EngineInfo
@@ -126,7 +127,8 @@ class LocalEngine:
                     limit_address_space=job.language not in RESERVES_ADDRESS_SPACE,
                 ),
             )
-            return judge(job, engine=self.name, version=tc.version, compile=compiled, run=ran, limits=limits)
+            compiled, run = split_compile_outcome(job.language, compiled, ran)  # a SyntaxError did not compile
+            return judge(job, engine=self.name, version=tc.version, compile=compiled, run=run, limits=limits)
         finally:
             _remove_tree(workdir)
 
