@@ -1,8 +1,9 @@
 """``execute("SELECT 1+1", "sql")`` vs a raw DuckDB cursor on one connection: prints the ratio of medians.
 
 Baseline: ``conn.execute("SELECT 1+1 AS result").fetchall()`` on a sandboxed DuckDB connection.
-Measured: ``Client.execute`` (Job building, routing, the watchdog arm/disarm, fetching, Result) on its own
-connection with the same sandbox. Interleaved batches; target ≤ 1.5× and well under 1 ms absolute.
+Measured: ``Client.execute`` (Job building, routing, the round trip to the DuckDB worker process, fetching,
+Result) on its own session with the same sandbox. Interleaved batches; target ≤ 2× (the price of the worker
+process; see bench_sql_isolation.py for what it buys) and well under 1 ms absolute.
 
     python -m bench.bench_sql [--runs N]
 """
@@ -54,7 +55,7 @@ def main() -> None:
     mb, mc = statistics.median(b) * 1e3, statistics.median(c) * 1e3
     print(f"raw DuckDB cursor   {mb:.3f} ms per query")
     print(f"codecapsule.execute {mc:.3f} ms per query")
-    print(f"ratio {mc / mb:.2f}x (target <= 1.5x; absolute target well under 1 ms)")
+    print(f"ratio {mc / mb:.2f}x (target <= 2x; absolute target well under 1 ms)")
     client.close()
 
 

@@ -4,7 +4,7 @@
 >>> cc.execute("print(40 + 2)", "python").stdout      # doctest: +SKIP
 '42\\n'
 
-SQL runs in an in-process DuckDB; Python, JavaScript, Java, C and C++ run on Piston when a URL is configured
+SQL runs in a sandboxed DuckDB worker; Python, JavaScript, Java, C and C++ run on Piston when a URL is configured
 (``CODECAPSULE_PISTON_URL``) and otherwise on a sandboxed local engine. Heavy dependencies (DuckDB, IPython,
 cloud SDKs) are imported only when used.
 """
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ._progress import Progress
     from .cluster.cluster import Cluster
     from .cluster.spec import ClusterSpec
+    from .grading import Grade, Gradebook, TestCase, TestResult, TestSuite, grade, grade_many, load_tests
 
 __version__ = "0.1.0"
 
@@ -39,18 +40,26 @@ __all__ = [
     "Cluster",
     "ClusterSpec",
     "File",
+    "Grade",
+    "Gradebook",
     "Job",
     "Limits",
     "Result",
     "Settings",
     "Stage",
     "Table",
+    "TestCase",
+    "TestResult",
+    "TestSuite",
     "Verdict",
     "aexecute",
     "default_client",
     "errors",
     "execute",
     "execute_many",
+    "grade",
+    "grade_many",
+    "load_tests",
     *_error_names,
 ]
 
@@ -137,6 +146,11 @@ def execute_many(jobs: Iterable[JobLike], *, concurrency: int = 8, progress: boo
     return default_client().execute_many(jobs, concurrency=concurrency, progress=progress)
 
 
+_GRADING = frozenset(
+    {"Grade", "Gradebook", "TestCase", "TestResult", "TestSuite", "grade", "grade_many", "load_tests"}
+)
+
+
 def __getattr__(name: str) -> Any:
     # Cluster pulls in nothing heavy itself, but keep it out of `import codecapsule` altogether.
     if name == "Cluster":
@@ -147,6 +161,10 @@ def __getattr__(name: str) -> Any:
         from .cluster.spec import ClusterSpec
 
         return ClusterSpec
+    if name in _GRADING:  # grading (PyYAML, jsonschema) loads on first use
+        from . import grading
+
+        return getattr(grading, name)
     raise AttributeError(f"module 'codecapsule' has no attribute {name!r}")
 
 

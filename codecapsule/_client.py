@@ -120,7 +120,7 @@ class _ClientCore:
     def _wants_piston(self, job: Job, engine: EngineChoice | None) -> bool:
         if job.lang.sql:
             if engine == "piston":
-                raise InvalidRequest("SQL runs in the in-process DuckDB engine, not on Piston: drop engine='piston'.")
+                raise InvalidRequest("SQL runs in CodeCapsule's DuckDB engine, not on Piston: drop engine='piston'.")
             return False
         choice = engine or self.settings.engine
         if choice == "local":
@@ -145,6 +145,7 @@ class _ClientCore:
                     sandbox=s.sql_sandbox,
                     memory_limit=s.sql_memory,
                     max_rows=s.max_rows,
+                    allowed_directories=s.sql_data,
                 )
             return self._duckdb
 

@@ -13,7 +13,8 @@ Exception tree::
     │   └── NoEndpointConfigured           Piston was asked for but no URL is set
     ├── InvalidRequest (ValueError)        the request itself is wrong, nothing was sent
     │   ├── UnknownLanguage                not a language CodeCapsule knows (lists the known ones)
-    │   └── InvalidLimit                   a limit that is negative, unparseable or out of range
+    │   ├── InvalidLimit                   a limit that is negative, unparseable or out of range
+    │   └── InvalidTestSuite               a grading test file that is not valid (names file and place)
     ├── EngineError                        the engine could not run the job at all
     │   ├── ToolchainMissing               local engine: compiler/interpreter not installed
     │   └── SandboxError                   local engine: the sandbox could not be set up
@@ -64,6 +65,7 @@ __all__ = [
     "HTTPStatusError",
     "InvalidLimit",
     "InvalidRequest",
+    "InvalidTestSuite",
     "MissingCredentials",
     "NoEndpointConfigured",
     "OperationFailed",
@@ -125,6 +127,10 @@ class UnknownLanguage(InvalidRequest):
 
 class InvalidLimit(InvalidRequest):
     """A limit that cannot be used (negative, unparseable, out of range)."""
+
+
+class InvalidTestSuite(InvalidRequest):
+    """A grading test file (or list of TestCase) that cannot be used; the message names the file and the place."""
 
 
 # -- engines -----------------------------------------------------------------------------------------

@@ -88,7 +88,8 @@ class Table:
     rows: tuple[tuple[Any, ...], ...]
     total_rows: int
     truncated: bool = False
-    _rest: Any = field(default=None, repr=False, compare=False)  # pyarrow.Table of the rows after `rows`, or None
+    # the rows after `rows` as a pyarrow.Table, or a callable fetching the whole result (a SQL worker keeps it)
+    _rest: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", tuple(self.columns))
@@ -103,6 +104,8 @@ class Table:
             from ._errors import ConfigurationError
 
             raise ConfigurationError("Table.arrow() needs pyarrow: pip install pyarrow") from exc
+        if callable(self._rest):
+            return self._rest()
         head = pa.table({c: [r[i] for r in self.rows] for i, c in enumerate(self.columns)})
         if self._rest is None:
             return head

@@ -12,6 +12,7 @@
 | ``CODECAPSULE_DATABASE_READ_ONLY``    | ``1`` to open it read-only                                    |
 | ``CODECAPSULE_SQL_SANDBOX``           | ``0`` to switch DuckDB's sandbox off (trusted use only)       |
 | ``CODECAPSULE_SQL_MEMORY``            | DuckDB memory limit (default ``"1GB"``)                       |
+| ``CODECAPSULE_SQL_DATA``              | directories SQL may read (course data), ``os.pathsep``-separated |
 | ``CODECAPSULE_MAX_ROWS``              | rows of a SQL result kept for display (default 1000)          |
 | ``CODECAPSULE_RETRIES``               | Piston retries on transient failures (default 3)              |
 | ``CODECAPSULE_REQUEST_TIMEOUT``       | seconds to wait for a Piston answer beyond the job's limits   |
@@ -20,7 +21,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -42,6 +43,21 @@ def _bool(value: str, name: str) -> bool:
     raise ConfigurationError(f"{name}={value!r}: use 1/0, true/false, yes/no or on/off.")
 
 
+def sql_directories(value: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> tuple[str, ...]:
+    """The SQL course-data allowlist as absolute paths; each must be an existing directory."""
+    items = [value] if isinstance(value, str | os.PathLike) else list(value)
+    resolved = []
+    for item in items:
+        path = os.path.abspath(os.fspath(item))
+        if not os.path.isdir(path):
+            raise ConfigurationError(
+                f"SQL data directory {os.fspath(item)!r} does not exist (or is not a directory): create it or fix "
+                "the path (sql_data / CODECAPSULE_SQL_DATA / Capsule.sql_data)."
+            )
+        resolved.append(path)
+    return tuple(resolved)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration of a Client. Secrets are excluded from ``repr``."""
@@ -56,6 +72,7 @@ class Settings:
     database_read_only: bool = False
     sql_sandbox: bool = True
     sql_memory: int = 1_000_000_000
+    sql_data: tuple[str, ...] = ()  # directories of read-only course data for SQL (read_csv('data/x.csv'))
     max_rows: int = 1000
     retries: int = 3
     request_timeout: float = 30.0
@@ -83,6 +100,7 @@ class Settings:
         if self.memory is not None:
             object.__setattr__(self, "memory", parse_size(self.memory, name="memory"))
         object.__setattr__(self, "sql_memory", parse_size(self.sql_memory, name="sql_memory"))
+        object.__setattr__(self, "sql_data", sql_directories(self.sql_data))
         if self.max_rows < 1:
             raise InvalidRequest(f"max_rows must be at least 1, not {self.max_rows}.")
         if self.retries < 0:
@@ -129,7 +147,9 @@ class Settings:
             if raw is None or raw == "":
                 continue
             name = f"CODECAPSULE_{f.name.upper()}"
-            if f.name in ("database_read_only", "sql_sandbox"):
+            if f.name == "sql_data":
+                values[f.name] = tuple(d for d in raw.split(os.pathsep) if d)
+            elif f.name in ("database_read_only", "sql_sandbox"):
                 values[f.name] = _bool(raw, name)
             elif f.name in ("max_rows", "retries"):
                 try:

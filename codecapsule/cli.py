@@ -8,6 +8,7 @@
     codecapsule engine                         what runs where, and how well it is isolated
     codecapsule runtimes                       languages installed on the Piston server
     codecapsule lab [FOLDER]                   JupyterLab on the classroom notebooks
+    codecapsule grade subs/ --tests lab1.yaml  grade a folder of submissions (--out grades.csv, --resume)
     codecapsule cluster ... / doctor           cloud side (see docs/admin.md)
 
 The exit status mirrors the program's: its exit code; 128+n when killed by signal n; 124 on a time limit;
@@ -301,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(func=_cmd_lab)
 
     from .cluster.cli import add_cluster_commands, add_doctor_command
+    from .grading.cli import add_grade_command
+
+    add_grade_command(sub)
 
     add_cluster_commands(sub)
     add_doctor_command(sub)

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, Union, observe, validate
+from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, Union, observe, validate
 
 from ._errors import CodeCapsuleError, InvalidRequest
 from ._languages import LANGUAGES, resolve
 from ._magic_options import check_option_names, clean_help, install_config_magic
 from ._render import render_html, render_text
 from ._results import Verdict
+from ._sql_cells import compose, run_cell
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -105,6 +106,8 @@ class CellOptions(NamedTuple):
     db: str | None = None
     db_write: bool = False
     register: tuple[tuple[str, str], ...] = ()  # (SQL name, notebook variable)
+    data: tuple[str, ...] = ()  # SQL: directories of course data to allow (read-only)
+    tests: str | None = None  # grade the cell against this YAML test file
 
 
 def _split(line: str) -> list[str]:
@@ -168,10 +171,10 @@ def parse_cell_line(line: str) -> CellOptions:
     sql = resolve(language).sql
     if ns.run and ns.save is None:
         raise UsageError("--run goes with --save NAME (save the cell and also run it).")
-    if sql and (ns.save or ns.with_files):
-        raise UsageError("--save and --with are for program files; SQL cells share one database instead.")
-    if not sql and (ns.db or ns.db_write or ns.register):
-        raise UsageError("--db, --db-write and --register are for SQL cells (%%capsule sql).")
+    if not sql and (ns.db or ns.db_write or ns.register or ns.data):
+        raise UsageError("--db, --db-write, --register and --data are for SQL cells (%%capsule sql).")
+    if ns.tests is not None and (ns.stdin is not None or ns.stdin_from or ns.expect is not None or ns.expect_from):
+        raise UsageError("--tests gives every test's input and expected output: drop --stdin/--expect.")
     if ns.db_write and ns.db is None:
         raise UsageError("--db-write goes with --db PATH (open that database for writing).")
     register: list[tuple[str, str]] = []
@@ -210,6 +213,8 @@ def parse_cell_line(line: str) -> CellOptions:
         db=ns.db,
         db_write=ns.db_write,
         register=tuple(register),
+        data=tuple(ns.data or ()),
+        tests=ns.tests,
     )
 
 
@@ -299,6 +304,23 @@ _CELL_ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
             "help": "SQL: expose a notebook DataFrame as table NAME (the sandbox does not scan variables).",
         },
     ),
+    (
+        ("--data",),
+        {
+            "nargs": "+",
+            "action": "extend",
+            "metavar": "DIR",
+            "help": "SQL: let queries read files under DIR (read-only), for this and later cells "
+            "(adds to Capsule.sql_data).",
+        },
+    ),
+    (
+        ("--tests",),
+        {
+            "metavar": "FILE",
+            "help": "Grade the cell against a YAML test file: a table of tests (hidden ones show only pass/fail).",
+        },
+    ),
 )
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -358,6 +380,10 @@ class Capsule(Magics):
     ).tag(config=True)
     displaylimit = Int(10, help="SQL rows shown under a cell (0: all rows the result kept).").tag(config=True)
     max_lines = Int(40, help="Output lines shown before the rest is folded.").tag(config=True)
+    sql_data = List(
+        Unicode(),
+        help="Directories SQL cells may read files from (read-only course data: read_csv('data/grades.csv')).",
+    ).tag(config=True)
     raise_on_failure = Bool(
         False,
         help="Raise when a program's verdict is not ok (for scripted grading), as --raise does for one cell.",
@@ -403,6 +429,20 @@ class Capsule(Magics):
                 raise TraitError(str(exc)) from None
         return proposal["value"]
 
+    @validate("sql_data")
+    def _check_sql_data(self, proposal: Any) -> Any:
+        from ._settings import sql_directories
+
+        try:
+            return list(dict.fromkeys(sql_directories(proposal["value"])))  # absolute, each once
+        except CodeCapsuleError as exc:
+            raise TraitError(str(exc)) from None
+
+    @observe("sql_data")
+    def _sql_data_changed(self, change: Any) -> None:
+        for client in self._clients.values():
+            client.sql.allow_directories(change["new"])  # the session's tables are kept
+
     @observe("piston_url")
     def _url_changed(self, change: Any) -> None:
         self.close()  # the next cell builds a Client for the new URL
@@ -418,9 +458,9 @@ class Capsule(Magics):
         if client is None:
             from ._client import Client
 
-            options: dict[str, Any] = {}
+            options: dict[str, Any] = {"sql_data": tuple(self.sql_data)}
             if database is not None:
-                options = {"database": database[0], "database_read_only": not database[1]}
+                options.update(database=database[0], database_read_only=not database[1])
             try:
                 client = Client(self.piston_url or None, **options)
             except CodeCapsuleError as exc:
@@ -442,15 +482,23 @@ class Capsule(Magics):
             %%capsule cpp --save point.h
             %%capsule cpp --with point.h --timeout 1s
             %%capsule sql --register scores=df --out result
+            %%capsule c --tests lab1.yaml
         """
         opts = parse_cell_line(line)
         if opts.save is not None:
+            if resolve(opts.language).sql:  # a saved query keeps the queries it is composed of
+                cell = compose(cell, [(f.name, f.source) for f in self._sql_saved(opts.with_files)])
             self.saved[opts.save] = SavedFile(opts.save, opts.language, cell)
             if not opts.run:
                 _publish_note(
                     f"saved {opts.save} ({opts.language}, {_lines(cell)}); add it to a run with --with {opts.save}"
                 )
                 return
+        if opts.tests is not None:
+            from .grading.notebook import grade_cell
+
+            grade_cell(self, cell, opts, exclude=opts.save)
+            return
         self._run(cell, opts, exclude=opts.save)
 
     # -- %capsule -----------------------------------------------------------------------------------------
@@ -553,7 +601,9 @@ class Capsule(Magics):
             stdin += "\n"  # typed input ends with Enter
         expect = opts.expect if opts.expect_from is None else self._text_from(opts.expect_from, "--expect-from")
         files = {}
-        for name in opts.with_files:
+        if resolve(opts.language).sql:  # saved queries become CTEs in front of the cell
+            source = compose(source, [(f.name, f.source) for f in self._sql_saved(opts.with_files, exclude)])
+        for name in () if resolve(opts.language).sql else opts.with_files:
             saved = self._saved(name)
             if saved.name != exclude:
                 files[saved.name] = saved.source
@@ -576,6 +626,13 @@ class Capsule(Magics):
         except InvalidRequest as exc:
             raise UsageError(str(exc)) from None
 
+    def _sql_saved(self, names: Sequence[str], exclude: str | None = None) -> list[SavedFile]:
+        found = [self._saved(name) for name in names]
+        for saved in found:
+            if not resolve(saved.language).sql:
+                raise UsageError(f"--with {saved.name}: a {saved.language} file, not a saved SQL query.")
+        return [f for f in found if f.name != exclude]
+
     def _sql_client(self, opts: CellOptions) -> Client:
         if opts.db is not None:
             # ":memory:" goes back to the session's own database
@@ -587,7 +644,7 @@ class Capsule(Magics):
                         self._clients.pop(key).close()
                     client = self._client(wanted)
                     try:
-                        _ = client.sql.connection  # open it now: a bad path must not become the current database
+                        client.sql.start()  # open it now: a bad path must not become the current database
                     except CodeCapsuleError:
                         self._clients.pop(wanted).close()
                         raise
@@ -595,6 +652,11 @@ class Capsule(Magics):
                 where = "the session database" if wanted is None else opts.db
                 mode = "" if wanted is None else (" (writable)" if opts.db_write else " (read-only)")
                 _publish_note(f"SQL cells now use {where}{mode}")
+        if opts.data:
+            try:
+                self.sql_data = [*self.sql_data, *opts.data]
+            except TraitError as exc:
+                raise UsageError(f"--data: {exc}") from None
         client = self._client(self._database)
         for name, var in opts.register:
             value = self._value(var, "--register")
@@ -609,9 +671,14 @@ class Capsule(Magics):
         try:
             client = self._sql_client(opts) if job.lang.sql else self._client()
             engine = opts.engine or self.engine
-            result = client.run(job, engine=engine)  # type: ignore[arg-type]
+            if job.lang.sql:
+                result = run_cell(client, job, self.shell.user_ns if self.shell is not None else {}, engine)
+            else:
+                result = client.run(job, engine=engine)  # type: ignore[arg-type]
         except InvalidRequest as exc:
             raise UsageError(str(exc)) from None
+        except UsageError:
+            raise  # already one line (--register, --data, --with)
         except CodeCapsuleError as exc:
             raise MagicFailure(str(exc), title=type(exc).__name__) from None
         except Exception as exc:

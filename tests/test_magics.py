@@ -137,7 +137,6 @@ def test_unescape() -> None:
         ("python --bogus", "unknown option --bogus. See %%capsule"),
         ('python --stdin "unclosed', "check the quotes"),
         ("python --run", "--run goes with --save"),
-        ("sql --save q", "--save and --with are for program files"),
         ("python --db x.duckdb", "are for SQL cells"),
         ("sql --db-write", "--db-write goes with --db"),
         ("sql --register 1x=df", "use name=VARIABLE"),

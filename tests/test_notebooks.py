@@ -147,21 +147,40 @@ def check_sql_lab(nb: Any) -> None:
     assert "Linus" in html(nb, "register")
     assert "read-only" in text(nb, "course-db")
     assert "Catalog Error" in text(nb, "sql-error") and "expected verdict" in text(nb, "sql-error")
+    setup = text(nb, "setup")
+    assert "created table students; inserted 5 rows; created table courses; inserted 3 rows" in setup
+    assert "created table enrollments; inserted 9 rows" in setup
+    assert "9.5" in html(nb, "params") and "Alan" not in html(nb, "params")  # grade >= :min_grade (8)
+    assert "saved top_students" in text(nb, "save-query")
+    assert "8.83" in html(nb, "compose") and "Margaret" in html(nb, "compose") and "Grace" not in html(nb, "compose")
+    assert "--register attendance_df" in text(nb, "register-hint") and "pg_" not in text(nb, "register-hint")
+    assert "92" in html(nb, "data") and "Ada" in html(nb, "data")
+    assert "Permission Error" in text(nb, "data-outside") and "expected verdict" in text(nb, "data-outside")
 
 
 def check_grading(nb: Any) -> None:
-    assert text(nb, "run").strip().endswith("18")
-    summary = text(nb, "summary")
-    verdicts = {line.split()[0]: line.split()[1:] for line in summary.splitlines()[2:]}
-    assert verdicts["alice"] == ["ok", "ok", "ok", "3/3"]
-    assert verdicts["bob"] == ["wrong_answer", "wrong_answer", "ok", "1/3"]
-    assert verdicts["carol"] == ["ok", "ok", "ok", "3/3"]
-    assert verdicts["dave"] == ["compile_error"] * 3 + ["0/3"]
-    assert verdicts["erin"] == ["ok", "wrong_answer", "ok", "2/3"]
-    assert verdicts["frank"] == ["time_limit", "time_limit", "time_limit", "0/3"]
+    assert "('single', 2, True)" in text(nb, "suite")
+    assert text(nb, "one-score").strip() == "(2, 4, False)"
+    assert text(nb, "run").strip().endswith("7")
+    book = text(nb, "gradebook")
+    rows = {line.split()[0]: line.split()[1:] for line in book.splitlines()[3:]}
+    assert rows["alice"][:4] == ["4/4", "1", "1", "2"]
+    assert rows["bob"][:4] == ["2/4", "0", "0", "2"]
+    assert rows["carol"][:4] == ["4/4", "1", "1", "2"]
+    assert rows["dave"][:4] == ["0/4", "0", "0", "0"] and "did not compile" in book
+    assert rows["erin"][:4] == ["3/4", "1", "0", "2"]
+    assert rows["frank"][:4] == ["0/4", "0", "0", "0"] and "simple: time_limit" in book
+    assert rows["grace"][:4] == ["0/4", "–", "–", "–"] and "unknown file extension" in book
+    assert "7 students" in book and 'class="codecapsule-gradebook"' in html(nb, "gradebook")
     assert "<table" in html(nb, "summary")
-    assert "Wrong answer" in text(nb, "bob") and "expected:    9\n  your output: 15" in text(nb, "bob")
-    assert "line 6: error: ';' expected" in text(nb, "dave")
+    bob = text(nb, "bob")
+    assert "Wrong answer" in bob and "expected:    9\n  your output: 15" in bob and "single (hidden)  ✓ passed" in bob
+    assert "── single" not in bob and "== single" not in bob  # a hidden test has no details section
+    assert "line 5: error: ';' expected" in text(nb, "dave")
+    assert "('single', 'time_limit')" in text(nb, "frank")
+    assert "largest · 4/4 points · 3 of 3 tests passed" in text(nb, "magic")
+    sql = text(nb, "sql")
+    assert "1/2 points" in sql and "any-order   ✓ ok" in sql and "best-first  ⚠ wrong_answer" in sql
 
 
 LESSONS = {

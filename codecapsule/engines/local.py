@@ -11,8 +11,9 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._errors import EngineError
 from .._jobs import Job, Limits
@@ -22,6 +23,9 @@ from ._python_boot import split_compile_outcome
 from ._sandbox import SandboxCaps, StageLimits, run_stage
 from ._toolchains import RESERVES_ADDRESS_SPACE, Toolchain, compile_plan, find, program_stdin, run_plan
 from .base import EngineInfo
+
+if TYPE_CHECKING:
+    from ._compiled import CompiledArtifact
 
 #: What the local engine applies where a job leaves a limit unset.
 DEFAULT_LIMITS = Limits(
@@ -158,6 +162,30 @@ class LocalEngine:
 
     def close(self) -> None:
         pass
+
+    # -- compile once, run many (grading): see _compiled.py ------------------------------------------
+
+    def compile(self, job: Job) -> CompiledArtifact:
+        """Compile ``job`` once and keep the result (close it when done); ``artifact.failed`` on a compile error."""
+        if job.lang.sql:
+            raise EngineError("SQL runs in the DuckDB engine, not the local engine.")
+        from ._compiled import compile_job
+
+        return compile_job(self, job)
+
+    def run_compiled(
+        self,
+        artifact: CompiledArtifact,
+        *,
+        stdin: str = "",
+        args: Sequence[str] = (),
+        expect: str | None = None,
+        name: str | None = None,
+    ) -> Result:
+        """Run a compiled program once with this input, in a fresh sandbox and a fresh copy of its files."""
+        from ._compiled import run_compiled
+
+        return run_compiled(self, artifact, stdin=stdin, args=args, expect=expect, name=name)
 
 
 def _stdin_bytes(stdin: str) -> bytes:
