@@ -30,6 +30,9 @@ PROGRAMS = {
     "java": "public class Main { public static void main(String[] a) { System.out.println(40 + 2); } }",
 }
 TARGETS = {"python": 1.5, "javascript": 1.5, "c": 1.15, "c++": 1.15, "java": 1.15}
+# Ratios measured before the root hardening (unprivileged uid, seccomp, tmpfs work dir, CPU quota): it must not
+# make Python or C slower than these.
+BEFORE_HARDENING = {"python": 2.4, "javascript": 1.5, "c": 1.7, "c++": 1.13, "java": 1.07}
 
 
 def bare(engine: LocalEngine, job: Job) -> float:
@@ -67,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     engine = LocalEngine()
     print(f"isolation: {engine.caps.level}; runs per side: {args.runs}")
-    print(f"{'language':<11} {'bare ms':>9} {'local ms':>9} {'ratio':>7} {'target':>7}")
+    print(f"{'language':<11} {'bare ms':>9} {'local ms':>9} {'ratio':>7} {'target':>7} {'before':>7}")
     for language in args.languages.split(","):
         job = Job.create(PROGRAMS[language], language, memory=DEFAULT_MEMORY)
         bare(engine, job), sandboxed(engine, job)  # warm caches and toolchain lookup
@@ -78,7 +81,35 @@ def main() -> None:
         mb, ms = statistics.median(b) * 1000, statistics.median(s) * 1000
         ratio = ms / mb
         flag = "ok" if ratio <= TARGETS[language] else "OVER"
-        print(f"{language:<11} {mb:9.1f} {ms:9.1f} {ratio:7.2f}x {TARGETS[language]:6.2f}x {flag}")
+        if ratio > BEFORE_HARDENING[language]:
+            flag += " (slower than before hardening)"
+        print(
+            f"{language:<11} {mb:9.1f} {ms:9.1f} {ratio:7.2f}x {TARGETS[language]:6.2f}x "
+            f"{BEFORE_HARDENING[language]:6.2f}x {flag}"
+        )
+    compare_bench()
+
+
+def compare_bench() -> None:
+    """``expect=`` on a 1 MB wrong answer: the host-side comparison must stay far below 100 ms."""
+    from codecapsule._verdicts import compare_output
+
+    expected = "".join(f"{i}\n" for i in range(150_000))  # ~1 MB
+    wrong = expected.replace("\n77777\n", "\n77778\n") + "extra\n"
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        compare_output(wrong, expected)
+        times.append(time.perf_counter() - started)
+    equal = []
+    for _ in range(5):
+        started = time.perf_counter()
+        compare_output(expected, expected)
+        equal.append(time.perf_counter() - started)
+    print(
+        f"compare 1 MB: wrong answer {statistics.median(times) * 1000:.1f} ms, "
+        f"equal {statistics.median(equal) * 1000:.2f} ms (bound: 100 ms)"
+    )
 
 
 DEFAULT_MEMORY = 512 * 1024 * 1024

@@ -141,7 +141,9 @@ async def aexecute(
         )
 
 
-def execute_many(jobs: Iterable[JobLike], *, concurrency: int = 8, progress: bool | Progress = False) -> list[Result]:
+def execute_many(
+    jobs: Iterable[JobLike], *, concurrency: int | None = None, progress: bool | Progress = False
+) -> list[Result]:
     """Run many jobs (Job objects or dicts of :func:`execute` arguments), results in order."""
     return default_client().execute_many(jobs, concurrency=concurrency, progress=progress)
 

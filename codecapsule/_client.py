@@ -7,6 +7,7 @@ decision (``_ClientCore``); only the I/O differs.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -104,11 +105,15 @@ class _ClientCore:
         )
 
     @staticmethod
-    def _batch(jobs: Iterable[JobLike], concurrency: int, progress: bool | Progress) -> tuple[list[JobLike], Progress]:
+    def _batch(
+        jobs: Iterable[JobLike], concurrency: int | None, progress: bool | Progress
+    ) -> tuple[list[JobLike], Progress, int]:
         items = list(jobs)
+        if concurrency is None:
+            concurrency = default_concurrency()
         if concurrency < 1:
             raise InvalidRequest(f"concurrency must be at least 1, not {concurrency}.")
-        return items, make_progress(progress, len(items))
+        return items, make_progress(progress, len(items)), concurrency
 
     def _prepare(self, item: JobLike) -> Job | Result:
         """The Job for a batch item, or an internal_error Result when the item is not a valid job."""
@@ -222,16 +227,17 @@ class Client(_ClientCore):
         self,
         jobs: Iterable[JobLike],
         *,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         progress: bool | Progress = False,
         engine: EngineChoice | None = None,
     ) -> list[Result]:
-        """Run many jobs, at most ``concurrency`` at a time; results come back in the jobs' order.
+        """Run many jobs, at most ``concurrency`` at a time (default: this machine's CPU cores, so each local run
+        gets a core); results come back in the jobs' order.
 
         A job that cannot be run at all becomes a Result with verdict ``internal_error`` (its exception kept in
         ``result.exception``); the others are not affected. Ctrl-C cancels the jobs not yet started.
         """
-        items, bar = self._batch(jobs, concurrency, progress)
+        items, bar, concurrency = self._batch(jobs, concurrency, progress)
         results: list[Result | None] = [None] * len(items)
 
         def one(index: int) -> None:
@@ -326,14 +332,14 @@ class AsyncClient(_ClientCore):
         self,
         jobs: Iterable[JobLike],
         *,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         progress: bool | Progress = False,
         engine: EngineChoice | None = None,
     ) -> list[Result]:
         """Run many jobs concurrently (bounded); results in the jobs' order, failures as internal_error Results."""
         import asyncio
 
-        items, bar = self._batch(jobs, concurrency, progress)
+        items, bar, concurrency = self._batch(jobs, concurrency, progress)
         gate = asyncio.Semaphore(concurrency)
 
         async def one(item: JobLike) -> Result:
@@ -374,3 +380,11 @@ def _unbuildable(item: JobLike, exc: Exception) -> Result:
     language = str(item.get("language", "?")) if isinstance(item, Mapping) else "?"
     name = item.get("name") if isinstance(item, Mapping) else None
     return error_result(exc, engine="client", language=language, name=name)
+
+
+def default_concurrency() -> int:
+    """Batches run this many jobs at once unless told otherwise: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)

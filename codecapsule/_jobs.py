@@ -13,7 +13,57 @@ from ._languages import Language, resolve
 from ._units import parse_duration, parse_size
 
 Encoding = Literal["utf8", "base64"]
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+-][A-Za-z0-9_.+/-]*$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+/-]+$")
+_MAX_COMPONENT = 255  # bytes: the longest file name Linux file systems accept
+_MAX_PATH = 1024
+
+
+def normalise_file_name(name: object) -> str:
+    """The file name as it will be written (``./a//b`` → ``a/b``), or InvalidRequest saying what is wrong with it."""
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest(f"file name {name!r} is not allowed: it must be a non-empty string such as 'util.py'.")
+    if not _SAFE_NAME.match(name) or name.startswith("/"):
+        raise InvalidRequest(
+            f"file name {name!r} is not allowed: use a relative path of letters, digits, '_', '-', '.', '+' and '/'."
+        )
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise InvalidRequest(
+            f"file name {name!r} is not allowed: it must name a file inside the work directory (no '.' or '..')."
+        )
+    for part in parts:
+        if part.startswith("-"):
+            raise InvalidRequest(
+                f"file name {name!r} is not allowed: a part may not start with '-' (it would read as an option)."
+            )
+        if len(part.encode()) > _MAX_COMPONENT:
+            raise InvalidRequest(
+                f"file name {name[:40]!r}... is not allowed: each part of a path must be <= 255 bytes."
+            )
+    normal = "/".join(parts)
+    if len(normal) > _MAX_PATH:
+        raise InvalidRequest(
+            f"file name {name[:40]!r}... is not allowed: paths must be at most {_MAX_PATH} characters."
+        )
+    return normal
+
+
+def check_file_names(names: Sequence[str]) -> None:
+    """The files of one job can all be written: no two the same, none both a file and a directory."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InvalidRequest(
+                f"file name {name!r} is given twice (names are compared after removing './' and '//'; the first file "
+                "is the program's entry point)."
+            )
+        seen.add(name)
+    for name in names:
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            if prefix in seen:
+                raise InvalidRequest(f"file name {name!r} needs a directory {prefix!r}, but {prefix!r} is also a file.")
 
 
 @dataclass(frozen=True)
@@ -24,11 +74,7 @@ class File:
     content: str | bytes
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _SAFE_NAME.match(self.name) or ".." in self.name.split("/"):
-            raise InvalidRequest(
-                f"file name {self.name!r} is not allowed: use a relative path of letters, digits, '_', '-', '.' "
-                "and '/', without '..'."
-            )
+        object.__setattr__(self, "name", normalise_file_name(self.name))
         if not isinstance(self.content, str | bytes):
             raise InvalidRequest(f"content of {self.name!r} must be str or bytes, not {type(self.content).__name__}.")
 
@@ -161,9 +207,7 @@ class Job:
         if not isinstance(self.stdin, str):
             raise InvalidRequest(f"stdin must be a str, not {type(self.stdin).__name__}.")
         object.__setattr__(self, "args", as_args(self.args))
-        names = [f.name for f in self.files]
-        if len(set(names)) != len(names):
-            raise InvalidRequest(f"file names must be unique, got {names}.")
+        check_file_names([f.name for f in self.files])
         if not isinstance(self.files[0].content, str):
             raise InvalidRequest("the first file is the program's entry point and must be text.")
         if not isinstance(self.version, str) or not self.version:

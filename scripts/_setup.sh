@@ -38,7 +38,7 @@ make_venv() {
 
 # The toolchains the local engine runs, and bubblewrap for its sandbox.
 need_toolchains() {
-    need_apt bwrap:bubblewrap prlimit:util-linux gcc:gcc g++:g++ javac:default-jdk-headless node:nodejs
+    need_apt bwrap:bubblewrap prlimit:util-linux setpriv:util-linux dpkg=libseccomp2:libseccomp2 gcc:gcc g++:g++ javac:default-jdk-headless node:nodejs
 }
 
 # The JupyterLab extension that highlights %%capsule cells: built from labextension/ into codecapsule/labextension/

@@ -104,6 +104,8 @@ def test_browser_scaling_panel_scales_the_fake_cluster(lab: Lab, tmp_path: Path)
             refresh = panel.locator("button.cc-refresh")
             expect(refresh).to_be_enabled(timeout=60 * MS)  # the first status read has finished
             expect(panel.locator(".cc-tunnel")).to_contain_text("healthy")
+            expect(panel.locator(".cc-token")).to_contain_text("expires")  # the Access token's lifetime
+            expect(panel.locator(".cc-schedule")).to_contain_text("No lab hours")
 
             # move the capacity slider with the keyboard, 1 -> 3
             handle = panel.locator(".cc-capacity .noUi-handle[role=slider]")

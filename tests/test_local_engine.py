@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import random
 import resource
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,13 +13,8 @@ import pytest
 
 import codecapsule as cc
 from codecapsule.engines.local import LocalEngine
+from tests.engines.hostile import MODES, marker, running
 
-MODES = {
-    "full": {"bwrap": True, "cgroups": True},
-    "namespaces": {"bwrap": True, "cgroups": False},
-    "cgroup": {"bwrap": False, "cgroups": True},
-    "rlimits": {"bwrap": False, "cgroups": False},
-}
 _engines: dict[str, LocalEngine] = {}
 
 
@@ -145,6 +140,16 @@ def test_info_says_which_isolation_is_in_force(engine: LocalEngine) -> None:
     if engine.caps.level == "rlimits":
         assert "can reach the network" in info.isolation
     assert info.languages["python"] != "not installed"
+    notes = {n.split(":", 1)[0]: n.split(":", 1)[1] for n in info.notes if n.split(":", 1)[0] in FACTS}
+    assert set(notes) == set(FACTS), info.notes
+    caps = engine.caps
+    assert ("unprivileged host uid" in notes["uid"]) == (caps.sandbox_uid is not None)
+    assert ("no filter" in notes["seccomp"]) == (caps.seccomp is None)
+    assert ("none" in notes["cgroup"]) == (caps.cgroups is None)
+    assert ("tmpfs" in notes["disk"]) == caps.root
+
+
+FACTS = ("uid", "seccomp", "cgroup", "disk", "verdicts")
 
 
 # -- hostile programs, in every mode ------------------------------------------------------------------
@@ -153,7 +158,8 @@ def test_info_says_which_isolation_is_in_force(engine: LocalEngine) -> None:
 def test_infinite_loop_is_a_time_limit(engine: LocalEngine) -> None:
     r = run(engine, "while True: pass", "python", timeout=1)
     assert r.verdict == "time_limit"
-    assert r.run is not None and r.run.wall_time is not None and r.run.wall_time < 1 + 1.0
+    # where CPU time is enforced over the run, the clock is a backstop at 2 × CPU + 1 s
+    assert r.run is not None and r.run.wall_time is not None and r.run.wall_time < 3 + 1.0
 
 
 def test_cpu_time_limit(engine: LocalEngine) -> None:
@@ -198,48 +204,32 @@ def test_huge_output_is_capped_and_the_parent_stays_flat(engine: LocalEngine) ->
 
 
 def test_fork_bomb_is_contained(engine: LocalEngine) -> None:
-    if engine.caps.cgroups is None and engine.caps.root:
+    if engine.caps.cgroups is None and engine.caps.root and engine.caps.sandbox_uid is None:
         pytest.skip("as root without a pids cgroup nothing contains a fork bomb (the engine says so in info())")
     r = run(engine, "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass", "python", timeout=3)
     assert r.verdict in ("time_limit", "runtime_error")
     assert os.getloadavg()  # the machine still answers
 
 
-def _marker() -> str:
-    return f"{random.randint(100000, 999999)}.{random.randint(100, 999)}"
-
-
-def _running(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
 def test_a_sleeping_grandchild_does_not_outlive_the_run(engine: LocalEngine) -> None:
-    marker = _marker()
-    src = f"import os\nif os.fork() == 0:\n    os.execv('/bin/sleep', ['sleep', '{marker}'])\nprint('parent done')"
+    tag = marker()
+    src = f"import os\nif os.fork() == 0:\n    os.execv('/bin/sleep', ['sleep', '{tag}'])\nprint('parent done')"
     r = run(engine, src, "python")
     assert (r.verdict, r.stdout) == ("ok", "parent done\n")
-    assert _running(marker) == []
+    assert running(tag) == []
 
 
 def test_a_daemonised_grandchild_does_not_outlive_the_run(engine: LocalEngine) -> None:
     if engine.caps.level == "rlimits":
         pytest.skip("without namespaces or cgroups a setsid() grandchild escapes (the engine says so in info())")
-    marker = _marker()
+    tag = marker()
     src = (
         f"import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-        f"        os.execv('/bin/sleep', ['sleep', '{marker}'])\n    os._exit(0)\nprint('parent done')"
+        f"        os.execv('/bin/sleep', ['sleep', '{tag}'])\n    os._exit(0)\nprint('parent done')"
     )
     r = run(engine, src, "python")
     assert r.verdict == "ok"
-    assert _running(marker) == []
+    assert running(tag) == []
 
 
 def test_writes_outside_the_work_dir_and_sockets_are_refused_with_bubblewrap(
@@ -260,11 +250,22 @@ def test_writes_outside_the_work_dir_and_sockets_are_refused_with_bubblewrap(
     assert r.verdict == "runtime_error"
 
 
-def test_no_work_directory_is_left_behind(best: LocalEngine, tmp_path: Path) -> None:
+def test_no_work_directory_is_left_behind(best: LocalEngine) -> None:
+    tmp_path = Path(tempfile.mkdtemp(prefix="capsule-root-"))  # reachable by the sandbox's uid (o+x)
+    os.chmod(tmp_path, 0o711)
     engine = LocalEngine(workroot=str(tmp_path))
     run(engine, "import os; os.chmod('.', 0o500); open('/box/x', 'w') if False else None", "python")
     run(engine, "int main(){return 0;}", "c")
     assert list(tmp_path.iterdir()) == []
+    tmp_path.rmdir()
+
+
+def test_a_workroot_the_sandbox_uid_cannot_reach_is_refused(tmp_path: Path) -> None:
+    if LocalEngine().caps.sandbox_uid is None:
+        pytest.skip("only as root do programs run as another uid")
+    tmp_path.chmod(0o700)
+    with pytest.raises(cc.ConfigurationError, match="cannot be reached by the sandbox"):
+        LocalEngine(workroot=str(tmp_path))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -283,11 +284,12 @@ def test_bwrap_is_found_when_installed() -> None:
 @pytest.mark.parametrize(
     ("kw", "expected"),
     [
-        ({"reason": "TO"}, ("TO", "Time limit exceeded (wall clock)", None, "SIGKILL")),
+        ({"reason": "TO"}, ("TO", "Time limit exceeded (wall clock, 0.5 s)", None, "SIGKILL")),
+        ({"reason": "CPU"}, ("TO", "Time limit exceeded (CPU time, 1 s)", None, "SIGKILL")),
         ({"reason": "OL"}, ("OL", "stdout length exceeded (output limit 1024 bytes)", None, "SIGKILL")),
         ({"oom": True, "code": 137, "sig": "SIGKILL"}, ("ML", "Memory limit exceeded (65536 bytes)", 137, "SIGKILL")),
-        ({"sig": "SIGXCPU", "code": 152}, ("TO", "Time limit exceeded", 152, "SIGXCPU")),
-        ({"sig": "SIGKILL", "code": 137, "cpu": 2.0}, ("TO", "Time limit exceeded", 137, "SIGKILL")),
+        ({"sig": "SIGXCPU", "code": 152}, ("TO", "Time limit exceeded (CPU time, 1 s)", 152, "SIGXCPU")),
+        ({"sig": "SIGKILL", "code": 137, "cpu": 2.0}, ("TO", "Time limit exceeded (CPU time, 1 s)", 137, "SIGKILL")),
         ({"sig": "SIGKILL", "code": 137, "cpu": 0.1}, ("SG", "Killed by SIGKILL: killed", 137, "SIGKILL")),
         (
             {"sig": "SIGSEGV", "code": 139},

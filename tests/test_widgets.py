@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ pytest.importorskip("ipywidgets")
 
 from codecapsule import OperationInProgress
 from codecapsule.cluster.cluster import Cluster
+from codecapsule.cluster.schedule import LabHours
+from codecapsule.cluster.spec import ClusterSpec
 from codecapsule.widgets import ScalingPanel
 from tests.cluster import conftest as cluster_fixtures
 from tests.fakes.arm import FakeARM
@@ -108,9 +112,7 @@ def test_first_refresh_shows_capacity_instances_tunnel_and_piston(panel: Scaling
     assert (panel.capacity.min, panel.capacity.max) == (1, 5)  # the autoscale range
     assert panel.instances.value.count("<tr>") == 2  # header + instance 0
     assert "Succeeded" in panel.instances.value and "running" in panel.instances.value
-    assert (
-        "healthy" in panel.tunnel.value and "AMS" in panel.tunnel.value and "10.0.1.4" in panel.tunnel.value
-    )
+    assert "healthy" in panel.tunnel.value and "AMS" in panel.tunnel.value and "10.0.1.4" in panel.tunnel.value
     assert "answering" in panel.piston.value and "round trip" in panel.piston.value
     assert "python" in panel.piston.value
     assert "Status: capacity 1" in panel.log_text
@@ -283,6 +285,70 @@ def test_instance_health_and_tunnel_problems_show_after_refresh(
     assert panel.instances.value.count("<tr>") == 3
     assert "failed" in panel.instances.value
     assert "No connectors" in panel.tunnel.value
+    # the health box shows ClusterStatus's own verdict, word for word
+    status = panel.status
+    assert status is not None and status.problems
+    assert all(escape(problem) in panel.health.value for problem in status.problems)
+
+
+def test_the_token_expiry_and_its_warning_show(panel: ScalingPanel, cloudflare: FakeCloudflare) -> None:
+    assert "expires" in panel.token.value and "cc-ok" in panel.token.value
+    with cloudflare.lock:
+        (token,) = cloudflare.service_tokens.values()
+        soon = datetime.now(UTC) + timedelta(days=12)
+        token["expires_at"] = soon.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    panel.refresh_button.click()
+    assert panel.wait_idle(WAIT)
+    assert "cc-warn" in panel.token.value and "(11 days)" in panel.token.value
+    assert "refresh it with cluster.refresh_access_token()" in panel.health.value
+    assert token["client_secret"] not in json.dumps([w.get_state() for w in panel._all_widgets()], default=str)
+
+
+def test_a_panel_with_lab_hours_shows_the_schedule_and_wakes_the_cluster(
+    spec: ClusterSpec, arm: FakeARM, cloudflare: FakeCloudflare, config_dir: Path
+) -> None:
+    lab_spec = spec.with_(schedule=[LabHours("Mon-Fri 09:00-17:00", min=2, max=4)], timezone="Europe/Amsterdam")
+    cluster = Cluster(lab_spec, credential=arm.credential, cloudflare_token=cloudflare.api_token)
+    cluster.deploy(progress=False)
+    p = ScalingPanel(cluster)
+    try:
+        assert p.wait_idle(WAIT)
+        assert "Next change" in p.schedule.value and "idle after Fri 17:00" in p.schedule.value
+        assert "Following the lab hours" in p.cost_estimate.value
+        p.wake.click()
+        assert p.wait_idle(WAIT)
+        assert "Awake until" in p.log_text
+        (setting,) = arm.find("microsoft.insights/autoscalesettings")
+        assert any(profile["name"] == "wake" for profile in setting["properties"]["profiles"])
+    finally:
+        p.close()
+
+
+def test_preview_needs_no_credentials_and_calls_no_cloud(arm: FakeARM, cloudflare: FakeCloudflare) -> None:
+    spec = ClusterSpec(
+        domain="example.edu",
+        subscription_id=arm.subscription_id,
+        cloudflare_account_id=cloudflare.account_id,
+        azure_endpoint=arm.endpoint,
+        cloudflare_endpoint=cloudflare.endpoint,
+        schedule=[LabHours("Tue 10:00-12:00", min=3, max=6)],
+        timezone="Europe/London",
+    )
+    before_arm, before_cf = len(arm.requests), len(cloudflare.requests)
+    p = ScalingPanel.preview(spec)
+    try:
+        assert "preview" in p.title.value and "What deploy would create" in p.plan.value
+        assert "VM scale set" in p.plan.value and "dns record" in p.plan.value
+        assert "lab Tue 10:00-12:00" in p.schedule.value
+        assert p.apply_capacity.disabled and p.wake.disabled and p.refresh_button.disabled
+        p.capacity.value = 3  # the cost still follows the sliders
+        assert "3 VMs" in p.cost_estimate.value
+        assert not p.refresh() and not p.apply_capacity_now()
+        assert "this is a preview" in p.log_text
+        assert "preview" in repr(p)
+    finally:
+        p.close()
+    assert len(arm.requests) == before_arm and len(cloudflare.requests) == before_cf
 
 
 def test_reimage_needs_a_confirmation(panel: ScalingPanel, arm: FakeARM) -> None:
@@ -441,7 +507,11 @@ def test_admin_notebook_shows_the_panel_when_the_environment_names_a_cluster(
     assert "Connected: <Cluster codecapsule-rg/codecapsule-piston" in outputs("connect")[0]["text"]
     views = [o for o in outputs("panel") if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(views) == 1  # the panel's VBox
-    assert "total" in outputs("cost")[0]["text"]
+    cost = "".join(o.get("text", "") for o in outputs("cost"))  # the kernel may split the prints into chunks
+    assert "total" in cost and "Lab hours: Mon,Wed 09:00-12:00: 3..5 VMs" in cost and "labs at min" in cost
+    previews = [o for o in outputs("preview") if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(previews) == 1  # the preview panel, without credentials of its own
+    assert "Access service token: expires" in outputs("token")[0]["text"]
     (tunnel,) = cloudflare.live_tunnels()
     saved = nbformat.writes(nb)
     for secret in (cloudflare.api_token, arm.token, cloudflare.tunnel_token(tunnel["id"])):

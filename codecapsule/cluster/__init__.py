@@ -16,12 +16,14 @@ from .cluster import Cluster, StaticTokenCredential
 from .costs import CostEstimate, CostItem, estimate_cost
 from .doctor import Check, run_doctor
 from .plan import Change, Plan
+from .schedule import LabHours, ScheduleView
 from .spec import ClusterSpec
 from .status import ClusterStatus, PistonHealth
 
 if TYPE_CHECKING:
     from .azure import AutoscaleState, AzureProvider, AzureStatus, Instance
-    from .tunnel import Connector, ServiceToken, TunnelProvider, TunnelStatus
+    from .preview import Preview
+    from .tunnel import Connector, ServiceToken, ServiceTokenInfo, TunnelProvider, TunnelStatus
 
 __all__ = [
     "AutoscaleState",
@@ -36,9 +38,13 @@ __all__ = [
     "CostEstimate",
     "CostItem",
     "Instance",
+    "LabHours",
     "PistonHealth",
     "Plan",
+    "Preview",
+    "ScheduleView",
     "ServiceToken",
+    "ServiceTokenInfo",
     "StaticTokenCredential",
     "TunnelProvider",
     "TunnelStatus",
@@ -54,6 +60,8 @@ _LAZY = {
     "Instance": "azure",
     "Connector": "tunnel",
     "ServiceToken": "tunnel",
+    "ServiceTokenInfo": "tunnel",
+    "Preview": "preview",
     "TunnelProvider": "tunnel",
     "TunnelStatus": "tunnel",
 }

@@ -18,12 +18,24 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import timedelta
-from enum import Enum
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CloudAPIError, InvalidRequest, MissingCredentials, OperationFailed
+from ._sdk import dig as _dig
+from ._sdk import text as _text
+from .azure_autoscale import (
+    AutoscaleState,
+    autoscale_desired,
+    autoscale_diff,
+    autoscale_model,
+    autoscale_state,
+    default_profile,
+)
+from .azure_network import NETWORK, AzureIds, NetworkUnit
 from .plan import Change
+from .resources import Progress, Resource, Walk, apply_all, delete_all, plan_all, quiet, read_all
+from .spec import check_autoscale, check_capacity
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -44,8 +56,6 @@ CLOUD_INIT_SHA_TAG = "codecapsule-cloud-init-sha256"
 #: VMSS tag holding the runtimes the cloud-init installs (e.g. "python-3.12.0,node-20.11.1").
 RUNTIMES_TAG = "codecapsule-runtimes"
 
-_DENY_RULE = "deny-all-inbound-from-internet"
-_CPU_METRIC = "Percentage CPU"
 _POWER_STATES = {
     "running": "running",
     "starting": "starting",
@@ -54,10 +64,6 @@ _POWER_STATES = {
     "deallocated": "deallocated",
     "deallocating": "deallocated",
 }
-
-
-def _quiet(_message: str) -> None:
-    """The default progress callback: say nothing."""
 
 
 # -- public value types --------------------------------------------------------------------------------------
@@ -75,18 +81,6 @@ class Instance:
 
 
 @dataclass(frozen=True)
-class AutoscaleState:
-    """The CPU autoscale setting of the scale set."""
-
-    enabled: bool
-    minimum: int
-    maximum: int
-    default: int
-    scale_out_cpu: float
-    scale_in_cpu: float
-
-
-@dataclass(frozen=True)
 class AzureStatus:
     """What exists in Azure right now."""
 
@@ -98,45 +92,34 @@ class AzureStatus:
     instances: tuple[Instance, ...]
     autoscale: AutoscaleState | None
     tags: dict[str, str] = field(default_factory=dict)  # the VMSS tags
+    network_ok: bool = True  # NSG denies inbound, NAT gateway and subnet wired as the spec says
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-
-
-def _dig(obj: Any, *names: str) -> Any:
-    """``obj.a.b.c``, or None as soon as a step is missing (SDK models leave absent fields as None)."""
-    for name in names:
-        if obj is None:
-            return None
-        obj = getattr(obj, name, None)
-    return obj
-
-
-def _text(value: Any) -> str:
-    """An SDK value as plain text: enum members (``str`` mix-ins print as ``Cls.MEMBER``) give their value."""
-    return str(value.value) if isinstance(value, Enum) else str(value)
-
-
-def _same_id(a: Any, b: Any) -> bool:
-    return isinstance(a, str) and isinstance(b, str) and a.lower() == b.lower()
 
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _throwaway_ssh_public_key() -> str:
-    """A fresh ed25519 *public* key whose private half is discarded at once.
+#: Size of the throwaway key: Azure takes RSA only (≥ 2048 bits) for Linux scale sets; 3072 is today's advice.
+THROWAWAY_RSA_BITS = 3072
 
-    Azure refuses a Linux scale set that has password authentication disabled and no SSH key. The VMs need no
-    login at all (run command works without SSH, and cloudflared dials out), so when the spec supplies no key
-    we give Azure a key that nobody holds: nothing secret is created or stored.
+
+def _throwaway_ssh_public_key() -> str:
+    """A fresh RSA-3072 *public* key whose private half is discarded at once.
+
+    Azure refuses a Linux scale set that has password authentication disabled and no SSH key, and accepts
+    only RSA keys there (ED25519 is refused with InvalidParameter). The VMs need no login at all (run command
+    works without SSH, and cloudflared dials out), so when the spec supplies no key we give Azure a key that
+    nobody holds: nothing secret is created or stored.
     """
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
-    public = Ed25519PrivateKey.generate().public_key()  # the private key is garbage-collected right here
-    raw = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    private = rsa.generate_private_key(public_exponent=65537, key_size=THROWAWAY_RSA_BITS)
+    raw = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    del private  # the private key is garbage-collected right here
     return raw.decode("ascii") + " codecapsule-no-login"
 
 
@@ -241,34 +224,32 @@ class AzureProvider:
     # -- ids -------------------------------------------------------------------------------------------------
 
     @property
-    def resource_group_id(self) -> str:
-        return f"/subscriptions/{self.spec.subscription_id}/resourceGroups/{self.spec.resource_group}"
+    def ids(self) -> AzureIds:
+        return AzureIds(self.spec)
 
-    def _id(self, provider_type: str, name: str) -> str:
-        return f"{self.resource_group_id}/providers/{provider_type}/{name}"
+    @property
+    def resource_group_id(self) -> str:
+        return self.ids.resource_group
 
     @property
     def nsg_id(self) -> str:
-        return self._id("Microsoft.Network/networkSecurityGroups", self.spec.nsg_name)
+        return self.ids.nsg
 
     @property
     def public_ip_id(self) -> str:
-        return self._id("Microsoft.Network/publicIPAddresses", self.spec.public_ip_name)
+        return self.ids.public_ip
 
     @property
     def nat_gateway_id(self) -> str:
-        return self._id("Microsoft.Network/natGateways", self.spec.nat_gateway_name)
+        return self.ids.nat_gateway
 
     @property
     def subnet_id(self) -> str:
-        return (
-            self._id("Microsoft.Network/virtualNetworks", self.spec.vnet_name)
-            + f"/subnets/{self.spec.subnet_name}"
-        )
+        return self.ids.subnet
 
     @property
     def vmss_id(self) -> str:
-        return self._id("Microsoft.Compute/virtualMachineScaleSets", self.spec.vmss_name)
+        return self.ids.vmss
 
     # -- error translation -----------------------------------------------------------------------------------
 
@@ -305,8 +286,7 @@ class AzureProvider:
         except HttpResponseError as exc:
             code, message = _error_parts(exc)
             raise CloudAPIError(
-                f"Azure refused {action} (HTTP {exc.status_code}, {code}: {message}). "
-                f"{_hint(code, exc.status_code)}",
+                f"Azure refused {action} (HTTP {exc.status_code}, {code}: {message}). {_hint(code, exc.status_code)}",
                 service="azure",
                 status_code=exc.status_code,
                 code=code,
@@ -358,76 +338,6 @@ class AzureProvider:
 
     # -- desired state (SDK models) --------------------------------------------------------------------------
 
-    def _nsg_model(self) -> Any:
-        from azure.mgmt.network import models as n
-
-        deny = n.SecurityRule(
-            name=_DENY_RULE,
-            properties=n.SecurityRulePropertiesFormat(
-                priority=100,
-                direction="Inbound",
-                access="Deny",
-                protocol="*",
-                source_address_prefix="Internet",
-                source_port_range="*",
-                destination_address_prefix="*",
-                destination_port_range="*",
-                description="CodeCapsule VMs accept no connections from the internet.",
-            ),
-        )
-        # The VMs need no inbound traffic at all: cloudflared dials out to Cloudflare.
-        return n.NetworkSecurityGroup(
-            location=self.spec.location,
-            tags=self.spec.tag_dict,
-            properties=n.NetworkSecurityGroupPropertiesFormat(security_rules=[deny]),
-        )
-
-    def _public_ip_model(self) -> Any:
-        from azure.mgmt.network import models as n
-
-        return n.PublicIPAddress(
-            location=self.spec.location,
-            tags=self.spec.tag_dict,
-            sku=n.PublicIPAddressSku(name="Standard", tier="Regional"),
-            properties=n.PublicIPAddressPropertiesFormat(
-                public_ip_allocation_method="Static", public_ip_address_version="IPv4"
-            ),
-        )
-
-    def _nat_model(self) -> Any:
-        from azure.mgmt.network import models as n
-
-        return n.NatGateway(
-            location=self.spec.location,
-            tags=self.spec.tag_dict,
-            sku=n.NatGatewaySku(name="Standard"),
-            properties=n.NatGatewayPropertiesFormat(
-                public_ip_addresses=[n.SubResource(id=self.public_ip_id)], idle_timeout_in_minutes=4
-            ),
-        )
-
-    def _vnet_model(self) -> Any:
-        from azure.mgmt.network import models as n
-
-        # New subnets are private (no default outbound access): the NAT gateway gives the VMs their way out to
-        # Cloudflare, Docker's registry and apt; the NSG keeps inbound closed.
-        subnet = n.Subnet(
-            name=self.spec.subnet_name,
-            properties=n.SubnetPropertiesFormat(
-                address_prefix=self.spec.subnet_prefix,
-                network_security_group=n.NetworkSecurityGroup(id=self.nsg_id),
-                nat_gateway=n.SubResource(id=self.nat_gateway_id),
-                default_outbound_access=False,
-            ),
-        )
-        return n.VirtualNetwork(
-            location=self.spec.location,
-            tags=self.spec.tag_dict,
-            properties=n.VirtualNetworkPropertiesFormat(
-                address_space=n.AddressSpace(address_prefixes=[self.spec.vnet_prefix]), subnets=[subnet]
-            ),
-        )
-
     def _computer_name_prefix(self) -> str:
         prefix = re.sub(r"[^a-z0-9-]", "-", self.spec.vmss_name.lower())[:15].strip("-")
         return prefix or "codecapsule"
@@ -444,9 +354,7 @@ class AzureProvider:
                 disable_password_authentication=True,
                 ssh=c.SshConfiguration(
                     public_keys=[
-                        c.SshPublicKey(
-                            path=f"/home/{s.admin_username}/.ssh/authorized_keys", key_data=ssh_key
-                        )
+                        c.SshPublicKey(path=f"/home/{s.admin_username}/.ssh/authorized_keys", key_data=ssh_key)
                     ]
                 ),
             ),
@@ -457,9 +365,7 @@ class AzureProvider:
             ),
             os_disk=c.VirtualMachineScaleSetOSDisk(
                 create_option="FromImage",
-                managed_disk=c.VirtualMachineScaleSetManagedDiskParameters(
-                    storage_account_type="Standard_LRS"
-                ),
+                managed_disk=c.VirtualMachineScaleSetManagedDiskParameters(storage_account_type="Standard_LRS"),
             ),
         )
         ip_config = c.VirtualMachineScaleSetIPConfiguration(
@@ -486,96 +392,28 @@ class AzureProvider:
                 virtual_machine_profile=c.VirtualMachineScaleSetVMProfile(
                     os_profile=os_profile,
                     storage_profile=storage_profile,
-                    network_profile=c.VirtualMachineScaleSetNetworkProfile(
-                        network_interface_configurations=[nic]
-                    ),
+                    network_profile=c.VirtualMachineScaleSetNetworkProfile(network_interface_configurations=[nic]),
                 ),
             ),
         )
 
-    def _autoscale_model(
-        self,
-        *,
-        minimum: int,
-        maximum: int,
-        default: int,
-        scale_out_cpu: float,
-        scale_in_cpu: float,
-        enabled: bool,
-    ) -> Any:
-        from azure.mgmt.monitor import models as m
+    def _autoscale_model(self, **values: Any) -> Any:
+        return autoscale_model(self.spec, self.ids, **values)
 
-        def rule(operator: str, threshold: float, direction: str) -> Any:
-            return m.ScaleRule(
-                metric_trigger=m.MetricTrigger(
-                    metric_name=_CPU_METRIC,
-                    metric_namespace="microsoft.compute/virtualmachinescalesets",
-                    metric_resource_uri=self.vmss_id,
-                    time_grain=timedelta(minutes=1),
-                    statistic="Average",
-                    time_window=timedelta(minutes=5),
-                    time_aggregation="Average",
-                    operator=operator,
-                    threshold=threshold,
-                ),
-                scale_action=m.ScaleAction(
-                    direction=direction, type="ChangeCount", value="1", cooldown=timedelta(minutes=5)
-                ),
-            )
+    def _autoscale_change(self, setting: Any) -> tuple[str, str]:
+        return autoscale_diff(self.spec, self.ids, setting)
 
-        return m.AutoscaleSettingResource(
-            location=self.spec.location,
-            tags=self.spec.tag_dict,
-            enabled=enabled,  # the SDK's default is False: a setting that never scales
-            target_resource_uri=self.vmss_id,
-            target_resource_location=self.spec.location,
-            profiles=[
-                m.AutoscaleProfile(
-                    name="default",
-                    capacity=m.ScaleCapacity(
-                        minimum=str(minimum), maximum=str(maximum), default=str(default)
-                    ),
-                    rules=[
-                        rule("GreaterThan", scale_out_cpu, "Increase"),
-                        rule("LessThan", scale_in_cpu, "Decrease"),
-                    ],
-                )
-            ],
-        )
+    def _autoscale_desired(self, setting: Any, *, wake: tuple[datetime, datetime] | None = None) -> Any:
+        return autoscale_desired(self.spec, self.ids, setting, wake=wake)
+
+    _autoscale_state = staticmethod(autoscale_state)
+    _default_profile = staticmethod(default_profile)
 
     # -- reading current state -------------------------------------------------------------------------------
 
     def _rg_exists(self) -> bool:
         with self._call(f"checking resource group {self.spec.resource_group}"):
             return bool(self._client("resource").resource_groups.check_existence(self.spec.resource_group))
-
-    def _get_nsg(self) -> Any:
-        nc = self._client("network")
-        return self._get(
-            f"reading network security group {self.spec.nsg_name}",
-            lambda: nc.network_security_groups.get(self.spec.resource_group, self.spec.nsg_name),
-        )
-
-    def _get_public_ip(self) -> Any:
-        nc = self._client("network")
-        return self._get(
-            f"reading public IP {self.spec.public_ip_name}",
-            lambda: nc.public_ip_addresses.get(self.spec.resource_group, self.spec.public_ip_name),
-        )
-
-    def _get_nat(self) -> Any:
-        nc = self._client("network")
-        return self._get(
-            f"reading NAT gateway {self.spec.nat_gateway_name}",
-            lambda: nc.nat_gateways.get(self.spec.resource_group, self.spec.nat_gateway_name),
-        )
-
-    def _get_vnet(self) -> Any:
-        nc = self._client("network")
-        return self._get(
-            f"reading virtual network {self.spec.vnet_name}",
-            lambda: nc.virtual_networks.get(self.spec.resource_group, self.spec.vnet_name),
-        )
 
     def _get_vmss(self) -> Any:
         cc = self._client("compute")
@@ -593,58 +431,7 @@ class AzureProvider:
 
     # -- comparing current with desired (shared by plan and deploy) ------------------------------------------
 
-    def _nsg_change(self, nsg: Any) -> tuple[str, str]:
-        if nsg is None:
-            return "create", "denies all inbound traffic from the internet"
-        for rule in nsg.security_rules or []:
-            if (
-                rule.priority == 100
-                and _text(rule.direction).lower() == "inbound"
-                and _text(rule.access).lower() == "deny"
-                and _text(rule.source_address_prefix).lower() == "internet"
-                and rule.destination_port_range == "*"
-                and rule.protocol == "*"
-            ):
-                return "unchanged", ""
-        return "update", "add the priority-100 rule denying all inbound traffic from the internet"
-
-    def _public_ip_change(self, ip: Any) -> tuple[str, str]:
-        if ip is None:
-            return "create", "Standard, static (outbound address of the NAT gateway)"
-        if _dig(ip, "sku", "name") != "Standard" or _text(ip.public_ip_allocation_method) != "Static":
-            return "update", "make it a Standard static address"
-        return "unchanged", ""
-
-    def _nat_change(self, nat: Any) -> tuple[str, str]:
-        if nat is None:
-            return "create", f"outbound internet access for subnet {self.spec.subnet_name}"
-        if not any(_same_id(ref.id, self.public_ip_id) for ref in nat.public_ip_addresses or []):
-            return "update", f"attach public IP {self.spec.public_ip_name}"
-        return "unchanged", ""
-
-    def _vnet_change(self, vnet: Any) -> tuple[str, str]:
-        s = self.spec
-        if vnet is None:
-            return (
-                "create",
-                f"{s.vnet_prefix}, private subnet {s.subnet_name} {s.subnet_prefix} with NSG and NAT",
-            )
-        problems = []
-        if s.vnet_prefix not in (_dig(vnet, "address_space", "address_prefixes") or []):
-            problems.append(f"address space {s.vnet_prefix}")
-        subnet = next((x for x in vnet.subnets or [] if str(x.name).lower() == s.subnet_name.lower()), None)
-        if subnet is None:
-            problems.append(f"add subnet {s.subnet_name}")
-        else:
-            if subnet.address_prefix != s.subnet_prefix:
-                problems.append(f"subnet prefix {s.subnet_prefix}")
-            if not _same_id(_dig(subnet, "network_security_group", "id"), self.nsg_id):
-                problems.append(f"attach NSG {s.nsg_name}")
-            if not _same_id(_dig(subnet, "nat_gateway", "id"), self.nat_gateway_id):
-                problems.append(f"attach NAT gateway {s.nat_gateway_name}")
-        return ("update", ", ".join(problems)) if problems else ("unchanged", "")
-
-    def _vmss_change(self, vmss: Any, desired_tags: dict[str, str]) -> tuple[str, str]:
+    def _vmss_change(self, vmss: Any, desired_tags: dict[str, str], *, deploying: bool = False) -> tuple[str, str]:
         s = self.spec
         if vmss is None:
             return "create", f"{s.vm_size} × {s.capacity}, Uniform, no public IPs"
@@ -665,50 +452,174 @@ class AzureProvider:
                 )
         if vmss.overprovision is not False or _text(_dig(vmss, "upgrade_policy", "mode")) != "Manual":
             reasons.append("overprovision off, manual upgrades")
-        return ("update", ", ".join(reasons)) if reasons else ("unchanged", "")
-
-    def _autoscale_change(self, setting: Any) -> tuple[str, str]:
-        s = self.spec
-        if setting is None:
-            return "create", (
-                f"{s.min_capacity}..{s.max_capacity} instances, CPU > {s.scale_out_cpu}% → +1, "
-                f"< {s.scale_in_cpu}% → −1"
+        if deploying and "cloud-init changed" in reasons:
+            reasons.append("running instances keep the old one until reimaged")
+        return (
+            ("update", ", ".join(reasons).replace(", running instances", "; running instances"))
+            if reasons
+            else (
+                "unchanged",
+                "",
             )
-        if not _same_id(setting.target_resource_uri, self.vmss_id) or self._autoscale_state(setting) is None:
-            return "update", f"target {s.vmss_name} with the CPU rules"
-        return "unchanged", ""
+        )
 
-    # -- plan ------------------------------------------------------------------------------------------------
+    # -- the resources, in deploy order (plan, deploy, status and teardown all walk this list) -----------
 
-    def plan(self, *, custom_data_sha256: str | None, runtimes_tag: str | None) -> list[Change]:
-        """What :meth:`deploy` would do, one :class:`Change` per resource. Reads only."""
+    def resources(self, desired_tags: dict[str, str] | None = None, custom_data: str | None = None) -> list[Resource]:
+        """The Azure resources of the spec as read/diff/apply/delete units, in dependency order.
+
+        ``desired_tags`` are the scale-set tags the diff compares (the cloud-init hash, the runtimes);
+        ``custom_data`` is the cloud-init text an apply of the scale set writes (None when only planning).
+        """
         s = self.spec
+        tags = dict(desired_tags or {})
+
+        def nc() -> Any:
+            return self._client("network")
+
+        def cc() -> Any:
+            return self._client("compute")
+
+        def inside(read: Callable[[], Any]) -> Callable[[Walk], Any]:
+            # inside a missing group everything is missing: no need to ask
+            return lambda walk: read() if walk.get("resource group") else None
+
+        def lro(kind: str, name: str, start: Callable[[], Any]) -> Callable[[Walk, Any, str, Progress], Any]:
+            def apply(walk: Walk, current: Any, action: str, progress: Progress) -> Any:
+                verb = "creating" if action == "create" else "updating"
+                return self._wait(f"{verb} {kind} {name}", f"{kind} {name}", start)
+
+            return apply
+
+        def network(unit: NetworkUnit) -> Resource:
+            """A network resource: GET / begin_create_or_update on ``NetworkManagementClient.<operations>``."""
+
+            def ops() -> Any:
+                return getattr(nc(), unit.operations)
+
+            return Resource(
+                unit.key,
+                unit.kind,
+                unit.name,
+                read=inside(
+                    lambda: self._get(
+                        f"reading {unit.kind} {unit.name}", lambda: ops().get(s.resource_group, unit.name)
+                    )
+                ),
+                diff=lambda walk, current: unit.diff(current),
+                apply=lro(
+                    unit.kind,
+                    unit.name,
+                    lambda: ops().begin_create_or_update(s.resource_group, unit.name, unit.desired()),
+                ),
+            )
+
+        return [
+            Resource(
+                "resource group",
+                "resource group",
+                s.resource_group,
+                read=lambda walk: True if self._rg_exists() else None,
+                diff=lambda walk, exists: ("unchanged", "") if exists else ("create", s.location),
+                apply=lambda walk, current, action, progress: self._create_resource_group(),
+                delete=lambda walk, current, progress: self._delete_resource_group(progress),
+                up_to_date=f"Resource group {s.resource_group} exists.",
+            ),
+            *(network(unit(s, self.ids)) for unit in NETWORK),
+            Resource(
+                "vmss",
+                "VM scale set",
+                s.vmss_name,
+                read=inside(self._get_vmss),
+                diff=lambda walk, vmss: self._vmss_change(vmss, tags, deploying=custom_data is not None),
+                apply=lambda walk, vmss, action, progress: self._wait(
+                    f"{'creating' if action == 'create' else 'updating'} VM scale set {s.vmss_name}",
+                    f"VM scale set {s.vmss_name}",
+                    lambda: cc().virtual_machine_scale_sets.begin_create_or_update(
+                        s.resource_group, s.vmss_name, self._vmss_desired(vmss, custom_data, tags)
+                    ),
+                ),
+            ),
+            Resource(
+                "autoscale",
+                "autoscale setting",
+                s.autoscale_name,
+                read=inside(self._get_autoscale),
+                diff=lambda walk, setting: self._autoscale_change(setting),
+                apply=lambda walk, setting, action, progress: self._write_autoscale(self._autoscale_desired(setting)),
+                delete=lambda walk, setting, progress: self._delete_autoscale(progress),
+            ),
+        ]
+
+    def _create_resource_group(self) -> bool:
+        from azure.mgmt.resource.resources.models import ResourceGroup
+
+        s = self.spec
+        with self._call(f"creating resource group {s.resource_group}"):
+            self._client("resource").resource_groups.create_or_update(
+                s.resource_group, ResourceGroup(location=s.location, tags=s.tag_dict)
+            )
+        return True
+
+    def _delete_resource_group(self, progress: Callable[[str], None]) -> None:
+        s = self.spec
+        progress(f"Deleting resource group {s.resource_group} and everything in it (this takes a few minutes)…")
+        rc = self._client("resource")
+        self._wait(
+            f"deleting resource group {s.resource_group}",
+            f"resource group {s.resource_group}",
+            lambda: rc.resource_groups.begin_delete(s.resource_group),
+            retry="call teardown again",
+        )
+        progress(f"Resource group {s.resource_group} deleted.")
+
+    def _delete_autoscale(self, progress: Callable[[str], None]) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        s = self.spec
+        progress(f"Deleting autoscale setting {s.autoscale_name}…")
+        # an autoscale setting that is already gone is fine
+        with self._call(f"deleting autoscale setting {s.autoscale_name}"), suppress(ResourceNotFoundError):
+            self._client("monitor").autoscale_settings.delete(s.resource_group, s.autoscale_name)
+
+    def _write_autoscale(self, model: Any) -> Any:
+        s = self.spec
+        with self._call(f"writing autoscale setting {s.autoscale_name}"):
+            return self._client("monitor").autoscale_settings.create_or_update(
+                s.resource_group, s.autoscale_name, model
+            )
+
+    def _vmss_desired(self, vmss: Any, custom_data: str | None, tags: dict[str, str]) -> Any:
+        """The scale-set model to write: an existing one keeps its capacity (autoscale owns it) and its SSH key
+        (Azure refuses to change the key in place)."""
+        if custom_data is None:
+            raise InvalidRequest("the scale set can only be written by deploy (it needs the cloud-init text).")
+        s = self.spec
+        capacity = int(_dig(vmss, "sku", "capacity") or 0) if vmss is not None else s.capacity
+        existing_keys = (
+            _dig(vmss, "virtual_machine_profile", "os_profile", "linux_configuration", "ssh", "public_keys") or []
+        )
+        ssh_key = (
+            s.ssh_public_key or (existing_keys[0].key_data if existing_keys else None) or _throwaway_ssh_public_key()
+        )
+        return self._vmss_model(custom_data, tags, capacity, ssh_key)
+
+    # -- plan / deploy ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _desired_tags(custom_data_sha256: str | None, runtimes_tag: str | None) -> dict[str, str]:
         desired: dict[str, str] = {}
         if custom_data_sha256 is not None:
             desired[CLOUD_INIT_SHA_TAG] = custom_data_sha256
         if runtimes_tag is not None:
             desired[RUNTIMES_TAG] = runtimes_tag
-        rg = self._rg_exists()
-        get = (lambda f: f()) if rg else (lambda f: None)  # inside a missing group everything is missing
-        pairs = [
-            ("resource group", s.resource_group, ("unchanged", "") if rg else ("create", s.location)),
-            ("network security group", s.nsg_name, self._nsg_change(get(self._get_nsg))),
-            ("public IP", s.public_ip_name, self._public_ip_change(get(self._get_public_ip))),
-            ("NAT gateway", s.nat_gateway_name, self._nat_change(get(self._get_nat))),
-            ("virtual network", s.vnet_name, self._vnet_change(get(self._get_vnet))),
-            ("VM scale set", s.vmss_name, self._vmss_change(get(self._get_vmss), desired)),
-            ("autoscale setting", s.autoscale_name, self._autoscale_change(get(self._get_autoscale))),
-        ]
-        return [
-            Change(action, kind, name, detail)  # type: ignore[arg-type]
-            for kind, name, (action, detail) in pairs
-        ]
+        return desired
 
-    # -- deploy ----------------------------------------------------------------------------------------------
+    def plan(self, *, custom_data_sha256: str | None, runtimes_tag: str | None) -> list[Change]:
+        """What :meth:`deploy` would do, one :class:`Change` per resource. Reads only."""
+        return plan_all(self.resources(self._desired_tags(custom_data_sha256, runtimes_tag)))
 
-    def deploy(
-        self, custom_data: str, *, tags: dict[str, str], progress: Callable[[str], None] = _quiet
-    ) -> None:
+    def deploy(self, custom_data: str, *, tags: dict[str, str], progress: Callable[[str], None] = quiet) -> None:
         """Create or update every Azure resource; skip what already matches; resume after a failure.
 
         ``custom_data`` is the cloud-init text (it contains the tunnel token: it is never logged or shown).
@@ -718,155 +629,29 @@ class AzureProvider:
         :meth:`autoscale`).
         """
         s = self.spec
-        rc, nc, cc, mc = (self._client(k) for k in ("resource", "network", "compute", "monitor"))
         vmss_tags = {**s.tag_dict, **tags}
         vmss_tags.setdefault(CLOUD_INIT_SHA_TAG, _sha256(custom_data))
-
-        if self._rg_exists():
-            progress(f"Resource group {s.resource_group} exists.")
-        else:
-            from azure.mgmt.resource.resources.models import ResourceGroup
-
-            progress(f"Creating resource group {s.resource_group} in {s.location}…")
-            with self._call(f"creating resource group {s.resource_group}"):
-                rc.resource_groups.create_or_update(
-                    s.resource_group, ResourceGroup(location=s.location, tags=s.tag_dict)
-                )
-
-        def step(kind: str, name: str, change: tuple[str, str], start: Callable[[], Any]) -> None:
-            action, detail = change
-            if action == "unchanged":
-                progress(f"{kind[0].upper()}{kind[1:]} {name} is up to date.")
-                return
-            verb = "Creating" if action == "create" else "Updating"
-            progress(f"{verb} {kind} {name}" + (f" ({detail})" if detail else "") + "…")
-            self._wait(f"{verb.lower()} {kind} {name}", f"{kind} {name}", start)
-
-        rg_name = s.resource_group
-        step(
-            "network security group",
-            s.nsg_name,
-            self._nsg_change(self._get_nsg()),
-            lambda: nc.network_security_groups.begin_create_or_update(rg_name, s.nsg_name, self._nsg_model()),
-        )
-        step(
-            "public IP",
-            s.public_ip_name,
-            self._public_ip_change(self._get_public_ip()),
-            lambda: nc.public_ip_addresses.begin_create_or_update(
-                rg_name, s.public_ip_name, self._public_ip_model()
-            ),
-        )
-        step(
-            "NAT gateway",
-            s.nat_gateway_name,
-            self._nat_change(self._get_nat()),
-            lambda: nc.nat_gateways.begin_create_or_update(rg_name, s.nat_gateway_name, self._nat_model()),
-        )
-        step(
-            "virtual network",
-            s.vnet_name,
-            self._vnet_change(self._get_vnet()),
-            lambda: nc.virtual_networks.begin_create_or_update(rg_name, s.vnet_name, self._vnet_model()),
-        )
-
-        vmss = self._get_vmss()
-        change = self._vmss_change(vmss, vmss_tags)
-        if change[0] == "update" and "cloud-init changed" in change[1]:
-            change = (change[0], change[1] + "; running instances keep the old one until reimaged")
-        capacity = int(_dig(vmss, "sku", "capacity") or 0) if vmss is not None else s.capacity
-        existing_keys = (
-            _dig(vmss, "virtual_machine_profile", "os_profile", "linux_configuration", "ssh", "public_keys")
-            or []
-        )
-        # Keep the key already on the scale set when the spec has none: Azure refuses to change it in place.
-        ssh_key = (
-            s.ssh_public_key
-            or (existing_keys[0].key_data if existing_keys else None)
-            or _throwaway_ssh_public_key()
-        )
-        step(
-            "VM scale set",
-            s.vmss_name,
-            change,
-            lambda: cc.virtual_machine_scale_sets.begin_create_or_update(
-                rg_name, s.vmss_name, self._vmss_model(custom_data, vmss_tags, capacity, ssh_key)
-            ),
-        )
-
-        setting = self._get_autoscale()
-        action, detail = self._autoscale_change(setting)
-        if action == "unchanged":
-            progress(f"Autoscale setting {s.autoscale_name} is up to date.")
-        else:
-            state = self._autoscale_state(setting) if setting is not None else None
-            model = self._autoscale_model(
-                minimum=state.minimum if state else s.min_capacity,
-                maximum=state.maximum if state else s.max_capacity,
-                default=state.default if state else s.capacity,
-                scale_out_cpu=state.scale_out_cpu if state else s.scale_out_cpu,
-                scale_in_cpu=state.scale_in_cpu if state else s.scale_in_cpu,
-                enabled=state.enabled if state else True,
-            )
-            progress(
-                f"{'Creating' if action == 'create' else 'Updating'} autoscale setting {s.autoscale_name} "
-                f"({detail})…"
-            )
-            with self._call(f"writing autoscale setting {s.autoscale_name}"):
-                mc.autoscale_settings.create_or_update(rg_name, s.autoscale_name, model)
+        apply_all(self.resources(vmss_tags, custom_data), progress)
         progress(f"Azure resources in {s.resource_group} are ready.")
 
     # -- status ----------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _autoscale_state(setting: Any) -> AutoscaleState | None:
-        profiles = setting.profiles or []
-        if not profiles:
-            return None
-        cap = profiles[0].capacity
-        out_cpu = in_cpu = None
-        for rule in profiles[0].rules or []:
-            trigger, action = rule.metric_trigger, rule.scale_action
-            if trigger.metric_name != _CPU_METRIC:
-                continue
-            if (
-                _text(trigger.operator) in ("GreaterThan", "GreaterThanOrEqual")
-                and _text(action.direction) == "Increase"
-            ):
-                out_cpu = float(trigger.threshold)
-            if (
-                _text(trigger.operator) in ("LessThan", "LessThanOrEqual")
-                and _text(action.direction) == "Decrease"
-            ):
-                in_cpu = float(trigger.threshold)
-        if out_cpu is None or in_cpu is None:
-            return None
-        return AutoscaleState(
-            enabled=bool(setting.enabled),
-            minimum=int(cap.minimum),
-            maximum=int(cap.maximum),
-            default=int(cap.default),
-            scale_out_cpu=out_cpu,
-            scale_in_cpu=in_cpu,
-        )
-
     def status(self) -> AzureStatus:
         """What exists now: the resource group, the scale set, its instances and the autoscale setting."""
-        if not self._rg_exists():
+        walk = read_all(self.resources())
+        if not walk["resource group"]:
             return AzureStatus(False, False, None, None, None, (), None, {})
-        vmss = self._get_vmss()
-        setting = self._get_autoscale()
+        vmss, setting = walk["vmss"], walk["autoscale"]
         return AzureStatus(
             resource_group_exists=True,
             vmss_exists=vmss is not None,
             capacity=int(vmss.sku.capacity) if vmss is not None and vmss.sku is not None else None,
             vm_size=_dig(vmss, "sku", "name"),
-            provisioning_state=_text(vmss.provisioning_state)
-            if vmss is not None and vmss.provisioning_state
-            else None,
+            provisioning_state=_text(vmss.provisioning_state) if vmss is not None and vmss.provisioning_state else None,
             instances=tuple(self.instances()) if vmss is not None else (),
             autoscale=self._autoscale_state(setting) if setting is not None else None,
             tags=dict(_dig(vmss, "tags") or {}),
+            network_ok=all(unit(self.spec, self.ids).diff(walk[unit.key])[0] == "unchanged" for unit in NETWORK),
         )
 
     def instances(self) -> list[Instance]:
@@ -915,11 +700,10 @@ class AzureProvider:
             )
         return vmss
 
-    def scale(self, capacity: int, *, progress: Callable[[str], None] = _quiet) -> None:
+    def scale(self, capacity: int, *, progress: Callable[[str], None] = quiet) -> None:
         """Set the number of VMs. If autoscale is on and ``capacity`` lies outside its bounds, the bounds move
         to include it first (otherwise autoscale would undo the change); ``progress`` says so."""
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 <= capacity <= 1000:
-            raise InvalidRequest(f"capacity must be a whole number between 0 and 1000, not {capacity!r}.")
+        check_capacity(capacity)
         s = self.spec
         vmss = self._require_vmss(f"scale to {capacity}")
         setting = self._get_autoscale()
@@ -935,16 +719,24 @@ class AzureProvider:
                 f"Capacity {capacity} is outside the autoscale range {state.minimum}..{state.maximum}; "
                 f"moving the range to {low}..{high} so autoscale keeps it."
             )
-            cap = setting.profiles[0].capacity
+            if s.schedule:
+                progress(
+                    "The lab-hours schedule sets the bounds again at its next change; use wake(hours=...) "
+                    "for a session outside lab hours."
+                )
+            cap = self._default_profile(setting).capacity
             cap.minimum, cap.maximum = str(low), str(high)
             cap.default = str(min(max(int(cap.default), low), high))
             with self._call(f"moving the bounds of autoscale setting {s.autoscale_name}"):
-                self._client("monitor").autoscale_settings.create_or_update(
-                    s.resource_group, s.autoscale_name, setting
-                )
+                self._client("monitor").autoscale_settings.create_or_update(s.resource_group, s.autoscale_name, setting)
+        progress(f"Scaling {s.vmss_name} from {_dig(vmss, 'sku', 'capacity')} to {capacity} instances…")
+        self._set_capacity(capacity)
+        progress(f"{s.vmss_name} now has capacity {capacity}.")
+
+    def _set_capacity(self, capacity: int) -> None:
         from azure.mgmt.compute import models as c
 
-        progress(f"Scaling {s.vmss_name} from {_dig(vmss, 'sku', 'capacity')} to {capacity} instances…")
+        s = self.spec
         cc = self._client("compute")
         self._wait(
             f"scaling {s.vmss_name} to {capacity}",
@@ -954,21 +746,12 @@ class AzureProvider:
             ),
             retry="call scale again",
         )
-        progress(f"{s.vmss_name} now has capacity {capacity}.")
 
     def autoscale(
         self, *, minimum: int, maximum: int, scale_out_cpu: float, scale_in_cpu: float, enabled: bool
     ) -> AutoscaleState:
         """Write the autoscale setting (bounds, CPU thresholds, on/off) and return what Azure stored."""
-        if not (isinstance(minimum, int) and isinstance(maximum, int)) or not 0 <= minimum <= maximum <= 1000:
-            raise InvalidRequest(
-                f"autoscale bounds must satisfy 0 ≤ minimum ≤ maximum ≤ 1000, got {minimum}..{maximum}."
-            )
-        if not 0 < scale_in_cpu < scale_out_cpu < 100:
-            raise InvalidRequest(
-                f"CPU thresholds must satisfy 0 < scale_in_cpu < scale_out_cpu < 100, got "
-                f"scale_in_cpu={scale_in_cpu}, scale_out_cpu={scale_out_cpu}."
-            )
+        check_autoscale(minimum, maximum, scale_out_cpu, scale_in_cpu)
         s = self.spec
         vmss = self._require_vmss("configure autoscale")
         setting = self._get_autoscale()
@@ -981,18 +764,42 @@ class AzureProvider:
             scale_out_cpu=scale_out_cpu,
             scale_in_cpu=scale_in_cpu,
             enabled=enabled,
+            wake=(datetime.now(UTC), previous.wake_until)
+            if previous and previous.awake() and previous.wake_until
+            else None,
         )
-        with self._call(f"writing autoscale setting {s.autoscale_name}"):
-            stored = self._client("monitor").autoscale_settings.create_or_update(
-                s.resource_group, s.autoscale_name, model
-            )
-        state = self._autoscale_state(stored)
+        state = self._autoscale_state(self._write_autoscale(model))
         if state is None:  # Azure echoes what we sent; this only happens if someone else rewrote it meanwhile
             raise CloudAPIError(
                 f"Autoscale setting {s.autoscale_name} came back without the CPU rules; run deploy again.",
                 service="azure",
                 code="UnexpectedShape",
             )
+        return state
+
+    def wake(self, hours: float, *, progress: Callable[[str], None] = quiet) -> AutoscaleState:
+        """Hold the capacity at the spec's min..max for ``hours`` from now (a fixed-date autoscale profile,
+        which wins over the lab-hours schedule), and start the VMs now rather than at autoscale's next look."""
+        if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours <= 24 * 14:
+            raise InvalidRequest(f"wake: hours must be a number between 0 and 336 (two weeks), not {hours!r}.")
+        s = self.spec
+        vmss = self._require_vmss("wake the cluster")
+        setting = self._get_autoscale()
+        start = datetime.now(UTC).replace(microsecond=0)
+        end = start + timedelta(hours=float(hours))
+        state = self._autoscale_state(self._write_autoscale(self._autoscale_desired(setting, wake=(start, end))))
+        if state is None:
+            raise CloudAPIError(
+                f"Autoscale setting {s.autoscale_name} came back without the CPU rules; run deploy again.",
+                service="azure",
+                code="UnexpectedShape",
+            )
+        low = max(1, s.min_capacity)
+        current = int(_dig(self._get_vmss(), "sku", "capacity") or 0) if vmss is not None else 0
+        if current < low:  # start the VMs now rather than at autoscale's next evaluation (the wake profile keeps them)
+            progress(f"Starting {low - current} VM(s) of {s.vmss_name}…")
+            self._set_capacity(low)
+        progress(f"Awake until {end:%Y-%m-%d %H:%M} UTC ({low}..{max(low, s.max_capacity)} VMs).")
         return state
 
     def update_model(self, custom_data: str, *, tags: dict[str, str]) -> None:
@@ -1078,33 +885,16 @@ class AzureProvider:
             )
         ids = None if instance_ids is None else c.VirtualMachineScaleSetVMInstanceIDs(instance_ids=wanted)
         self._wait(
-            f"reimaging {'all instances' if ids is None else 'instances ' + ', '.join(wanted)} of "
-            f"{s.vmss_name}",
+            f"reimaging {'all instances' if ids is None else 'instances ' + ', '.join(wanted)} of {s.vmss_name}",
             f"VM scale set {s.vmss_name}",
             lambda: cc.virtual_machine_scale_sets.begin_reimage_all(s.resource_group, s.vmss_name, ids),
             retry="call reimage again",
         )
 
-    def teardown(self, *, progress: Callable[[str], None] = _quiet) -> None:
+    def teardown(self, *, progress: Callable[[str], None] = quiet) -> None:
         """Delete the autoscale setting, then the resource group with everything in it, and wait."""
         s = self.spec
         if not self._rg_exists():
             progress(f"Resource group {s.resource_group} does not exist; nothing to delete in Azure.")
             return
-        from azure.core.exceptions import ResourceNotFoundError
-
-        progress(f"Deleting autoscale setting {s.autoscale_name}…")
-        # an autoscale setting that is already gone is fine
-        with self._call(f"deleting autoscale setting {s.autoscale_name}"), suppress(ResourceNotFoundError):
-            self._client("monitor").autoscale_settings.delete(s.resource_group, s.autoscale_name)
-        progress(
-            f"Deleting resource group {s.resource_group} and everything in it (this takes a few minutes)…"
-        )
-        rc = self._client("resource")
-        self._wait(
-            f"deleting resource group {s.resource_group}",
-            f"resource group {s.resource_group}",
-            lambda: rc.resource_groups.begin_delete(s.resource_group),
-            retry="call teardown again",
-        )
-        progress(f"Resource group {s.resource_group} deleted.")
+        delete_all(self.resources(), progress)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from .._errors import CodeCapsuleError
 
 if TYPE_CHECKING:
     from .cluster import Cluster
+    from .tunnel import ServiceTokenInfo
 
 __all__ = ["add_cluster_commands", "add_doctor_command", "main"]
 
@@ -131,23 +131,54 @@ def _cost(args: argparse.Namespace) -> int:
     from .costs import estimate_cost
     from .spec import ClusterSpec
 
-    # A cost estimate needs no credentials: fill the identifiers it does not use when they are not set.
-    env = os.environ
-    overrides: dict[str, Any] = {
-        "domain": env.get("CODECAPSULE_DOMAIN") or "example.edu",
-        "subscription_id": env.get("AZURE_SUBSCRIPTION_ID") or "",
-        "cloudflare_account_id": env.get("CLOUDFLARE_ACCOUNT_ID") or "",
-    }
+    # A cost estimate needs no credentials: the identifiers it does not use get placeholders.
+    overrides: dict[str, Any] = {}
     if args.size:
         overrides["vm_size"] = args.size
     if args.location:
         overrides["location"] = args.location
-    spec = ClusterSpec.from_env(env, **overrides)
+    spec = ClusterSpec.preview(**overrides)
     prices = {spec.vm_size: args.price} if args.price is not None else None
-    print(
-        estimate_cost(spec, capacity=args.capacity, minimum=args.minimum, maximum=args.maximum, prices=prices)
-    )
+    print(estimate_cost(spec, capacity=args.capacity, minimum=args.minimum, maximum=args.maximum, prices=prices))
     return 0
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from .schedule import schedule_view
+    from .spec import ClusterSpec
+
+    spec = ClusterSpec.preview()
+    view = schedule_view(spec)
+    print(view)
+    for p in view.profiles:
+        print(f"  {p['day']:<9} {p['time']}  {p['minimum']}..{p['maximum']} VMs  ({p['name']})")
+    return 0
+
+
+def _wake(args: argparse.Namespace) -> int:
+    state = _cluster().wake(args.hours)
+    if state.wake_until is not None:
+        print(f"Awake until {state.wake_until:%Y-%m-%d %H:%M} UTC.")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    cluster = _cluster()
+    actions: dict[str, Callable[[], ServiceTokenInfo | None]] = {
+        "status": cluster.access_token_status,
+        "refresh": lambda: cluster.refresh_access_token(progress=True),
+        "rotate": lambda: cluster.rotate_access_token(progress=True),
+    }
+    info = actions[args.token_command]()
+    if info is None:
+        print("No Access service token: deploy the cluster first.")
+        return 1
+    saved = "secret saved on this computer" if info.saved_here else "secret NOT saved on this computer"
+    print(
+        f"Access service token {info.name}: client id {info.client_id}, duration {info.duration}, "
+        f"{info.expiry_text()} ({saved})."
+    )
+    return 1 if info.expiring() else 0
 
 
 def _teardown(args: argparse.Namespace) -> int:
@@ -207,9 +238,7 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
     sub = cluster.add_subparsers(dest="cluster_command", metavar="COMMAND", required=True)
 
     def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = sub.add_parser(
-            name, help=help, description=help[0].upper() + help[1:] + "."
-        )
+        parser: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
         parser.set_defaults(func=_guarded(handler))
         return parser
 
@@ -222,16 +251,10 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
     p = command("autoscale", _autoscale, "change the CPU autoscale rule (unset options keep their value)")
     p.add_argument("--min", dest="minimum", type=_positive, metavar="N", help="fewest VMs")
     p.add_argument("--max", dest="maximum", type=_positive, metavar="N", help="most VMs")
-    p.add_argument(
-        "--out", dest="scale_out", type=float, metavar="CPU%", help="add a VM above this average CPU"
-    )
-    p.add_argument(
-        "--in", dest="scale_in", type=float, metavar="CPU%", help="remove a VM below this average CPU"
-    )
+    p.add_argument("--out", dest="scale_out", type=float, metavar="CPU%", help="add a VM above this average CPU")
+    p.add_argument("--in", dest="scale_in", type=float, metavar="CPU%", help="remove a VM below this average CPU")
     switch = p.add_mutually_exclusive_group()
-    switch.add_argument(
-        "--enable", dest="enabled", action="store_const", const=True, help="turn autoscale on"
-    )
+    switch.add_argument("--enable", dest="enabled", action="store_const", const=True, help="turn autoscale on")
     switch.add_argument("--disable", dest="enabled", action="store_const", const=False, help="turn it off")
     p = command("install", _install, "install a Piston runtime on every VM and in the cloud-init of new ones")
     p.add_argument("language", metavar="LANG", help="Piston package name, e.g. python, node, gcc, java, rust")
@@ -240,9 +263,7 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--instance", action="append", metavar="ID", help="only this instance (repeatable)")
     p = command("logs", _logs, "print a log from one VM (through Azure run command)")
     p.add_argument("--instance", default="0", metavar="ID", help="instance id (default 0)")
-    p.add_argument(
-        "--source", default="piston", choices=["piston", "cloudflared", "cloud-init", "health", "runtimes"]
-    )
+    p.add_argument("--source", default="piston", choices=["piston", "cloudflared", "cloud-init", "health", "runtimes"])
     p.add_argument("--lines", "-n", type=int, default=200, metavar="N", help="how many lines (default 200)")
     p = command("cost", _cost, "estimate the monthly cost at minimum and maximum capacity (no cloud call)")
     p.add_argument("--capacity", type=_positive, metavar="N", help="a fixed number of VMs")
@@ -251,6 +272,11 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--size", metavar="VM_SIZE", help="VM size (default: the spec's, Standard_B2s)")
     p.add_argument("--location", metavar="REGION", help="Azure region (default: the spec's)")
     p.add_argument("--price", type=float, metavar="USD_PER_HOUR", help="your own VM price per hour")
+    command("schedule", _schedule, "show the lab hours, the next change and the autoscale profiles (no cloud call)")
+    p = command("wake", _wake, "keep the VMs up for a session outside lab hours")
+    p.add_argument("--hours", type=float, default=2.0, metavar="H", help="how long (default 2)")
+    p = command("token", _token, "show, refresh or rotate the Cloudflare Access service token (never its secret)")
+    p.add_argument("token_command", choices=["status", "refresh", "rotate"], metavar="status|refresh|rotate")
     p = command("teardown", _teardown, "delete every VM, the network and the tunnel")
     p.add_argument(
         "--confirm",
@@ -267,7 +293,7 @@ def add_doctor_command(subparsers: Any) -> argparse.ArgumentParser:
         "doctor",
         help="check the path to Piston step by step and say how to fix what fails",
         description="Walk the troubleshooting table: endpoint configured, DNS, tunnel connectors, Piston "
-            "answering "
+        "answering "
         "through the tunnel, runtimes installed, instances healthy. Client checks need only "
         "CODECAPSULE_PISTON_URL (and the Access token variables); admin checks run when the cluster's "
         "credentials are set.",

@@ -12,11 +12,11 @@ progress lines as a last line of defence.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .._errors import (
@@ -29,17 +29,21 @@ from .._errors import (
 )
 from .cloud_init import custom_data_sha256, render_cloud_init, runtimes_tag, validate_runtime
 from .costs import CostEstimate, estimate_cost
+from .env import ENV_CLOUDFLARE_TOKEN, azure_access_token, environment, missing_required
+from .env import cloudflare_token as env_cloudflare_token
 from .plan import Plan
-from .spec import ClusterSpec
+from .schedule import ScheduleView, next_lab_start, schedule_view, zone
+from .spec import ClusterSpec, check_capacity
 from .status import ClusterStatus, PistonHealth
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from .._client import Client
-    from ..widgets import ScalingPanel
     from .azure import AutoscaleState, AzureProvider
-    from .tunnel import ServiceToken, TunnelProvider
+    from .client import ClusterClient
+    from .panel import ScalingPanel
+    from .preview import Preview
+    from .tunnel import ServiceToken, ServiceTokenInfo, TunnelProvider
 
 __all__ = ["LOG_SOURCES", "Cluster", "StaticTokenCredential", "parse_run_command_output"]
 
@@ -55,18 +59,6 @@ LOG_SOURCES: dict[str, str] = {
     "cloud-init": "tail -n {n} /var/log/cloud-init-output.log 2>&1",
     "health": "tail -n {n} /var/log/codecapsule-health.log 2>&1",
     "runtimes": "tail -n {n} /var/log/codecapsule-runtimes.log 2>&1",
-}
-
-# Variables Cluster.from_env reads besides ClusterSpec.from_env's own.
-ENV_CLOUDFLARE_TOKEN = "CLOUDFLARE_API_TOKEN"
-ENV_AZURE_ACCESS_TOKEN = "CODECAPSULE_AZURE_ACCESS_TOKEN"
-ENV_AZURE_CA_BUNDLE = "CODECAPSULE_AZURE_CA_BUNDLE"
-ENV_POLL_INTERVAL = "CODECAPSULE_POLL_INTERVAL"
-ENV_PISTON_URL = "CODECAPSULE_PISTON_URL"
-_SPEC_ENV = {
-    "domain": "CODECAPSULE_DOMAIN",
-    "subscription_id": "AZURE_SUBSCRIPTION_ID",
-    "cloudflare_account_id": "CLOUDFLARE_ACCOUNT_ID",
 }
 
 
@@ -155,16 +147,14 @@ class Cluster:
         Needs ``CODECAPSULE_DOMAIN``, ``AZURE_SUBSCRIPTION_ID``, ``CLOUDFLARE_ACCOUNT_ID`` and
         ``CLOUDFLARE_API_TOKEN``; Azure sign-in follows azure-identity (``az login``, ``AZURE_CLIENT_ID``/
         ``AZURE_CLIENT_SECRET``/``AZURE_TENANT_ID``, managed identity...) unless
-        ``CODECAPSULE_AZURE_ACCESS_TOKEN``
-        holds a ready ARM access token. Optional: ``CODECAPSULE_LOCATION``, ``CODECAPSULE_RESOURCE_GROUP``,
-        ``CODECAPSULE_SSH_PUBLIC_KEY``, ``CODECAPSULE_AZURE_ENDPOINT``, ``CODECAPSULE_CLOUDFLARE_ENDPOINT``,
-        ``CODECAPSULE_AZURE_CA_BUNDLE``, ``CODECAPSULE_POLL_INTERVAL`` (seconds), ``CODECAPSULE_PISTON_URL``.
-        Keyword overrides: ``credential=``, ``cloudflare_token=`` and any ClusterSpec field.
+        ``CODECAPSULE_AZURE_ACCESS_TOKEN`` holds a ready ARM access token. The optional variables are listed in
+        :mod:`codecapsule.cluster.env`. Keyword overrides: ``credential=``, ``cloudflare_token=`` and any
+        ClusterSpec field.
         """
-        env = os.environ if env is None else env
+        env = environment(env)
         credential = overrides.pop("credential", None)
-        cloudflare_token = overrides.pop("cloudflare_token", None) or env.get(ENV_CLOUDFLARE_TOKEN) or None
-        missing = [var for key, var in _SPEC_ENV.items() if key not in overrides and not env.get(var)]
+        cloudflare_token = overrides.pop("cloudflare_token", None) or env_cloudflare_token(env)
+        missing = missing_required(env, overrides)
         if not cloudflare_token:
             missing.append(ENV_CLOUDFLARE_TOKEN)
         if missing:
@@ -174,21 +164,10 @@ class Cluster:
                 "AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_TENANT_ID "
                 "or a managed identity)."
             )
-        extra: dict[str, Any] = {}
-        if env.get(ENV_AZURE_CA_BUNDLE) and "azure_ca_bundle" not in overrides:
-            extra["azure_ca_bundle"] = env[ENV_AZURE_CA_BUNDLE]
-        if env.get(ENV_POLL_INTERVAL) and "poll_interval" not in overrides:
-            try:
-                extra["poll_interval"] = float(env[ENV_POLL_INTERVAL])
-            except ValueError:
-                raise ConfigurationError(
-                    f"{ENV_POLL_INTERVAL}={env[ENV_POLL_INTERVAL]!r} must be a number of seconds."
-                ) from None
-        if env.get(ENV_PISTON_URL) and "piston_url" not in overrides:
-            extra["piston_url"] = env[ENV_PISTON_URL].rstrip("/")
-        spec = ClusterSpec.from_env(env, **{**extra, **overrides})
-        if credential is None and env.get(ENV_AZURE_ACCESS_TOKEN):
-            credential = StaticTokenCredential(env[ENV_AZURE_ACCESS_TOKEN])
+        spec = ClusterSpec.from_env(env, **overrides)
+        access_token = azure_access_token(env)
+        if credential is None and access_token:
+            credential = StaticTokenCredential(access_token)
         return cls(spec, credential=credential, cloudflare_token=cloudflare_token)
 
     def __repr__(self) -> str:
@@ -208,7 +187,7 @@ class Cluster:
     @property
     def tunnel(self) -> TunnelProvider:
         if self._tunnel is None:
-            token = self._cloudflare_token or os.environ.get(ENV_CLOUDFLARE_TOKEN)
+            token = self._cloudflare_token or env_cloudflare_token()
             if not token:
                 raise MissingCredentials(
                     f"no Cloudflare API token: pass Cluster(..., cloudflare_token=...) or set "
@@ -226,9 +205,7 @@ class Cluster:
             try:
                 from azure.identity import DefaultAzureCredential
             except ImportError:
-                raise ConfigurationError(
-                    "azure-identity is not installed: pip install 'codecapsule[cloud]'."
-                ) from None
+                raise ConfigurationError("azure-identity is not installed: pip install 'codecapsule[cloud]'.") from None
             self._credential = DefaultAzureCredential()
         return self._credential
 
@@ -304,9 +281,7 @@ class Cluster:
         custom_data, tags = self._custom_data(self.tunnel.tunnel_token())
         self._warn_dropped_runtimes(emit)
         self.azure.deploy(custom_data, tags=tags, progress=emit)
-        emit(
-            f"Deployed. Piston: {self.spec.url} (behind Cloudflare Access); check it with status() or doctor."
-        )
+        emit(f"Deployed. Piston: {self.spec.url} (behind Cloudflare Access); check it with status() or doctor.")
         return plan
 
     def _warn_dropped_runtimes(self, emit: Callable[[str], None]) -> None:
@@ -330,6 +305,8 @@ class Cluster:
         deployed = azure.vmss_exists and tunnel.tunnel_id is not None
         if tunnel.tunnel_id is None and not self.spec.piston_url:
             piston = PistonHealth(reachable=False, error="no tunnel: the cluster is not deployed")
+        elif deployed and azure.capacity == 0:
+            piston = PistonHealth(reachable=False, error="asleep: the scale set is at 0 VMs")
         else:
             piston = self.piston_health()
         return ClusterStatus(
@@ -340,6 +317,7 @@ class Cluster:
             tunnel=tunnel,
             piston=piston,
             deployed=deployed,
+            schedule=schedule_view(self.spec) if self.spec.schedule else None,
         )
 
     def piston_health(self) -> PistonHealth:
@@ -358,12 +336,8 @@ class Cluster:
                 start = time.perf_counter()
                 result = client.execute("print(1)", "python", engine="piston")
                 elapsed = (time.perf_counter() - start) * 1000.0
-                error = (
-                    None if result.ok and result.stdout.strip() == "1" else f"print(1) gave {result.verdict}"
-                )
-                return PistonHealth(
-                    reachable=True, runtimes=pairs, round_trip_ms=round(elapsed, 1), error=error
-                )
+                error = None if result.ok and result.stdout.strip() == "1" else f"print(1) gave {result.verdict}"
+                return PistonHealth(reachable=True, runtimes=pairs, round_trip_ms=round(elapsed, 1), error=error)
         except PistonError as exc:
             return PistonHealth(reachable=False, error=self._scrub(str(exc)))
         except CodeCapsuleError as exc:  # e.g. no service token stored on this machine
@@ -396,13 +370,9 @@ class Cluster:
             if i.name == wanted:
                 return i.instance_id
         known = ", ".join(ids) or "none (is the cluster deployed?)"
-        raise InvalidRequest(
-            f"no instance {wanted!r} in scale set {self.spec.vmss_name}; instances: {known}."
-        )
+        raise InvalidRequest(f"no instance {wanted!r} in scale set {self.spec.vmss_name}; instances: {known}.")
 
-    def cost(
-        self, capacity: int | None = None, minimum: int | None = None, maximum: int | None = None
-    ) -> CostEstimate:
+    def cost(self, capacity: int | None = None, minimum: int | None = None, maximum: int | None = None) -> CostEstimate:
         """A monthly estimate, itemised, at minimum and maximum capacity (pure: no cloud call)."""
         return estimate_cost(self.spec, capacity=capacity, minimum=minimum, maximum=maximum)
 
@@ -410,9 +380,7 @@ class Cluster:
 
     def scale(self, capacity: int) -> None:
         """Set the number of VMs now (the autoscale bounds move too if ``capacity`` is outside them)."""
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 <= capacity <= 100:
-            raise InvalidRequest(f"capacity must be a whole number between 0 and 100, not {capacity!r}.")
-        self.azure.scale(capacity)
+        self.azure.scale(check_capacity(capacity))
 
     def autoscale(
         self,
@@ -428,28 +396,11 @@ class Cluster:
         s = self.spec
         lo = minimum if minimum is not None else (current.minimum if current else s.min_capacity)
         hi = maximum if maximum is not None else (current.maximum if current else s.max_capacity)
-        out = (
-            scale_out_cpu
-            if scale_out_cpu is not None
-            else (current.scale_out_cpu if current else s.scale_out_cpu)
-        )
-        inn = (
-            scale_in_cpu
-            if scale_in_cpu is not None
-            else (current.scale_in_cpu if current else s.scale_in_cpu)
-        )
+        out = scale_out_cpu if scale_out_cpu is not None else (current.scale_out_cpu if current else s.scale_out_cpu)
+        inn = scale_in_cpu if scale_in_cpu is not None else (current.scale_in_cpu if current else s.scale_in_cpu)
         on = enabled if enabled is not None else (current.enabled if current else True)
-        for name, value in (("minimum", lo), ("maximum", hi)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidRequest(f"autoscale {name} must be a whole number, not {value!r}.")
-        if not 1 <= lo <= hi <= 100:
-            raise InvalidRequest(
-                f"autoscale bounds must satisfy 1 ≤ minimum ≤ maximum ≤ 100, got {lo}..{hi}."
-            )
-        if not 0 < inn < out <= 100:
-            raise InvalidRequest(
-                f"CPU thresholds must satisfy 0 < scale_in_cpu < scale_out_cpu ≤ 100, got {inn} and {out}."
-            )
+        # the spec holds the one rule for bounds and thresholds: a spec with these values must be valid
+        self.spec.with_(min_capacity=lo, max_capacity=hi, capacity=lo, scale_out_cpu=out, scale_in_cpu=inn)
         return self.azure.autoscale(
             minimum=lo, maximum=hi, scale_out_cpu=float(out), scale_in_cpu=float(inn), enabled=bool(on)
         )
@@ -473,9 +424,7 @@ class Cluster:
         outcomes: dict[str, str] = {}
         for inst in self.azure.instances():
             if inst.power_state != "running":
-                outcomes[inst.instance_id] = (
-                    f"skipped: instance is {inst.power_state} (it installs at next boot)"
-                )
+                outcomes[inst.instance_id] = f"skipped: instance is {inst.power_state} (it installs at next boot)"
                 continue
             try:
                 stdout, _ = parse_run_command_output(self.azure.run_command(inst.instance_id, script))
@@ -519,19 +468,20 @@ class Cluster:
             self._remember(token.client_secret)
         return token
 
-    def client(self, **options: Any) -> Client:
-        """A :class:`codecapsule.Client` for this cluster: ``spec.url`` plus the Access service token."""
-        from .._client import Client
+    def client(self, **options: Any) -> ClusterClient:
+        """A :class:`codecapsule.Client` for this cluster: ``spec.url`` plus the Access service token. When the
+        cluster sleeps (no connector, origin down), its errors say when the next lab starts and how to wake it
+        or run locally."""
+        from .._settings import Settings
+        from .client import ClusterClient
 
         client_id = client_secret = None
         token = self.service_token()
+        configured = Settings.from_env()
         if token is not None:
             client_id, client_secret = token.client_id, token.client_secret
-        elif os.environ.get("CODECAPSULE_ACCESS_CLIENT_ID") and os.environ.get(
-            "CODECAPSULE_ACCESS_CLIENT_SECRET"
-        ):
-            client_id = os.environ["CODECAPSULE_ACCESS_CLIENT_ID"]
-            client_secret = os.environ["CODECAPSULE_ACCESS_CLIENT_SECRET"]
+        elif configured.access_client_id and configured.access_client_secret:
+            client_id, client_secret = configured.access_client_id, configured.access_client_secret
             self._remember(client_secret)
         elif not self.spec.piston_url:
             raise MissingCredentials(
@@ -540,17 +490,68 @@ class Cluster:
                 "it only once); run deploy() here to rotate it, or set CODECAPSULE_ACCESS_CLIENT_ID and "
                 "CODECAPSULE_ACCESS_CLIENT_SECRET."
             )
-        return Client(
+        return ClusterClient(
             piston_url=self.spec.url,
             access_client_id=client_id,
             access_client_secret=client_secret,
             engine="piston",
+            offline_hint=self.offline_hint,
             **options,
         )
 
+    def offline_hint(self, now: datetime | None = None) -> str:
+        """What to tell someone whose request found no VM: when the cluster wakes, how to wake it, or run
+        locally (pure: computed from the spec, no cloud call)."""
+        s = self.spec
+        wake = "wake it now with cluster.wake(hours=2) or `codecapsule cluster wake --hours 2`"
+        local = "or run the code locally with engine='local'"
+        if not s.schedule:
+            return f"If the scale set is at 0 VMs, {wake} (or scale it up), {local}."
+        upcoming = next_lab_start(s.schedule, zone(s.timezone), now or datetime.now(UTC))
+        when = f"{upcoming:%a %d %b %H:%M} ({s.timezone})" if upcoming else "at the next lab"
+        return (
+            f"Outside lab hours the cluster sleeps at {s.idle_capacity} VM{'s' if s.idle_capacity != 1 else ''}; "
+            f"it wakes {when}. To use it before then, {wake}, {local}."
+        )
+
+    # -- lab hours ------------------------------------------------------------------------------------
+
+    def wake(self, hours: float = 2, *, progress: ProgressArg = True) -> AutoscaleState:
+        """Keep the spec's min..max VMs for ``hours`` from now, whatever the lab-hours schedule says (an ad-hoc
+        session: a fixed-date autoscale profile that ends by itself). VMs start at once."""
+        return self.azure.wake(hours, progress=self._progress(progress))
+
+    def preview(self) -> Preview:
+        """The plan of a first deploy, the cost and the lab hours of the spec, with no credentials and no cloud
+        call (see the panel's preview mode: ``ScalingPanel.preview(spec)``)."""
+        from .preview import preview
+
+        return preview(self.spec)
+
+    def schedule(self, now: datetime | None = None) -> ScheduleView:
+        """The lab hours, the next change and the autoscale profiles they become (pure: no cloud call)."""
+        return schedule_view(self.spec, now)
+
+    # -- the Access service token -----------------------------------------------------------------------
+
+    def access_token_status(self) -> ServiceTokenInfo | None:
+        """The Access service token's lifetime and expiry (never its secret); None if there is none."""
+        return self.tunnel.service_token_info()
+
+    def refresh_access_token(self, *, progress: ProgressArg = True) -> ServiceTokenInfo:
+        """Extend the Access service token by its duration from now (same secret: clients keep working)."""
+        return self.tunnel.refresh_service_token(progress=self._progress(progress))
+
+    def rotate_access_token(self, *, progress: ProgressArg = True) -> ServiceTokenInfo:
+        """A new secret for the Access service token (saved on this computer only) and a fresh lifetime.
+        Clients configured elsewhere with the old secret must get the new one."""
+        info = self.tunnel.rotate_service_token(progress=self._progress(progress))
+        self.service_token()  # remember the new secret, so it is scrubbed from any later output
+        return info
+
     def panel(self, **options: Any) -> ScalingPanel:
         """The ipywidgets scaling panel for class days (needs ``codecapsule[notebook]``); ``options`` go to
-        :class:`~codecapsule.widgets.ScalingPanel` (e.g. ``auto_refresh=30``)."""
-        from ..widgets import ScalingPanel
+        :class:`~codecapsule.cluster.panel.ScalingPanel` (e.g. ``auto_refresh=30``)."""
+        from .panel import ScalingPanel
 
         return ScalingPanel(self, **options)

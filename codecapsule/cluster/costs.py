@@ -15,6 +15,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from .._errors import InvalidRequest
+from .schedule import describe, weekly_hours
 
 if TYPE_CHECKING:
     from .spec import ClusterSpec
@@ -121,6 +122,7 @@ class CostEstimate:
     assumptions: tuple[str, ...]
     currency: str = CURRENCY
     hours_per_month: int = HOURS_PER_MONTH
+    schedule: str = ""  # the lab hours the estimate follows ("" = the same capacity all month)
 
     @property
     def total_min(self) -> float:
@@ -131,6 +133,8 @@ class CostEstimate:
         return round(sum(item.monthly_max for item in self.items), 2)
 
     def _columns(self) -> tuple[str, str]:
+        if self.schedule:
+            return "labs at min", "labs at max"
         if self.minimum == self.maximum:
             label = f"{self.maximum} VM" + ("s" if self.maximum != 1 else "")
             return label, label
@@ -139,10 +143,7 @@ class CostEstimate:
     def __str__(self) -> str:
         low, high = self._columns()
         width = max(len(item.name) for item in self.items) if self.items else 10
-        header = (
-            f"Monthly estimate for {self.vm_size} in {self.location} "
-            f"({self.currency}, {self.hours_per_month} h)"
-        )
+        header = f"Monthly estimate for {self.vm_size} in {self.location} ({self.currency}, {self.hours_per_month} h)"
         lines = [header, f"{'':<{width}}  {low:>12}  {high:>12}"]
         for item in self.items:
             lines.append(f"{item.name:<{width}}  {item.monthly_min:>12.2f}  {item.monthly_max:>12.2f}")
@@ -191,6 +192,7 @@ def estimate_cost(
     and
     package downloads).
     """
+    scheduled = bool(spec.schedule) and capacity is None and minimum is None and maximum is None
     if capacity is not None:
         minimum = maximum = capacity
     low = spec.min_capacity if minimum is None else minimum
@@ -208,8 +210,7 @@ def estimate_cost(
         f"Approximate Azure pay-as-you-go list prices for Linux in USD, checked {PRICES_CHECKED}; no "
         f"discounts, "
         "reservations or taxes. Check the Azure pricing calculator before committing a budget.",
-        f"{HOURS_PER_MONTH} hours a month, every VM running all month (autoscale usually keeps fewer "
-        f"running).",
+        f"{HOURS_PER_MONTH} hours a month, every VM running all month (autoscale usually keeps fewer running).",
     ]
     region = _PRICES.get(location)
     if region is None:
@@ -221,8 +222,7 @@ def estimate_cost(
             )
         region = _PRICES[_FALLBACK_REGION]
         assumptions.append(
-            f"Region {spec.location!r} is not in the table: disk, NAT and public IP prices are "
-            f"{_FALLBACK_REGION}'s."
+            f"Region {spec.location!r} is not in the table: disk, NAT and public IP prices are {_FALLBACK_REGION}'s."
         )
     if prices and spec.vm_size in prices:
         vm_hourly = float(prices[spec.vm_size])
@@ -241,24 +241,39 @@ def estimate_cost(
 
     vm_month = vm_hourly * HOURS_PER_MONTH
     nat_fixed = region.nat_hourly * HOURS_PER_MONTH
+    if scheduled:
+        # VM-months: each lab's hours at its min (or max) VMs, the rest of the week at idle_capacity
+        per_lab, idle_hours = weekly_hours(spec.schedule)
+        low_vms = (sum(h * lab.min for lab, h in per_lab) + idle_hours * spec.idle_capacity) / 168.0
+        high_vms = (sum(h * lab.max for lab, h in per_lab) + idle_hours * spec.idle_capacity) / 168.0
+        labs = describe(spec.schedule, spec.timezone, spec.idle_capacity)
+        assumptions[1] = (
+            f"{HOURS_PER_MONTH} hours a month following the lab hours ({labs}): "
+            f"on average {low_vms:.2f} VMs with every lab at its min, {high_vms:.2f} at its max; a scale set at 0 "
+            "has no VMs and no disks to pay for."
+        )
+        low_f, high_f = low_vms, high_vms
+        low, high = min(lab.min for lab in spec.schedule), max(lab.max for lab in spec.schedule)
+    else:
+        low_f, high_f = float(low), float(high)
     items = (
         CostItem(
             f"VMs ({spec.vm_size})",
-            money(vm_month * low),
-            money(vm_month * high),
+            money(vm_month * low_f),
+            money(vm_month * high_f),
             f"{vm_hourly:g} USD/h per VM = {vm_month:.2f}/month",
         ),
         CostItem(
             "OS disks (Standard HDD S4)",
-            money(region.os_disk_monthly * low),
-            money(region.os_disk_monthly * high),
+            money(region.os_disk_monthly * low_f),
+            money(region.os_disk_monthly * high_f),
             f"{region.os_disk_monthly:.2f}/month per VM",
         ),
         CostItem("NAT gateway (hourly)", money(nat_fixed), money(nat_fixed), f"{region.nat_hourly:g} USD/h"),
         CostItem(
             "NAT gateway (data processed)",
-            money(region.nat_per_gb * data_gb_per_instance * low),
-            money(region.nat_per_gb * data_gb_per_instance * high),
+            money(region.nat_per_gb * data_gb_per_instance * low_f),
+            money(region.nat_per_gb * data_gb_per_instance * high_f),
             f"{region.nat_per_gb:g} USD/GB, {data_gb_per_instance:g} GB per VM per month assumed",
         ),
         CostItem(
@@ -283,4 +298,5 @@ def estimate_cost(
         maximum=high,
         items=items,
         assumptions=tuple(assumptions),
+        schedule=describe(spec.schedule, spec.timezone, spec.idle_capacity) if scheduled else "",
     )

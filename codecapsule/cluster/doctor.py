@@ -29,6 +29,7 @@ from ..engines.piston_protocol import symptom
 if TYPE_CHECKING:
     from ..engines.piston import PistonEngine
     from .cluster import Cluster
+    from .tunnel import ServiceTokenInfo
 
 __all__ = ["FIXES", "Check", "format_checks", "run_doctor"]
 
@@ -90,6 +91,10 @@ FIXES: dict[str, str] = {
         "cloud-init`, then `codecapsule cluster reimage`."
     ),
     "no instances": "the scale set has no VMs: `codecapsule cluster scale 1` (or deploy).",
+    "token expiry": (
+        "the Access service token expires soon (or has expired: then every request is refused): refresh it with "
+        "`codecapsule cluster token refresh` (same secret) or rotate it with `codecapsule cluster token rotate`."
+    ),
     "cloud": "Azure or Cloudflare refused the call: check the credentials and the message above.",
 }
 
@@ -245,12 +250,9 @@ class _Doctor:
             found = [
                 r
                 for r in self.runtimes
-                if names
-                & {str(r.get("language")), str(r.get("runtime", "")), *map(str, r.get("aliases", []))}
+                if names & {str(r.get("language")), str(r.get("runtime", "")), *map(str, r.get("aliases", []))}
             ]
-            if not found or (
-                version is not None and not any(str(r.get("version")) == version for r in found)
-            ):
+            if not found or (version is not None and not any(str(r.get("version")) == version for r in found)):
                 missing.append(f"{package} {version}" if version else package)
         if missing:
             self.add("runtimes installed", False, "missing: " + ", ".join(missing), "unknown runtime")
@@ -275,7 +277,12 @@ class _Doctor:
     # -- admin-side checks ---------------------------------------------------------------------------
 
     def tunnel(self) -> None:
-        names = ("tunnel has connectors", "DNS record points at the tunnel", "protected by Cloudflare Access")
+        names = (
+            "tunnel has connectors",
+            "DNS record points at the tunnel",
+            "protected by Cloudflare Access",
+            "Access service token valid",
+        )
         if self.cluster is None:
             for name in names:
                 self.add(name, None, self.admin_skip_reason)
@@ -306,6 +313,16 @@ class _Doctor:
             self.add(names[2], True, "Access application with a service-token policy")
         else:
             self.add(names[2], False, "no Access application with a service-token policy", "not protected")
+        self.service_token(names[3], status.service_token)
+
+    def service_token(self, name: str, token: ServiceTokenInfo | None) -> None:
+        """The Access service token's lifetime: failing when expired or within TOKEN_WARN_DAYS of it."""
+        if token is None:
+            self.add(name, False, "no Access service token", "not protected")
+        elif token.expiring():
+            self.add(name, False, f"{token.expiry_text()} (duration {token.duration})", "token expiry")
+        else:
+            self.add(name, True, f"{token.expiry_text()} (duration {token.duration})")
 
     def instances(self) -> None:
         name = "instances healthy"
@@ -371,8 +388,7 @@ def run_doctor(
     access_client_secret: str | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 10.0,
-    admin_skip_reason: str = "needs the cluster's admin credentials (CLOUDFLARE_API_TOKEN, "
-        "AZURE_SUBSCRIPTION_ID...)",
+    admin_skip_reason: str = "needs the cluster's admin credentials (CLOUDFLARE_API_TOKEN, AZURE_SUBSCRIPTION_ID...)",
 ) -> list[Check]:
     """Run every check and return them in order (nothing raises for a failing check).
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .._errors import ConfigurationError
+from . import env
 
 __all__ = [
     "ServiceToken",
@@ -55,8 +56,7 @@ class ServiceToken:
 
 def config_dir() -> Path:
     """``$CODECAPSULE_CONFIG_DIR`` or ``~/.config/codecapsule``."""
-    configured = os.environ.get("CODECAPSULE_CONFIG_DIR")
-    return Path(configured).expanduser() if configured else Path.home() / ".config" / "codecapsule"
+    return env.config_dir()
 
 
 def service_token_path(account_id: str, tunnel_name: str) -> Path:
@@ -65,8 +65,7 @@ def service_token_path(account_id: str, tunnel_name: str) -> Path:
         if not _SAFE.match(value):
             # Both end up in a file name: refuse anything that could escape the directory.
             raise ConfigurationError(
-                f"the Cloudflare {label} {value!r} cannot be used in a file name; use letters, digits, "
-                "'.', '_' or '-'."
+                f"the Cloudflare {label} {value!r} cannot be used in a file name; use letters, digits, '.', '_' or '-'."
             )
     return config_dir() / "secrets" / f"cloudflare-access-{account_id}-{tunnel_name}.json"
 

@@ -8,9 +8,30 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .azure import AutoscaleState, Instance
-    from .tunnel import TunnelStatus
+    from .schedule import ScheduleView
+    from .tunnel import ServiceTokenInfo, TunnelStatus
 
-__all__ = ["ClusterStatus", "PistonHealth"]
+__all__ = ["ClusterStatus", "PistonHealth", "instance_health"]
+
+Level = str  # "ok" | "warn" | "bad" | "unknown"
+
+
+def instance_health(instance: Instance) -> tuple[str, Level]:
+    """One word for an instance's health from its provisioning and power state, and how bad it is.
+
+    The one judge of instance health: :attr:`ClusterStatus.problems` and the panel both use it."""
+    prov, power = instance.provisioning_state, instance.power_state
+    if prov == "Failed":
+        return "failed", "bad"
+    if power in {"stopped", "deallocated"}:
+        return "stopped", "bad"
+    if prov == "Succeeded" and power == "running":
+        if instance.latest_model is False:
+            return "ok (old model: reimage)", "warn"
+        return "ok", "ok"
+    if power == "starting" or prov in {"Creating", "Updating"}:
+        return "starting", "warn"
+    return "unknown", "unknown"
 
 
 @dataclass(frozen=True)
@@ -45,9 +66,7 @@ def _tunnel_text(tunnel: TunnelStatus) -> str:
         return "no tunnel"
     n = len(tunnel.connectors)
     checks = [
-        "DNS ok"
-        if tunnel.dns_ok
-        else f"DNS {'wrong target ' + tunnel.dns_target if tunnel.dns_target else 'missing'}",
+        "DNS ok" if tunnel.dns_ok else f"DNS {'wrong target ' + tunnel.dns_target if tunnel.dns_target else 'missing'}",
         "ingress ok" if tunnel.ingress_ok else "ingress wrong",
         "Access protected" if tunnel.access_protected else "NOT protected by Access",
     ]
@@ -65,13 +84,37 @@ class ClusterStatus:
     tunnel: TunnelStatus
     piston: PistonHealth
     deployed: bool
+    schedule: ScheduleView | None = None  # the lab hours and the next change (None: no lab hours)
+
+    @property
+    def service_token(self) -> ServiceTokenInfo | None:
+        """The Access service token's lifetime (never its secret)."""
+        return self.tunnel.service_token
+
+    @property
+    def asleep(self) -> bool:
+        """Deployed with 0 VMs on purpose: nothing answers until the next lab or a wake()."""
+        return self.deployed and self.capacity == 0
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What will go wrong soon (the cluster still works): e.g. a service token close to its expiry."""
+        out: list[str] = []
+        token = self.service_token
+        if token is not None and token.expiring() and not token.expired():
+            out.append(
+                f"the Access service token {token.expiry_text()}: refresh it with cluster.refresh_access_token() "
+                "or `codecapsule cluster token refresh`"
+            )
+        if self.asleep:
+            until = f"; next change {self.schedule.next_change_text}" if self.schedule is not None else ""
+            out.append(f"asleep at 0 VMs{until} (wake it with cluster.wake(hours=2))")
+        return tuple(out)
 
     @property
     def running(self) -> int:
         """How many instances are running with provisioning Succeeded."""
-        return sum(
-            1 for i in self.instances if i.power_state == "running" and i.provisioning_state == "Succeeded"
-        )
+        return sum(1 for i in self.instances if i.power_state == "running" and i.provisioning_state == "Succeeded")
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -80,7 +123,13 @@ class ClusterStatus:
         if not self.deployed:
             out.append("the cluster is not deployed (run deploy)")
             return tuple(out)
-        bad = [i for i in self.instances if i.power_state != "running" or i.provisioning_state != "Succeeded"]
+        token = self.service_token
+        if token is not None and token.expired():
+            out.append(
+                f"the Access service token {token.expiry_text()}: every request is refused; refresh it with "
+                "cluster.refresh_access_token() or `codecapsule cluster token refresh`"
+            )
+        bad = [i for i in self.instances if not instance_health(i)[0].startswith("ok")]
         if bad:
             out.append(
                 "instances not healthy: "
@@ -89,7 +138,7 @@ class ClusterStatus:
         if self.tunnel.tunnel_id is None:
             out.append("no Cloudflare tunnel")
         else:
-            if not self.tunnel.connectors:
+            if not self.tunnel.connectors and not self.asleep:
                 out.append("the tunnel has no connectors: cloudflared is not running on any VM")
             if not self.tunnel.dns_ok:
                 out.append("the DNS record for the hostname is missing or points elsewhere")
@@ -97,7 +146,7 @@ class ClusterStatus:
                 out.append("the tunnel's ingress does not send the hostname to http://localhost:2000")
             if not self.tunnel.access_protected:
                 out.append("the hostname is not protected by Cloudflare Access")
-        if not self.piston.reachable:
+        if not self.piston.reachable and not self.asleep:  # asleep: nobody is expected to answer
             out.append(f"Piston is not reachable: {self.piston.error or 'no answer'}")
         return tuple(out)
 
@@ -111,23 +160,26 @@ class ClusterStatus:
         else:
             size = f" × {self.vm_size}" if self.vm_size else ""
             lines = [
-                f"Cluster: capacity {self.capacity}{size}, {self.running} running; "
-                f"{_autoscale_text(self.autoscale)}"
+                f"Cluster: capacity {self.capacity}{size}, {self.running} running; {_autoscale_text(self.autoscale)}"
             ]
         for i in self.instances:
             model = {True: "latest model", False: "OLD model", None: ""}[i.latest_model]
             lines.append(
-                f"  instance {i.instance_id:<3} {i.name:<28} {i.power_state:<11} {i.provisioning_state:<10} "
-                f"{model}"
+                f"  instance {i.instance_id:<3} {i.name:<28} {i.power_state:<11} {i.provisioning_state:<10} {model}"
             )
         lines.append(f"Tunnel: {_tunnel_text(self.tunnel)}")
         for c in self.tunnel.connectors:
             pending = " (reconnecting)" if c.pending_reconnect else ""
+            lines.append(f"  connector {c.connector_id[:8]} {c.colo} from {c.origin_ip} since {c.opened_at}{pending}")
+        if self.service_token is not None:
             lines.append(
-                f"  connector {c.connector_id[:8]} {c.colo} from {c.origin_ip} since {c.opened_at}{pending}"
+                f"Access service token: {self.service_token.expiry_text()} (duration {self.service_token.duration})"
             )
+        if self.schedule is not None:
+            lines.append(str(self.schedule))
         lines.append(f"Piston: {self.piston}")
         problems = self.problems
+        lines.extend(f"Warning: {w}" for w in self.warnings)
         lines.append("Healthy." if not problems else "Problems:\n" + "\n".join(f"  - {p}" for p in problems))
         return "\n".join(lines)
 
@@ -163,6 +215,13 @@ class ClusterStatus:
             for c in self.tunnel.connectors
         )
         problems = self.problems
+        token = (
+            f"<p><b>Access service token</b>: {escape(self.service_token.expiry_text())}</p>"
+            if self.service_token is not None
+            else ""
+        )
+        schedule = self.schedule._repr_html_() if self.schedule is not None else ""
+        warnings = "".join(f"<p style='color:#a60'>Warning: {escape(w)}</p>" for w in self.warnings)
         verdict = (
             "<p style='color:green'>Healthy.</p>"
             if not problems
@@ -173,5 +232,5 @@ class ClusterStatus:
         return (
             f"<div class='codecapsule-status'>{head}{instances}"
             f"<p><b>Tunnel</b>: {escape(_tunnel_text(self.tunnel))}</p><ul>{connectors}</ul>"
-            f"<p><b>Piston</b>: {escape(str(self.piston))}</p>{verdict}</div>"
+            f"{token}{schedule}<p><b>Piston</b>: {escape(str(self.piston))}</p>{warnings}{verdict}</div>"
         )

@@ -24,10 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from .._errors import CloudAPIError, ClusterError, MissingCredentials
 from .plan import Change
+from .resources import Progress, Resource, Walk, apply_all, delete_all, plan_all, quiet, read_all
 from .secrets_store import (
     ServiceToken,
     delete_service_token,
@@ -46,7 +48,10 @@ if TYPE_CHECKING:
     from cloudflare.types.zero_trust.tunnels.cloudflared.client import Client as ConnectorClient
     from cloudflare.types.zero_trust.tunnels.cloudflared.configuration_update_params import ConfigIngress
 
-__all__ = ["Connector", "ServiceToken", "TunnelProvider", "TunnelStatus"]
+__all__ = ["TOKEN_WARN_DAYS", "Connector", "ServiceToken", "ServiceTokenInfo", "TunnelProvider", "TunnelStatus"]
+
+#: How long before its expiry the service token is reported as expiring (status, panel, doctor, plan).
+TOKEN_WARN_DAYS = 30
 
 #: Where cloudflared on each VM sends the tunnel's traffic: Piston listens on localhost:2000.
 ORIGIN_SERVICE = "http://localhost:2000"
@@ -83,6 +88,48 @@ class Connector:
 
 
 @dataclass(frozen=True)
+class ServiceTokenInfo:
+    """The Access service token as Cloudflare lists it: its lifetime and expiry, never its secret."""
+
+    name: str
+    token_id: str
+    client_id: str
+    duration: str  # e.g. "8760h"
+    expires_at: datetime | None  # UTC; None if Cloudflare did not say
+    saved_here: bool  # the secret for this client id is saved on this computer
+
+    def days_left(self, now: datetime | None = None) -> float | None:
+        if self.expires_at is None:
+            return None
+        return (self.expires_at - (now or datetime.now(UTC))) / timedelta(days=1)
+
+    def expired(self, now: datetime | None = None) -> bool:
+        left = self.days_left(now)
+        return left is not None and left <= 0
+
+    @property
+    def warn_days(self) -> float:
+        """:data:`TOKEN_WARN_DAYS`, or half the lifetime of a shorter-lived token (else it would always warn)."""
+        hours = self.duration[:-1] if self.duration.endswith("h") else ""
+        return min(TOKEN_WARN_DAYS, int(hours) / 48) if hours.isdigit() else TOKEN_WARN_DAYS
+
+    def expiring(self, now: datetime | None = None) -> bool:
+        """Expired, or expiring within :attr:`warn_days` days (30 for the default one-year token)."""
+        left = self.days_left(now)
+        return left is not None and left <= self.warn_days
+
+    def expiry_text(self, now: datetime | None = None) -> str:
+        """``expires 2027-12-02 (365 days)``, ``EXPIRED on ...`` or ``expiry unknown``."""
+        left = self.days_left(now)
+        if self.expires_at is None or left is None:
+            return "expiry unknown"
+        day = f"{self.expires_at:%Y-%m-%d}"
+        if left <= 0:
+            return f"EXPIRED on {day}"
+        return f"expires {day} ({int(left)} day{'s' if int(left) != 1 else ''})"
+
+
+@dataclass(frozen=True)
 class TunnelStatus:
     """What Cloudflare has for the cluster right now."""
 
@@ -93,6 +140,7 @@ class TunnelStatus:
     dns_ok: bool  # CNAME exists, proxied, points at <tunnel_id>.cfargotunnel.com
     ingress_ok: bool  # hostname -> http://localhost:2000, last rule catch-all http_status:404
     access_protected: bool  # Access app on the hostname with a service-token policy
+    service_token: ServiceTokenInfo | None = None  # lifetime of the Access service token (never the secret)
 
 
 class TunnelProvider:
@@ -124,138 +172,102 @@ class TunnelProvider:
     def spec(self) -> ClusterSpec:
         return self._spec
 
+    # -- the resources, in deploy order (plan, deploy, status and teardown all walk this list) -----------
+
+    def resources(self) -> list[Resource]:
+        """The Cloudflare resources of the spec as read/diff/apply/delete units, in dependency order.
+
+        The DNS record comes last, so the name never resolves before Access protects it; teardown walks the
+        list backwards (DNS first, the tunnel last, after its connections are dropped)."""
+        spec = self._spec
+        return [
+            Resource(
+                "tunnel",
+                "tunnel",
+                spec.tunnel_name,
+                read=lambda walk: self._find_tunnel(),
+                diff=self._tunnel_diff,
+                apply=self._tunnel_apply,
+                delete=self._tunnel_delete,
+                announce=False,
+                up_to_date=f"Cloudflare Tunnel {spec.tunnel_name} already exists.",
+            ),
+            Resource(
+                "ingress",
+                "tunnel ingress",
+                spec.hostname,
+                read=self._ingress_read,
+                diff=self._ingress_diff,
+                apply=self._ingress_apply,
+                announce=False,
+                up_to_date=f"The tunnel already routes {spec.hostname} to Piston.",
+            ),
+            Resource(
+                "service token",
+                "access service token",
+                spec.access_app_name,
+                read=lambda walk: self._find_service_token(),
+                diff=self._token_diff,
+                apply=self._token_apply,
+                delete=self._token_delete,
+                announce=False,
+                up_to_date=f"The Access service token {spec.access_app_name} already exists.",
+            ),
+            Resource(
+                "policy",
+                "access policy",
+                self._policy_name,
+                read=lambda walk: self._find_policy(),
+                diff=self._policy_diff,
+                apply=self._policy_apply,
+                delete=self._policy_delete,
+                announce=False,
+                up_to_date=f"The Access policy {self._policy_name} already lets only the service token in.",
+            ),
+            Resource(
+                "app",
+                "access application",
+                spec.hostname,
+                read=lambda walk: self._find_app(),
+                diff=self._app_diff,
+                apply=self._app_apply,
+                delete=self._app_delete,
+                announce=False,
+                up_to_date=f"Cloudflare Access already protects {spec.hostname}.",
+            ),
+            Resource(
+                "dns",
+                "dns record",
+                spec.hostname,
+                read=lambda walk: self._dns_records(self._zone()),
+                diff=self._dns_diff,
+                apply=self._dns_apply,
+                delete=self._dns_delete,
+                announce=False,
+                up_to_date=f"The DNS record {spec.hostname} already points at the tunnel.",
+                missing=[],
+            ),
+        ]
+
     # -- public API --------------------------------------------------------------------------------
 
     def plan(self) -> list[Change]:
         """What :meth:`deploy` would do, one :class:`Change` per resource; changes nothing."""
-        spec = self._spec
-        zone_id = self._zone()
-        tunnel = self._find_tunnel()
-        changes: list[Change] = []
-
-        if tunnel is None or tunnel.id is None:
-            changes.append(Change("create", "tunnel", spec.tunnel_name, "remotely managed Cloudflare Tunnel"))
-            changes.append(
-                Change("create", "tunnel ingress", spec.hostname, f"→ {ORIGIN_SERVICE}, then a catch-all 404")
-            )
-            tunnel_id = None
-        else:
-            tunnel_id = tunnel.id
-            changes.append(
-                Change("unchanged", "tunnel", spec.tunnel_name, f"id {tunnel_id}, {tunnel.status}")
-            )
-            if self._ingress_ok(tunnel_id):
-                changes.append(Change("unchanged", "tunnel ingress", spec.hostname, f"→ {ORIGIN_SERVICE}"))
-            else:
-                changes.append(
-                    Change(
-                        "update", "tunnel ingress", spec.hostname, f"→ {ORIGIN_SERVICE}, then a catch-all 404"
-                    )
-                )
-
-        token = self._find_service_token()
-        local = load_service_token(spec.cloudflare_account_id, spec.tunnel_name)
-        if token is None:
-            changes.append(
-                Change(
-                    "create", "access service token", spec.access_app_name, "secret saved on this computer"
-                )
-            )
-        elif local is None or local.client_id != token.client_id:
-            changes.append(
-                Change(
-                    "update",
-                    "access service token",
-                    spec.access_app_name,
-                    "rotate: its secret is not saved on this computer",
-                )
-            )
-        else:
-            changes.append(Change("unchanged", "access service token", spec.access_app_name))
-
-        policy = self._find_policy()
-        if policy is None:
-            changes.append(Change("create", "access policy", self._policy_name, "service token only"))
-        elif token is None or token.id is None or not self._policy_ok(policy, token.id):
-            changes.append(Change("update", "access policy", self._policy_name, "service token only"))
-        else:
-            changes.append(Change("unchanged", "access policy", self._policy_name))
-
-        app = self._find_app()
-        if app is None:
-            changes.append(
-                Change("create", "access application", spec.hostname, "self-hosted, service token")
-            )
-        elif policy is None or not self._app_ok(app, policy.id):
-            changes.append(
-                Change("update", "access application", spec.hostname, "self-hosted, service token")
-            )
-        else:
-            changes.append(Change("unchanged", "access application", spec.hostname))
-
-        records = self._dns_records(zone_id)
-        cname = next((r for r in records if r.type == "CNAME"), None)
-        target = f"{tunnel_id or '<new tunnel id>'}.cfargotunnel.com"
-        if cname is None:
-            self._check_dns_conflict(records)
-            changes.append(Change("create", "dns record", spec.hostname, f"CNAME → {target}, proxied"))
-        elif tunnel_id is None or not self._cname_ok(cname, tunnel_id):
-            changes.append(
-                Change("update", "dns record", spec.hostname, f"CNAME {cname.content} → {target}, proxied")
-            )
-        else:
-            changes.append(Change("unchanged", "dns record", spec.hostname, f"CNAME → {target}"))
-        return changes
+        self._zone()  # a domain that is not a zone of the account is the first thing to say
+        return plan_all(self.resources())
 
     def deploy(self, *, progress: Callable[[str], None]) -> str:
         """Make Cloudflare match the spec (idempotent); returns the tunnel id."""
-        spec = self._spec
-        account = spec.cloudflare_account_id
-        cf = self._cf()
-        tunnels = cf.zero_trust.tunnels.cloudflared
-        zone_id = self._zone()
-
-        tunnel = self._find_tunnel()
-        if tunnel is None or tunnel.id is None:
-            with self._api(f"create the tunnel {spec.tunnel_name!r}", _PERM_TUNNEL):
-                tunnel = tunnels.create(account_id=account, name=spec.tunnel_name, config_src="cloudflare")
-            if tunnel.id is None:
-                raise CloudAPIError(
-                    "Cloudflare created the tunnel but did not return its id; run the deploy again.",
-                    service="cloudflare",
-                )
-            progress(f"Created Cloudflare Tunnel {spec.tunnel_name}.")
-        else:
-            progress(f"Cloudflare Tunnel {spec.tunnel_name} already exists.")
-        tunnel_id = tunnel.id
-
-        if self._ingress_ok(tunnel_id):
-            progress(f"The tunnel already routes {spec.hostname} to Piston.")
-        else:
-            # The SDK types every ingress rule as needing a hostname, but the last rule must be a catch-all
-            # without one (Cloudflare rejects a config whose last rule has a hostname).
-            catch_all = cast("ConfigIngress", {"service": CATCH_ALL_SERVICE})
-            with self._api("set the tunnel's ingress rules", _PERM_TUNNEL):
-                tunnels.configurations.update(
-                    tunnel_id,
-                    account_id=account,
-                    config={"ingress": [{"hostname": spec.hostname, "service": ORIGIN_SERVICE}, catch_all]},
-                )
-            progress(f"The tunnel now routes {spec.hostname} to Piston on each VM.")
-
-        token_id = self._ensure_service_token(progress)
-        policy_id = self._ensure_policy(token_id, progress)
-        self._ensure_app(policy_id, progress)
-        self._ensure_dns(zone_id, tunnel_id, progress)
-        return tunnel_id
+        self._zone()
+        walk = apply_all(self.resources(), progress)
+        return _tunnel_id(walk) or ""
 
     def tunnel_token(self) -> str:
         """The connector token every VM's cloudflared runs with (a secret: never print or log it)."""
         tunnel = self._find_tunnel()
         if tunnel is None or tunnel.id is None:
             raise ClusterError(
-                f"there is no Cloudflare Tunnel named {self._spec.tunnel_name!r} yet: "
-                "deploy the cluster first."
+                f"there is no Cloudflare Tunnel named {self._spec.tunnel_name!r} yet: deploy the cluster first."
             )
         with self._api("read the tunnel's connector token", _PERM_TUNNEL):
             token = self._cf().zero_trust.tunnels.cloudflared.token.get(
@@ -267,15 +279,33 @@ class TunnelProvider:
         """The Access service token saved on this computer by the last deploy, or None."""
         return load_service_token(self._spec.cloudflare_account_id, self._spec.tunnel_name)
 
+    def service_token_info(self) -> ServiceTokenInfo | None:
+        """The Access service token as Cloudflare has it (lifetime, expiry; never the secret), or None."""
+        return self._token_info(self._find_service_token())
+
+    def refresh_service_token(self, *, progress: Callable[[str], None] = quiet) -> ServiceTokenInfo:
+        """Extend the service token's life by its duration from now (Cloudflare's refresh call; the secret
+        does not change, so clients keep working)."""
+        token = self._require_service_token("refresh")
+        self._refresh(token, progress)
+        return self._require_info()
+
+    def rotate_service_token(self, *, progress: Callable[[str], None] = quiet) -> ServiceTokenInfo:
+        """Give the service token a new secret (saved on this computer only) and extend its life: rotation
+        alone keeps the old expiry. Clients elsewhere need the new secret."""
+        token = self._require_service_token("rotate")
+        self._rotate(cast(str, token.id), progress)
+        self._refresh(token, progress)
+        return self._require_info()
+
     def status(self) -> TunnelStatus:
         """The tunnel, its connectors, the DNS record, the ingress and the Access protection."""
-        zone_id = self._zone()
-        tunnel = self._find_tunnel()
-        records = self._dns_records(zone_id)
+        self._zone()
+        walk = read_all(self.resources())
+        tunnel, records, token, app = walk["tunnel"], walk["dns"], walk["service token"], walk["app"]
         cname = next((r for r in records if r.type == "CNAME"), None)
-        token = self._find_service_token()
-        app = self._find_app()
         protected = app is not None and self._app_protected(app, token.id if token else None)
+        info = self._token_info(token)
         if tunnel is None or tunnel.id is None:
             return TunnelStatus(
                 tunnel_id=None,
@@ -285,6 +315,7 @@ class TunnelProvider:
                 dns_ok=False,
                 ingress_ok=False,
                 access_protected=protected,
+                service_token=info,
             )
         with self._api("list the tunnel's connectors", _PERM_TUNNEL):
             clients = list(
@@ -298,51 +329,46 @@ class TunnelProvider:
             connectors=tuple(_connector(c) for c in clients),
             dns_target=cname.content if cname else None,
             dns_ok=cname is not None and self._cname_ok(cname, tunnel.id),
-            ingress_ok=self._ingress_ok(tunnel.id),
+            ingress_ok=bool(walk["ingress"]),
             access_protected=protected,
+            service_token=info,
         )
 
     def teardown(self, *, progress: Callable[[str], None]) -> None:
         """Delete the DNS record, the Access application, policy and service token, the tunnel's
         connections and the tunnel (in that order), and forget the saved service-token secret."""
+        self._zone()
+        delete_all(self.resources(), progress)
         spec = self._spec
-        account = spec.cloudflare_account_id
-        cf = self._cf()
-        zone_id = self._zone()
-
-        for record in self._dns_records(zone_id):
-            if record.type != "CNAME" or record.id is None:
-                continue
-            if not str(record.content or "").endswith(".cfargotunnel.com"):
-                progress(
-                    f"Left the DNS record {spec.hostname} alone: it points at {record.content}, not a tunnel."
-                )
-                continue
-            with self._api(f"delete the DNS record {spec.hostname}", _PERM_DNS):
-                cf.dns.records.delete(record.id, zone_id=zone_id)
-            progress(f"Deleted the DNS record {spec.hostname}.")
-
-        app = self._find_app()
-        if app is not None:
-            app_id = cast(str, app.id)
-            with self._api(f"delete the Access application on {spec.hostname}", _PERM_ACCESS_APPS):
-                cf.zero_trust.access.applications.delete(app_id, account_id=account)
-            progress(f"Deleted the Access application on {spec.hostname}.")
-        policy = self._find_policy()
-        if policy is not None and policy.id is not None:
-            with self._api(f"delete the Access policy {self._policy_name!r}", _PERM_ACCESS_APPS):
-                cf.zero_trust.access.policies.delete(policy.id, account_id=account)
-            progress(f"Deleted the Access policy {self._policy_name}.")
-        token = self._find_service_token()
-        if token is not None and token.id is not None:
-            with self._api(f"delete the Access service token {spec.access_app_name!r}", _PERM_ACCESS_TOKENS):
-                cf.zero_trust.access.service_tokens.delete(token.id, account_id=account)
-            progress(f"Deleted the Access service token {spec.access_app_name}.")
-        if delete_service_token(account, spec.tunnel_name):
+        if delete_service_token(spec.cloudflare_account_id, spec.tunnel_name):
             progress("Forgot the service-token secret saved on this computer.")
 
-        tunnels = cf.zero_trust.tunnels.cloudflared
-        for tunnel in self._find_tunnels():
+    # -- tunnel and ingress ------------------------------------------------------------------------
+
+    def _tunnel_diff(self, walk: Walk, tunnel: Any) -> tuple[str, str]:
+        if tunnel is None or tunnel.id is None:
+            return "create", "remotely managed Cloudflare Tunnel"
+        return "unchanged", f"id {tunnel.id}, {tunnel.status}"
+
+    def _tunnel_apply(self, walk: Walk, current: Any, action: str, progress: Progress) -> Any:
+        spec = self._spec
+        with self._api(f"create the tunnel {spec.tunnel_name!r}", _PERM_TUNNEL):
+            tunnel = self._cf().zero_trust.tunnels.cloudflared.create(
+                account_id=spec.cloudflare_account_id, name=spec.tunnel_name, config_src="cloudflare"
+            )
+        if tunnel.id is None:
+            raise CloudAPIError(
+                "Cloudflare created the tunnel but did not return its id; run the deploy again.",
+                service="cloudflare",
+            )
+        progress(f"Created Cloudflare Tunnel {spec.tunnel_name}.")
+        return tunnel
+
+    def _tunnel_delete(self, walk: Walk, current: Any, progress: Progress) -> None:
+        spec = self._spec
+        account = spec.cloudflare_account_id
+        tunnels = self._cf().zero_trust.tunnels.cloudflared
+        for tunnel in self._find_tunnels():  # every duplicate too
             if tunnel.id is None:
                 continue
             # A tunnel with live connections cannot be deleted: drop them first.
@@ -352,61 +378,164 @@ class TunnelProvider:
                 tunnels.delete(tunnel.id, account_id=account)
             progress(f"Deleted Cloudflare Tunnel {spec.tunnel_name}.")
 
-    # -- deploy steps ------------------------------------------------------------------------------
+    def _ingress_read(self, walk: Walk) -> bool | None:
+        tunnel_id = _tunnel_id(walk)
+        return True if tunnel_id is not None and self._ingress_ok(tunnel_id) else None
 
-    def _ensure_service_token(self, progress: Callable[[str], None]) -> str:
+    def _ingress_diff(self, walk: Walk, ok: Any) -> tuple[str, str]:
+        if ok:
+            return "unchanged", f"→ {ORIGIN_SERVICE}"
+        action = "create" if not _tunnel_id(walk) else "update"
+        return action, f"→ {ORIGIN_SERVICE}, then a catch-all 404"
+
+    def _ingress_apply(self, walk: Walk, current: Any, action: str, progress: Progress) -> Any:
+        spec = self._spec
+        # The SDK types every ingress rule as needing a hostname, but the last rule must be a catch-all
+        # without one (Cloudflare rejects a config whose last rule has a hostname).
+        catch_all = cast("ConfigIngress", {"service": CATCH_ALL_SERVICE})
+        with self._api("set the tunnel's ingress rules", _PERM_TUNNEL):
+            self._cf().zero_trust.tunnels.cloudflared.configurations.update(
+                cast(str, _tunnel_id(walk)),
+                account_id=spec.cloudflare_account_id,
+                config={"ingress": [{"hostname": spec.hostname, "service": ORIGIN_SERVICE}, catch_all]},
+            )
+        progress(f"The tunnel now routes {spec.hostname} to Piston on each VM.")
+        return True
+
+    # -- the Access service token ------------------------------------------------------------------
+
+    def _token_diff(self, walk: Walk, token: Any) -> tuple[str, str]:
+        spec = self._spec
+        if token is None:
+            return "create", f"secret saved on this computer, valid {spec.access_token_duration}"
+        local = load_service_token(spec.cloudflare_account_id, spec.tunnel_name)
+        if local is None or local.client_id != token.client_id:
+            return "update", "rotate: its secret is not saved on this computer"
+        info = self._token_info(token)
+        if info is not None and info.duration != spec.access_token_duration:
+            return "update", f"duration {info.duration} → {spec.access_token_duration}"
+        if info is not None and info.expiring():
+            return "update", f"refresh: {info.expiry_text()}"
+        return "unchanged", info.expiry_text() if info is not None else ""
+
+    def _token_apply(self, walk: Walk, token: Any, action: str, progress: Progress) -> Any:
         spec = self._spec
         account = spec.cloudflare_account_id
         access = self._cf().zero_trust.access
-        token = self._find_service_token()
-        local = load_service_token(account, spec.tunnel_name)
         path = service_token_path(account, spec.tunnel_name)
         if token is None:
             with self._api(f"create the Access service token {spec.access_app_name!r}", _PERM_ACCESS_TOKENS):
-                created = access.service_tokens.create(account_id=account, name=spec.access_app_name)
+                created = access.service_tokens.create(
+                    account_id=account, name=spec.access_app_name, duration=spec.access_token_duration
+                )
             if created is None or not created.id or not created.client_id or not created.client_secret:
                 raise CloudAPIError(
                     "Cloudflare created the Access service token but did not return its secret; "
                     "run the deploy again (it will rotate the token).",
                     service="cloudflare",
                 )
-            save_service_token(
-                account, spec.tunnel_name, ServiceToken(created.client_id, created.client_secret)
-            )
+            save_service_token(account, spec.tunnel_name, ServiceToken(created.client_id, created.client_secret))
             progress(
-                f"Created the Access service token {spec.access_app_name}; its secret is saved in {path}."
+                f"Created the Access service token {spec.access_app_name} (valid {spec.access_token_duration}); "
+                f"its secret is saved in {path}."
             )
-            return created.id
+            return self._find_service_token()
         token_id = cast(str, token.id)
+        local = load_service_token(account, spec.tunnel_name)
         if local is None or local.client_id != token.client_id:
-            # Cloudflare shows the secret only once: a new secret is the only way to get one here.
-            with self._api(f"rotate the Access service token {spec.access_app_name!r}", _PERM_ACCESS_TOKENS):
-                rotated = access.service_tokens.rotate(token_id, account_id=account)
-            if rotated is None or not rotated.client_id or not rotated.client_secret:
-                raise CloudAPIError(
-                    "Cloudflare rotated the Access service token but did not return the new secret; "
-                    "run the deploy again.",
-                    service="cloudflare",
-                )
-            save_service_token(
-                account, spec.tunnel_name, ServiceToken(rotated.client_id, rotated.client_secret)
-            )
-            progress(
-                f"Rotated the Access service token {spec.access_app_name} because its secret was not "
-                f"saved on this computer; the new secret is saved in {path}."
-            )
-        else:
-            progress(f"The Access service token {spec.access_app_name} already exists.")
-        return token_id
+            self._rotate(token_id, progress)
+        info = self._token_info(token)
+        if info is not None and info.duration != spec.access_token_duration:
+            with self._api(
+                f"set the lifetime of the Access service token {spec.access_app_name!r}", _PERM_ACCESS_TOKENS
+            ):
+                access.service_tokens.update(token_id, account_id=account, duration=spec.access_token_duration)
+            progress(f"The Access service token {spec.access_app_name} now lasts {spec.access_token_duration}.")
+        # Rotating and changing the duration keep the old expiry: refresh whenever we touched it, or when due.
+        self._refresh(token, progress)
+        return self._find_service_token()
 
-    def _ensure_policy(self, token_id: str, progress: Callable[[str], None]) -> str:
+    def _token_delete(self, walk: Walk, token: Any, progress: Progress) -> None:
+        spec = self._spec
+        if token.id is None:
+            return
+        with self._api(f"delete the Access service token {spec.access_app_name!r}", _PERM_ACCESS_TOKENS):
+            self._cf().zero_trust.access.service_tokens.delete(token.id, account_id=spec.cloudflare_account_id)
+        progress(f"Deleted the Access service token {spec.access_app_name}.")
+
+    def _rotate(self, token_id: str, progress: Progress) -> None:
+        spec = self._spec
+        account = spec.cloudflare_account_id
+        # Cloudflare shows the secret only once: a new secret is the only way to get one here.
+        with self._api(f"rotate the Access service token {spec.access_app_name!r}", _PERM_ACCESS_TOKENS):
+            rotated = self._cf().zero_trust.access.service_tokens.rotate(token_id, account_id=account)
+        if rotated is None or not rotated.client_id or not rotated.client_secret:
+            raise CloudAPIError(
+                "Cloudflare rotated the Access service token but did not return the new secret; run it again.",
+                service="cloudflare",
+            )
+        path = save_service_token(account, spec.tunnel_name, ServiceToken(rotated.client_id, rotated.client_secret))
+        progress(f"Rotated the Access service token {spec.access_app_name}; the new secret is saved in {path}.")
+
+    def _refresh(self, token: Any, progress: Progress) -> None:
+        spec = self._spec
+        with self._api(f"refresh the Access service token {spec.access_app_name!r}", _PERM_ACCESS_TOKENS):
+            refreshed = self._cf().zero_trust.access.service_tokens.refresh(
+                cast(str, token.id), account_id=spec.cloudflare_account_id
+            )
+        info = self._token_info(refreshed)
+        progress(
+            f"Refreshed the Access service token {spec.access_app_name}: "
+            f"{info.expiry_text() if info else 'new expiry not reported'}."
+        )
+
+    def _require_service_token(self, verb: str) -> Any:
+        token = self._find_service_token()
+        if token is None or token.id is None:
+            raise ClusterError(
+                f"cannot {verb} the Access service token {self._spec.access_app_name!r}: it does not exist; "
+                "deploy the cluster first."
+            )
+        return token
+
+    def _require_info(self) -> ServiceTokenInfo:
+        info = self.service_token_info()
+        if info is None:
+            raise CloudAPIError(
+                "Cloudflare no longer lists the Access service token; run the deploy again.", service="cloudflare"
+            )
+        return info
+
+    def _token_info(self, token: Any) -> ServiceTokenInfo | None:
+        if token is None or not getattr(token, "id", None):
+            return None
+        spec = self._spec
+        local = load_service_token(spec.cloudflare_account_id, spec.tunnel_name)
+        expires = getattr(token, "expires_at", None)
+        return ServiceTokenInfo(
+            name=str(getattr(token, "name", "") or spec.access_app_name),
+            token_id=str(token.id),
+            client_id=str(getattr(token, "client_id", "") or ""),
+            duration=str(getattr(token, "duration", "") or ""),
+            expires_at=_as_utc(expires) if isinstance(expires, datetime) else None,
+            saved_here=local is not None and local.client_id == getattr(token, "client_id", None),
+        )
+
+    # -- Access policy and application -------------------------------------------------------------
+
+    def _policy_diff(self, walk: Walk, policy: Any) -> tuple[str, str]:
+        token = walk.get("service token")
+        if policy is None:
+            return "create", "service token only"
+        if token is None or token.id is None or not self._policy_ok(policy, token.id):
+            return "update", "service token only"
+        return "unchanged", ""
+
+    def _policy_apply(self, walk: Walk, policy: Any, action: str, progress: Progress) -> Any:
         account = self._spec.cloudflare_account_id
         policies = self._cf().zero_trust.access.policies
-        policy = self._find_policy()
+        token_id = cast(str, walk["service token"].id)
         what = f"the Access policy {self._policy_name!r}"
-        if policy is not None and self._policy_ok(policy, token_id):
-            progress(f"The Access policy {self._policy_name} already lets only the service token in.")
-            return cast(str, policy.id)
         include: list[ServiceTokenRuleParam] = [{"service_token": {"token_id": token_id}}]
         result: Any
         if policy is None:
@@ -429,16 +558,27 @@ class TunnelProvider:
             raise CloudAPIError(
                 f"Cloudflare did not return the id of {what}; run the deploy again.", service="cloudflare"
             )
-        return str(result.id)
+        return result
 
-    def _ensure_app(self, policy_id: str, progress: Callable[[str], None]) -> None:
+    def _policy_delete(self, walk: Walk, policy: Any, progress: Progress) -> None:
+        if policy.id is None:
+            return
+        with self._api(f"delete the Access policy {self._policy_name!r}", _PERM_ACCESS_APPS):
+            self._cf().zero_trust.access.policies.delete(policy.id, account_id=self._spec.cloudflare_account_id)
+        progress(f"Deleted the Access policy {self._policy_name}.")
+
+    def _app_diff(self, walk: Walk, app: Any) -> tuple[str, str]:
+        policy = walk.get("policy")
+        if app is None:
+            return "create", "self-hosted, service token"
+        if policy is None or not self._app_ok(app, policy.id):
+            return "update", "self-hosted, service token"
+        return "unchanged", ""
+
+    def _app_apply(self, walk: Walk, app: Any, action: str, progress: Progress) -> Any:
         spec = self._spec
         account = spec.cloudflare_account_id
         apps = self._cf().zero_trust.access.applications
-        app = self._find_app()
-        if app is not None and self._app_ok(app, policy_id):
-            progress(f"Cloudflare Access already protects {spec.hostname}.")
-            return
         settings: dict[str, Any] = {
             "domain": spec.hostname,
             "type": "self_hosted",
@@ -447,7 +587,7 @@ class TunnelProvider:
             "app_launcher_visible": False,
             # A client without the token gets a 401, not a redirect to a login page it cannot use.
             "service_auth_401_redirect": True,
-            "policies": [{"id": policy_id, "precedence": 1}],
+            "policies": [{"id": walk["policy"].id, "precedence": 1}],
         }
         if app is None:
             with self._api(f"create the Access application on {spec.hostname}", _PERM_ACCESS_APPS):
@@ -457,22 +597,36 @@ class TunnelProvider:
             with self._api(f"update the Access application on {spec.hostname}", _PERM_ACCESS_APPS):
                 apps.update(cast(str, app.id), account_id=account, **settings)
             progress(f"Updated the Access application on {spec.hostname} to require the service token.")
+        return self._find_app()
 
-    def _ensure_dns(self, zone_id: str, tunnel_id: str, progress: Callable[[str], None]) -> None:
+    def _app_delete(self, walk: Walk, app: Any, progress: Progress) -> None:
         spec = self._spec
-        dns = self._cf().dns.records
-        target = f"{tunnel_id}.cfargotunnel.com"
-        records = self._dns_records(zone_id)
+        with self._api(f"delete the Access application on {spec.hostname}", _PERM_ACCESS_APPS):
+            self._cf().zero_trust.access.applications.delete(cast(str, app.id), account_id=spec.cloudflare_account_id)
+        progress(f"Deleted the Access application on {spec.hostname}.")
+
+    # -- DNS ---------------------------------------------------------------------------------------
+
+    def _dns_diff(self, walk: Walk, records: list[RecordResponse]) -> tuple[str, str]:
+        tunnel_id = _tunnel_id(walk)
         cname = next((r for r in records if r.type == "CNAME"), None)
-        if cname is not None and self._cname_ok(cname, tunnel_id):
-            progress(f"The DNS record {spec.hostname} already points at the tunnel.")
-            return
+        target = f"{tunnel_id or '<new tunnel id>'}.cfargotunnel.com"
         if cname is None:
             self._check_dns_conflict(records)
+            return "create", f"CNAME → {target}, proxied"
+        if tunnel_id is None or not self._cname_ok(cname, tunnel_id):
+            return "update", f"CNAME {cname.content} → {target}, proxied"
+        return "unchanged", f"CNAME → {target}"
+
+    def _dns_apply(self, walk: Walk, records: list[RecordResponse], action: str, progress: Progress) -> Any:
+        spec = self._spec
+        zone_id = self._zone()
+        dns = self._cf().dns.records
+        target = f"{_tunnel_id(walk)}.cfargotunnel.com"
+        cname = next((r for r in records if r.type == "CNAME"), None)
+        if cname is None:
             with self._api(f"create the DNS record {spec.hostname}", _PERM_DNS):
-                dns.create(
-                    zone_id=zone_id, name=spec.hostname, type="CNAME", content=target, proxied=True, ttl=1
-                )
+                dns.create(zone_id=zone_id, name=spec.hostname, type="CNAME", content=target, proxied=True, ttl=1)
             progress(f"Created the DNS record {spec.hostname} → the tunnel (proxied).")
         else:
             with self._api(f"update the DNS record {spec.hostname}", _PERM_DNS):
@@ -486,6 +640,20 @@ class TunnelProvider:
                     ttl=1,
                 )
             progress(f"Pointed the DNS record {spec.hostname} at the tunnel (it pointed at {cname.content}).")
+        return self._dns_records(zone_id)
+
+    def _dns_delete(self, walk: Walk, records: list[RecordResponse], progress: Progress) -> None:
+        spec = self._spec
+        zone_id = self._zone()
+        for record in records:
+            if record.type != "CNAME" or record.id is None:
+                continue
+            if not str(record.content or "").endswith(".cfargotunnel.com"):
+                progress(f"Left the DNS record {spec.hostname} alone: it points at {record.content}, not a tunnel.")
+                continue
+            with self._api(f"delete the DNS record {spec.hostname}", _PERM_DNS):
+                self._cf().dns.records.delete(record.id, zone_id=zone_id)
+            progress(f"Deleted the DNS record {spec.hostname}.")
 
     # -- lookups -----------------------------------------------------------------------------------
 
@@ -564,11 +732,7 @@ class TunnelProvider:
     def _dns_records(self, zone_id: str) -> list[RecordResponse]:
         host = self._spec.hostname
         with self._api(f"look up the DNS records of {host}", _PERM_DNS):
-            return [
-                r
-                for r in self._cf().dns.records.list(zone_id=zone_id, name={"exact": host})
-                if r.name == host
-            ]
+            return [r for r in self._cf().dns.records.list(zone_id=zone_id, name={"exact": host}) if r.name == host]
 
     def _check_dns_conflict(self, records: list[RecordResponse]) -> None:
         clash = next((r for r in records if r.type in {"A", "AAAA"}), None)
@@ -599,9 +763,7 @@ class TunnelProvider:
         with self._api(f"look up the Access policy {name!r}", _PERM_ACCESS_APPS):
             found = [
                 p
-                for p in self._cf().zero_trust.access.policies.list(
-                    account_id=self._spec.cloudflare_account_id
-                )
+                for p in self._cf().zero_trust.access.policies.list(account_id=self._spec.cloudflare_account_id)
                 if p.name == name and p.id
             ]
         return found[0] if found else None
@@ -633,9 +795,7 @@ class TunnelProvider:
     @staticmethod
     def _app_ok(app: Any, policy_id: str) -> bool:
         policies = list(getattr(app, "policies", None) or [])
-        return getattr(app, "type", None) == "self_hosted" and [getattr(p, "id", None) for p in policies] == [
-            policy_id
-        ]
+        return getattr(app, "type", None) == "self_hosted" and [getattr(p, "id", None) for p in policies] == [policy_id]
 
     @staticmethod
     def _app_protected(app: Any, token_id: str | None) -> bool:
@@ -708,6 +868,15 @@ class TunnelProvider:
                 "dashboard), then run it again."
             )
         return CloudAPIError(message, service="cloudflare", status_code=status, code=code)
+
+
+def _tunnel_id(walk: Walk) -> str | None:
+    tunnel = walk.get("tunnel")
+    return getattr(tunnel, "id", None) if tunnel is not None else None
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _api_errors(body: object) -> list[tuple[str, str]]:

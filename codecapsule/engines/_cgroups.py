@@ -39,8 +39,10 @@ class CgroupSupport:
     memory_parent: Path
     pids_parent: Path
     cpuacct_parent: Path | None = None  # v1 only: CPU time of everything in the run (bwrap hides it from rusage)
+    cpu_parent: Path | None = None  # where a CPU quota can be set (v1 cpu controller dir; v2: the same group)
 
-    def create(self, memory: int | None, processes: int | None) -> RunCgroup:
+    def create(self, memory: int | None, processes: int | None, cpus: float | None = None) -> RunCgroup:
+        """A new group with these limits; ``cpus`` is the most CPUs it may use at once (a CFS quota)."""
         name = f"codecapsule-{os.getpid()}-{uuid.uuid4().hex[:10]}"
         if self.version == 2:
             group = self.memory_parent / name
@@ -51,6 +53,8 @@ class CgroupSupport:
                 _write_try(group / "memory.swap.max", 0)
             if processes is not None:
                 _write(group / "pids.max", processes)
+            if cpus is not None and self.cpu_parent is not None:
+                _write(group / "cpu.max", f"{int(cpus * _PERIOD_US)} {_PERIOD_US}")
             return run
         mem, pids = self.memory_parent / name, self.pids_parent / name
         mem.mkdir()
@@ -66,13 +70,26 @@ class CgroupSupport:
                 dirs.append(self.cpuacct_parent / name)
             except OSError:
                 pass  # CPU time then comes from rusage
+        if cpus is not None and self.cpu_parent is not None and self.cpu_parent != self.cpuacct_parent:
+            try:
+                (self.cpu_parent / name).mkdir()
+                dirs.append(self.cpu_parent / name)
+            except OSError:
+                pass  # no quota: the CPU-time limit still holds
         run = RunCgroup(self, tuple(dirs))
+        if cpus is not None and self.cpu_parent is not None:
+            quota_dir = self.cpu_parent / name
+            _write_try(quota_dir / "cpu.cfs_period_us", _PERIOD_US)
+            _write_try(quota_dir / "cpu.cfs_quota_us", int(cpus * _PERIOD_US))
         if memory is not None:
             _write(mem / "memory.limit_in_bytes", memory)
             _write_try(mem / "memory.memsw.limit_in_bytes", memory)  # no escaping into swap
         if processes is not None:
             _write(pids / "pids.max", processes)
         return run
+
+
+_PERIOD_US = 100_000
 
 
 def _write(path: Path, value: int | str) -> None:
@@ -208,7 +225,7 @@ def detect() -> CgroupSupport | None:
             return None
         if not {"memory", "pids"} <= set(controllers):
             return None
-        return _probe(CgroupSupport(2, parent, parent))
+        return _probe(CgroupSupport(2, parent, parent, cpu_parent=parent if "cpu" in controllers else None))
     mem_own, pids_own = _own_path("memory"), _own_path("pids")
     if mem_own is None or pids_own is None:
         return None
@@ -220,7 +237,40 @@ def detect() -> CgroupSupport | None:
     cpuacct = _ROOT / "cpuacct" / cpu_own.lstrip("/") if cpu_own is not None else None
     if cpuacct is not None and not (cpuacct / "cpuacct.usage").exists():
         cpuacct = None
-    return _probe(CgroupSupport(1, mem, pids, cpuacct))
+    cpu_own = _own_path("cpu")
+    cpu = _ROOT / "cpu" / cpu_own.lstrip("/") if cpu_own is not None else None
+    if cpu is not None and not (cpu / "cpu.cfs_quota_us").exists():
+        cpu = None
+    if cpu is not None and cpuacct is not None and cpu.resolve() == cpuacct.resolve():
+        cpu = cpuacct  # co-mounted cpu,cpuacct: one directory serves both
+    return _probe(CgroupSupport(1, mem, pids, cpuacct, cpu))
+
+
+def sweep(support: CgroupSupport) -> int:
+    """Kill and remove the groups of engines whose process is gone (SIGKILLed mid-run); returns how many."""
+    parents = {support.memory_parent, support.pids_parent, support.cpuacct_parent, support.cpu_parent}
+    removed = 0
+    for parent in parents:
+        if parent is None:
+            continue
+        try:
+            entries = list(os.scandir(parent))
+        except OSError:
+            continue
+        for entry in entries:
+            parts = entry.name.split("-")
+            if len(parts) != 3 or parts[0] != "codecapsule" or not parts[1].isdigit() or _pid_exists(int(parts[1])):
+                continue
+            group = RunCgroup(support, (Path(entry.path),))
+            group.kill_all()
+            with contextlib.suppress(OSError):
+                os.rmdir(entry.path)
+                removed += 1
+    return removed
+
+
+def _pid_exists(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
 
 
 def _probe(support: CgroupSupport) -> CgroupSupport | None:

@@ -25,6 +25,7 @@ from .._errors import EngineError
 from .._jobs import Job, Limits, as_args
 from .._results import Result, Stage
 from .._verdicts import judge, stage_failed
+from ._python_boot import split_compile_outcome
 from ._sandbox import StageLimits, run_stage
 from ._toolchains import RESERVES_ADDRESS_SPACE, Toolchain, compile_plan, run_plan
 
@@ -248,12 +249,13 @@ def run_compiled(
             roots=artifact.toolchain.roots,
             limits=run_stage_limits(artifact.limits, job.language),
         )
+        compiled, run = split_compile_outcome(job.language, artifact.compile, ran)  # a SyntaxError did not compile
         return judge(
             job,
             engine=engine.name,
             version=artifact.toolchain.version,
-            compile=artifact.compile,
-            run=ran,
+            compile=compiled,
+            run=run,
             limits=artifact.limits,
             **_judge_options(engine),
         )

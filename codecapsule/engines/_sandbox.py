@@ -1,16 +1,28 @@
 """Run one stage of a program in the best sandbox this machine offers, with limits, streaming capture and cleanup.
 
 Layers, each used when available (``SandboxCaps.detect``):
-  1. a per-run cgroup (memory, processes) joined by a tiny ``sh`` prologue before exec;
-  2. ``prlimit`` for CPU time, file size, open files, core dumps (and address space where that is safe);
-  3. ``bwrap``: no network, read-only system directories, only the work directory writable, own PID namespace.
-The wall-clock deadline kills the whole process group and cgroup; output is read as a stream and capped.
-No ``preexec_fn``: it would make Python fork instead of vfork (~65 ms per spawn from a large kernel).
+  1. a per-run cgroup (memory, processes, CPU quota and accounting);
+  2. resource limits (CPU time, file size, open files, core dumps, and address space where that is safe);
+  3. ``bwrap``: no network, read-only system directories, only the work directory writable, own PID and user
+     namespaces, a seccomp filter (``_seccomp``), no capabilities;
+  4. as root, a dedicated unprivileged host uid (``setpriv``): nothing of the run is ever host root.
+Everything the verdict rests on is measured out of band: bwrap's JSON status tells a start failure from the
+program's own exit, the cgroup's OOM counter tells memory_limit, its CPU accounting the CPU-time limit (over every
+process of the run, polled while it runs). The wall clock is a backstop above the CPU limit. Output is read as a
+stream and capped. No ``preexec_fn``: it would make Python fork instead of vfork (~65 ms per spawn from a large
+kernel).
+
+The stage runner's interface (used by ``local.py``; stable for other callers):
+``run_stage(caps, argv, env=, workdir=, stdin=, limits=StageLimits(...), roots=()) -> Stage`` runs ``argv``
+with the work directory as its current directory (``caps.inner_workdir(...)`` is where it appears inside) and
+always returns a Stage (status per Piston's codes, ``message`` saying which limit was hit), or raises SandboxError
+when the sandbox itself could not start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import math
 import os
@@ -21,20 +33,28 @@ import shlex
 import signal
 import subprocess
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 from .._errors import SandboxError
 from .._results import Stage
-from . import _cgroups
+from . import _cgroups, _seccomp, _uids
 
 _READ = 65536
 SANDBOX_WORKDIR = "/box"
+_CPU_POLL = 0.02  # seconds between reads of the run's CPU accounting while it runs
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 @dataclass(frozen=True)
 class StageLimits:
+    """Limits of one stage. ``cpu`` covers every process of the stage where a cgroup accounts CPU time (else
+    each process, by RLIMIT_CPU); ``wall`` is then only a backstop and is raised to at least ``2 × cpu + 1 s`` so a
+    program starved by its neighbours is not judged by the clock."""
+
     wall: float
     cpu: float | None
     memory: int | None
@@ -53,19 +73,56 @@ class SandboxCaps:
     prlimit: str | None
     cgroups: _cgroups.CgroupSupport | None
     root: bool
+    setpriv: str | None = None
+    sandbox_uid: int | None = None  # the host uid programs run as when we are root (None: our own uid); the engine
+    # gives each run its own (``replace(caps, sandbox_uid=...)`` from ``_uids.UidPool``)
+    seccomp: bytes | None = None  # the BPF filter bwrap loads (None: no filter)
+    disable_userns: bool = False  # bwrap forbids further user namespaces inside (--disable-userns)
+    perl: str | None = None  # the sandbox's PID 1 that reports the program's raw wait status (see _LAUNCHER)
 
     @classmethod
     def detect(cls, *, use_bwrap: bool = True, use_cgroups: bool = True) -> SandboxCaps:
+        root = os.geteuid() == 0
+        setpriv = _find("setpriv") if root else None
+        uid = _uids.UidPool().first if setpriv else None
+        if uid is None:
+            setpriv = None
+        base = cls(sh=_find("sh") or "/bin/sh", bwrap=None, prlimit=_find("prlimit"), cgroups=None, root=root)
+        perl = _find("perl") if _launcher_source() is not None else None
         bwrap = _find("bwrap") if use_bwrap else None
-        if bwrap is not None and not _bwrap_works(bwrap):
-            bwrap = None
-        return cls(
-            sh=_find("sh") or "/bin/sh",
-            bwrap=bwrap,
-            prlimit=_find("prlimit"),
-            cgroups=_cgroups.detect() if use_cgroups else None,
-            root=os.geteuid() == 0,
-        )
+        found = base
+        if bwrap is not None:
+            program = _seccomp.program()
+            # strongest first: as an unprivileged uid with seccomp and no nested user namespaces; then weaker
+            trials = ((True, True, True), (True, True, False), (False, True, True), (False, True, False))
+            for drop_uid, filtered, no_userns in (*trials, (False, False, False)):
+                if (drop_uid and uid is None) or (filtered and program is None):
+                    continue
+                trial = replace(
+                    base, bwrap=bwrap, setpriv=setpriv if drop_uid else None, sandbox_uid=uid if drop_uid else None,
+                    seccomp=program if filtered else None, disable_userns=no_userns,
+                )  # fmt: skip
+                if _bwrap_works(trial):
+                    found = trial
+                    with_launcher = replace(trial, perl=perl)
+                    if perl is not None and _bwrap_works(with_launcher):
+                        found = with_launcher
+                    break
+        if found.bwrap is None and uid is not None:
+            found = replace(base, setpriv=setpriv, sandbox_uid=uid)
+        if found.bwrap is not None and found.sandbox_uid is not None:
+            # bwrap's monitor may exit before the sandbox's init: make that init our child, so we reap it (only as
+            # root: then everything reparented to us from a run has the sandbox uid and is told apart by it)
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        return replace(found, cgroups=_cgroups.detect() if use_cgroups else None)
+
+    def uid_prefix(self) -> list[str]:
+        """``setpriv`` to the sandbox uid, or nothing when we are not root."""
+        if self.setpriv is None or self.sandbox_uid is None:
+            return []
+        u = self.sandbox_uid
+        return [self.setpriv, f"--reuid={u}", f"--regid={u}", "--clear-groups", "--inh-caps=-all", "--"]
 
     def inner_workdir(self, workdir: str) -> str:
         """Where the work directory appears to the program: a fixed path inside bubblewrap, so messages and
@@ -83,13 +140,69 @@ class SandboxCaps:
             return "cgroup"
         return "rlimits"
 
+    def facts(self) -> dict[str, str]:
+        """What is in force, one line per layer (for ``engine info``): uid, seccomp, cgroup, quota."""
+        cg = self.cgroups
+        return {
+            "uid": (
+                f"programs run as an unprivileged host uid of their own per run ({_uids.UID_RANGE.start}–"
+                f"{_uids.UID_RANGE.stop - 1}), no capabilities"
+                if self.sandbox_uid is not None
+                else (
+                    "programs run as HOST ROOT (setpriv missing)"
+                    if self.root
+                    else f"programs run as your uid {os.geteuid()}"
+                )
+            ),
+            "seccomp": (
+                "filter refuses namespaces, mount, ptrace, keyctl, bpf, perf, modules, kexec"
+                + (", nested user namespaces disabled" if self.disable_userns else "")
+                if self.seccomp is not None
+                else "no filter (" + ("pyseccomp/libseccomp2 missing" if self.bwrap else "needs bubblewrap") + ")"
+            ),
+            "cgroup": (
+                f"v{cg.version} per run: memory (OOM events), processes"
+                + (", CPU accounting over all processes" if cg.version == 2 or cg.cpuacct_parent else "")
+                + (", at most 1 CPU (quota)" if cg.cpu_parent else ", no CPU quota")
+                if cg is not None
+                else "none: CPU time is limited per process, memory by address space/heap flags"
+            ),
+            "disk": (
+                "work directory is a size-limited tmpfs (quota counted against the run's memory)"
+                if self.root
+                else "file-size limit per file only (no quota without root)"
+            ),
+            "verdicts": (
+                (
+                    "memory_limit from the cgroup's OOM events"
+                    if cg is not None
+                    else "memory_limit inferred from the runtime's message (no memory cgroup)"
+                )
+                + (
+                    "; signals told apart from exit codes by the sandbox's PID 1"
+                    if self.perl or not self.bwrap
+                    else "; a death by signal n and exit status 128+n look alike (perl missing)"
+                )
+            ),
+        }
+
     def describe(self) -> str:
         parts = []
         if self.bwrap:
-            parts.append("bubblewrap (no network, read-only system, only the work directory writable, own PIDs)")
+            parts.append(
+                "bubblewrap (no network, read-only system, only the work directory writable, own PIDs"
+                + (", seccomp" if self.seccomp is not None else "")
+                + ")"
+            )
+        if self.sandbox_uid is not None:
+            parts.append("an unprivileged uid per run")
         if self.cgroups:
-            parts.append(f"a per-run cgroup v{self.cgroups.version} (memory and process limits)")
-        if self.prlimit:
+            parts.append(
+                f"a per-run cgroup v{self.cgroups.version} (memory and process limits"
+                + (", CPU quota" if self.cgroups.cpu_parent else "")
+                + ")"
+            )
+        if self.prlimit or self.bwrap:
             parts.append("resource limits (CPU time, file size, open files)")
         text = "; ".join(parts) if parts else "wall-clock timeout only"
         if not self.bwrap:
@@ -99,7 +212,9 @@ class SandboxCaps:
                 + " "
                 "(install bubblewrap to isolate them)"
             )
-        if not self.cgroups and self.root:
+        if self.root and self.sandbox_uid is None:
+            text += ". Programs run as host root (install setpriv from util-linux)"
+        if not self.cgroups and self.root and self.sandbox_uid is None:
             text += ". Running as root without cgroups: a fork bomb is NOT contained"
         elif not self.cgroups:
             text += ". Memory is limited by address space/heap flags only"
@@ -114,14 +229,40 @@ def _find(name: str) -> str | None:
     return None
 
 
-def _bwrap_works(bwrap: str) -> bool:
-    try:
-        proc = subprocess.run(
-            [bwrap, *_system_binds(()), "--unshare-all", "--", "/bin/true"], capture_output=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
+def _bwrap_works(caps: SandboxCaps) -> bool:
+    """Whether this exact bwrap configuration starts a program here (user namespaces, seccomp, setpriv)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if caps.sandbox_uid is not None:
+            os.chown(tmp, caps.sandbox_uid, caps.sandbox_uid)
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
+        os.write(block_w, b"1")
+        seccomp_fd = _seccomp_fd(caps)
+        exit_r, exit_w = os.pipe()
+        try:
+            cmd = _bwrap_command(caps, ["/bin/true"], tmp, (), info_w, block_r, seccomp_fd, exit_fd=exit_w)
+            fds = (info_w, block_r, exit_w) + ((seccomp_fd,) if seccomp_fd is not None else ())
+            proc = subprocess.run(cmd, capture_output=True, timeout=10, pass_fds=fds, cwd=tmp, start_new_session=True)
+            os.close(exit_w)
+            exit_w = -1
+            report = os.read(exit_r, 64)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        finally:
+            for fd in (info_r, info_w, block_r, block_w, seccomp_fd, exit_r, exit_w):
+                if fd is not None and fd >= 0:
+                    os.close(fd)
+        return proc.returncode == 0 and (caps.perl is None or report == b"S0\n")
+
+
+def _seccomp_fd(caps: SandboxCaps) -> int | None:
+    """A pipe holding the BPF program for bwrap's ``--seccomp FD`` (it reads to EOF)."""
+    if caps.seccomp is None:
+        return None
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, caps.seccomp)  # ~700 bytes: far below the pipe's capacity
+    os.close(write_fd)
+    return read_fd
 
 
 def _system_binds(extra_roots: tuple[str, ...]) -> list[str]:
@@ -167,6 +308,8 @@ def _rlimits(caps: SandboxCaps, limits: StageLimits, cgroup: _cgroups.RunCgroup 
     rl = [(resource.RLIMIT_CORE, 0, 0), (resource.RLIMIT_NOFILE, 512, 512)]
     if limits.cpu is not None:
         soft = max(1, math.ceil(limits.cpu))
+        if cgroup is not None and cgroup.cpu_time() is not None:
+            soft += 1  # the run's CPU accounting (polled) judges; the per-process limit is only a backstop
         rl.append((resource.RLIMIT_CPU, soft, soft + 1))  # SIGXCPU at soft, SIGKILL one second later
     if limits.file_size is not None:
         rl.append((resource.RLIMIT_FSIZE, limits.file_size, limits.file_size))
@@ -176,6 +319,10 @@ def _rlimits(caps: SandboxCaps, limits: StageLimits, cgroup: _cgroups.RunCgroup 
     if limits.processes is not None and not caps.root and cgroup is None:
         # RLIMIT_NPROC counts all of this user's processes; root ignores it (hence the cgroup)
         n = _own_process_count() + limits.processes
+        rl.append((resource.RLIMIT_NPROC, n, n))
+    elif limits.processes is not None and caps.sandbox_uid is not None and cgroup is None:
+        # as root, each run has a uid of its own, which does not ignore RLIMIT_NPROC (+ the sandbox's PID 1)
+        n = limits.processes + 2
         rl.append((resource.RLIMIT_NPROC, n, n))
     return rl
 
@@ -190,21 +337,73 @@ _PRLIMIT_FLAGS = {
 }
 
 
+# The sandbox's PID 1 under bubblewrap (``--as-pid-1``): forks and execs the program, reaps orphans, and writes the
+# program's raw wait status ("S<status>", or "E<errno>" when exec failed) on a pipe the program never holds
+# (close-on-exec). bwrap's own init would fold a death by signal n into exit status 128+n, so `sys.exit(139)`
+# and a segfault would look alike. As PID 1 of the namespace it ignores every signal sent from inside, so the
+# program cannot kill it (kill(-1) spares it too). perl-base is part of every Debian/Ubuntu system; ~1 ms.
+_LAUNCHER = (
+    "my $fd = shift @ARGV; my $limits = shift @ARGV; open(my $st, '>&=', $fd) or exit 125; fcntl($st, 2, 1);"
+    "my $pid = fork(); if (!defined $pid) { exit 125 }"
+    "if ($pid == 0) {"
+    " for (split /,/, $limits) { next if $_ eq '-'; my ($r, $s, $h) = split /:/;"
+    "  syscall(PRLIMIT64, 0, $r + 0, pack('QQ', $s, $h), 0) == 0 or exit 125 }"  # prlimit64(0, ...) on itself
+    " exec { $ARGV[0] } @ARGV; syswrite($st, 'E' . ($! + 0) . \"\\n\");"
+    ' print STDERR "capsule: cannot run $ARGV[0]: $!\\n"; exit 127 }'
+    "while (1) { my $w = waitpid(-1, 0); last if $w < 0;"
+    ' if ($w == $pid) { syswrite($st, "S$?\\n"); exit(($? & 127) ? 128 + ($? & 127) : $? >> 8) } }'
+    "exit 125;"
+)
+_PRLIMIT64 = {"x86_64": 302, "aarch64": 261}  # the launcher sets the program's limits itself (no prlimit hop)
+
+
+def _launcher_source() -> str | None:
+    number = _PRLIMIT64.get(os.uname().machine)
+    return _LAUNCHER.replace("PRLIMIT64", str(number)) if number is not None else None
+
+
 def _bwrap_command(
-    caps: SandboxCaps, argv: list[str], workdir: str, roots: tuple[str, ...], info_fd: int, block_fd: int
+    caps: SandboxCaps,
+    argv: list[str],
+    workdir: str,
+    roots: tuple[str, ...],
+    status_fd: int,
+    block_fd: int,
+    seccomp_fd: int | None,
+    rlimits: list[tuple[int, int, int]] | None = None,
+    exit_fd: int | None = None,
 ) -> list[str]:
     assert caps.bwrap is not None
+    prefix = caps.uid_prefix()
+    launch = caps.perl is not None and exit_fd is not None
+    if prefix and rlimits and caps.prlimit and not launch:
+        # bwrap then runs as another uid, whose limits we could not set from outside without CAP_SYS_RESOURCE:
+        # set them on the way in (bwrap itself uses next to no CPU, files or memory)
+        prefix = [caps.prlimit, *_prlimit_flags(rlimits), "--", *prefix]
     return [
-        caps.bwrap, *_system_binds(roots),
+        *prefix, caps.bwrap, *_system_binds(roots),
         "--proc", "/proc", "--dev", "/dev",
         "--bind", workdir, SANDBOX_WORKDIR, "--chdir", SANDBOX_WORKDIR,
-        "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--hostname", "capsule",
+        "--unshare-all", "--unshare-user", *(["--disable-userns"] if caps.disable_userns else []),
+        "--die-with-parent", "--cap-drop", "ALL", "--hostname", "capsule",
         "--remount-ro", "/",
-        # bwrap reports the sandbox's pid on info_fd, then waits on block_fd before starting the program: in between
-        # we put that pid in the run's cgroup and set its resource limits (no shell or prlimit hop: ~2.5 ms saved)
-        "--info-fd", str(info_fd), "--block-fd", str(block_fd),
-        "--", *argv,
+        *(["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []),
+        # bwrap reports the sandbox's pid on status_fd, then waits on block_fd before starting the program: in
+        # between we put that pid in the run's cgroup and set its resource limits. At the end status_fd carries
+        # the program's exit code only if the program was really started: a start failure is known out of band.
+        "--json-status-fd", str(status_fd), "--block-fd", str(block_fd),
+        *(["--as-pid-1", "--", caps.perl, "-e", _launcher_source() or "", str(exit_fd),
+           _limit_list(rlimits or []), *argv] if launch else ["--", *argv]),
     ]  # fmt: skip
+
+
+def _limit_list(rlimits: list[tuple[int, int, int]]) -> str:
+    """The launcher's limits argument: ``resource:soft:hard`` items, comma-separated (``-`` for none)."""
+    return ",".join(f"{r}:{soft}:{hard}" for r, soft, hard in rlimits) or "-"
+
+
+def _prlimit_flags(rlimits: list[tuple[int, int, int]]) -> list[str]:
+    return [f"--{_PRLIMIT_FLAGS[r]}={soft}:{hard}" for r, soft, hard in rlimits]
 
 
 def _chain_command(
@@ -213,11 +412,12 @@ def _chain_command(
     """Without bubblewrap: ``sh`` joins the cgroup, ``prlimit`` sets the limits, then they exec the program."""
     cmd = list(argv)
     if caps.prlimit:
-        flags = [f"--{_PRLIMIT_FLAGS[r]}={soft}:{hard}" for r, soft, hard in _rlimits(caps, limits, cgroup)]
-        cmd = [caps.prlimit, *flags, "--", *cmd]
+        cmd = [caps.prlimit, *_prlimit_flags(_rlimits(caps, limits, cgroup)), "--", *cmd]
+    cmd = [*caps.uid_prefix(), *cmd]
     if cgroup is not None:
+        # whether the join worked is read from the group's own counters afterwards, never from this exit code
         joins = " && ".join(f"echo $$ > {shlex.quote(f)}" for f in cgroup.procs_files)
-        cmd = [caps.sh, "-c", f'{joins} || exit 125; exec "$@"', "capsule", *cmd]
+        cmd = [caps.sh, "-c", f'{{ {joins}; }} 2>/dev/null || exit 125; exec "$@"', "capsule", *cmd]
     return cmd
 
 
@@ -233,11 +433,14 @@ def _release_sandbox(
             return None  # bwrap failed before creating the sandbox: its stderr says why
         data += chunk
     pid = int(json.loads(data[: data.index(b"}") + 1])["child-pid"])
+    if caps.sandbox_uid is not None and os.stat(f"/proc/{pid}").st_uid != caps.sandbox_uid:
+        raise SandboxError(f"the sandbox runs as uid {os.stat(f'/proc/{pid}').st_uid}, not {caps.sandbox_uid}")
     if cgroup is not None:
         for procs in cgroup.procs_files:
             Path(procs).write_text(str(pid))
-    for res, soft, hard in _rlimits(caps, limits, cgroup):
-        resource.prlimit(pid, res, (soft, hard))
+    if not (caps.uid_prefix() and caps.prlimit) and not caps.perl:  # else set by the launcher or the prlimit hop
+        for res, soft, hard in _rlimits(caps, limits, cgroup):
+            resource.prlimit(pid, res, (soft, hard))
     init_fd = os.pidfd_open(pid)
     os.write(block_w, b"1")
     return init_fd
@@ -284,6 +487,14 @@ def _signal_name(number: int) -> str:
         return f"SIG{number}"
 
 
+def effective_wall(limits: StageLimits, cpu_enforced: bool) -> float:
+    """The wall-clock deadline of a stage: the wall limit, raised above the CPU limit where CPU time is enforced
+    over the whole run (then the CPU limit is what judges a busy program, the clock only a sleeping one)."""
+    if cpu_enforced and limits.cpu is not None:
+        return max(limits.wall, 2 * limits.cpu + 1.0)
+    return limits.wall
+
+
 def run_stage(
     caps: SandboxCaps,
     argv: list[str],
@@ -300,7 +511,7 @@ def run_stage(
         try:
             # the sandbox's own helpers (sh, bwrap and its reaper) need a few process slots of their own
             procs = limits.processes + 4 if limits.processes is not None else None
-            cgroup = caps.cgroups.create(limits.memory, procs)
+            cgroup = caps.cgroups.create(limits.memory, procs, cpus=1.0)
         except OSError as exc:
             raise SandboxError(
                 f"could not create a cgroup for the run ({exc}); set CODECAPSULE_CGROUPS=0 to run without one."
@@ -310,6 +521,7 @@ def run_stage(
     finally:
         if cgroup is not None:
             cgroup.remove()
+            _reap(None, caps.sandbox_uid)  # what the removal killed and the kernel reparented to us
 
 
 @dataclass
@@ -317,7 +529,16 @@ class _Captured:
     out: bytearray
     err: bytearray
     combined: bytearray
-    reason: str | None  # "TO" (wall clock), "OL"/"EL" (stdout/stderr over the cap) when we stopped the program
+    # why we stopped the program: "TO" (wall clock), "CPU" (CPU time of the run), "OL"/"EL" (stdout/stderr cap)
+    reason: str | None
+
+
+@dataclass
+class _Spawned:
+    proc: subprocess.Popen[bytes]
+    init_fd: int | None  # pidfd of the sandbox's init (bwrap)
+    status_fd: int | None  # bwrap's JSON status
+    exit_fd: int | None = None  # the launcher's report of the program's wait status
 
 
 def _spawn(
@@ -329,52 +550,105 @@ def _spawn(
     limits: StageLimits,
     roots: tuple[str, ...],
     cgroup: _cgroups.RunCgroup | None,
-) -> tuple[subprocess.Popen[bytes], int | None]:
-    """Start the program confined; returns the process and, under bwrap, a pidfd of the sandbox's init."""
-    gate: tuple[int, int, int, int] | None = None
-    if caps.bwrap:
-        info_r, info_w = os.pipe()
-        block_r, block_w = os.pipe()
-        gate = (info_r, info_w, block_r, block_w)
-        cmd = _bwrap_command(caps, argv, workdir, roots, info_w, block_r)
-    else:
-        cmd = _chain_command(caps, argv, limits, cgroup)
+) -> _Spawned:
+    """Start the program confined."""
+    if not caps.bwrap:
+        return _spawn_chain(caps, argv, env, workdir, stdin, limits, cgroup)
+    status_r, status_w = os.pipe()
+    exit_r, exit_w = os.pipe() if caps.perl else (-1, -1)
+    block = os.pipe()
+    seccomp_fd = _seccomp_fd(caps)
+    rl = _rlimits(caps, limits, cgroup)
+    cmd = _bwrap_command(caps, argv, workdir, roots, status_w, block[0], seccomp_fd, rl, exit_w if caps.perl else None)
+    fds: tuple[int, ...] = (status_w, block[0]) + ((seccomp_fd,) if seccomp_fd is not None else ())
+    fds += (exit_w,) if caps.perl else ()
+    spawned_ok = False
     try:
         with tempfile.TemporaryFile() as stdin_file:
             stdin_file.write(stdin)
             stdin_file.seek(0)
             try:
-                proc = subprocess.Popen(
-                    cmd, stdin=stdin_file, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=workdir,
-                    process_group=0, close_fds=True, pass_fds=(gate[1], gate[2]) if gate else (),
-                )  # fmt: skip
+                proc = _popen(cmd, stdin_file, env, workdir, fds)
             except OSError as exc:
                 raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
-        if gate is None:
-            return proc, None
-        os.close(gate[1])
-        os.close(gate[2])
+        os.close(status_w)
+        status_w = -1
+        os.close(block[0])
         try:
-            return proc, _release_sandbox(caps, limits, cgroup, gate[0], gate[3])
-        except (OSError, ValueError, KeyError) as exc:
+            init_fd = _release_sandbox(caps, limits, cgroup, status_r, block[1])
+        except (OSError, ValueError, KeyError, SandboxError) as exc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            with _WAITED_LOCK:
+                _WAITED.discard(proc.pid)
             raise SandboxError(f"could not confine the sandbox: {exc}") from exc
+        spawned_ok = True
+        return _Spawned(proc, init_fd, status_r, exit_r if caps.perl else None)
     finally:
-        if gate is not None:
-            for fd in (gate[0], gate[3]):
+        for fd in (status_w, block[1], seccomp_fd, exit_w):
+            if fd is not None and fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        if not spawned_ok:
+            os.close(status_r)
+            if exit_r >= 0:
+                os.close(exit_r)
 
 
-def _capture(proc: subprocess.Popen[bytes], pidfd: int, limits: StageLimits, deadline: float) -> _Captured:
+def _popen(
+    cmd: list[str], stdin: IO[bytes], env: dict[str, str], cwd: str, fds: tuple[int, ...]
+) -> subprocess.Popen[bytes]:
+    # a new session: no controlling terminal to inject keystrokes into (TIOCSTI), its own process group to kill
+    proc = subprocess.Popen(
+        cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd,
+        start_new_session=True, close_fds=True, pass_fds=fds,
+    )  # fmt: skip
+    with _WAITED_LOCK:
+        _WAITED.add(proc.pid)
+    return proc
+
+
+# Children a stage runner waits for itself (bwrap monitors, chain programs): _reap never takes these.
+_WAITED: set[int] = set()
+_WAITED_LOCK = threading.Lock()
+
+
+def _spawn_chain(
+    caps: SandboxCaps,
+    argv: list[str],
+    env: dict[str, str],
+    workdir: str,
+    stdin: bytes,
+    limits: StageLimits,
+    cgroup: _cgroups.RunCgroup | None,
+) -> _Spawned:
+    """Without bubblewrap: the ``sh`` / ``setpriv`` / ``prlimit`` chain execs the program."""
+    with tempfile.TemporaryFile() as stdin_file:
+        stdin_file.write(stdin)
+        stdin_file.seek(0)
+        try:
+            return _Spawned(
+                _popen(_chain_command(caps, argv, limits, cgroup), stdin_file, env, workdir, ()), None, None
+            )
+        except OSError as exc:
+            raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
+
+
+def _capture(
+    proc: subprocess.Popen[bytes],
+    pidfd: int,
+    limits: StageLimits,
+    deadline: float,
+    cgroup: _cgroups.RunCgroup | None,
+) -> _Captured:
     """Read stdout and stderr as streams until the program has exited and its output is drained, the deadline
-    passes or a stream goes over the output cap (the prefix is kept). A grandchild that keeps the pipes open
-    does not hold the result back once the program itself is done."""
+    passes, the run's CPU time goes over its limit, or a stream goes over the output cap (the prefix is kept).
+    A grandchild that keeps the pipes open does not hold the result back once the program itself is done."""
     assert proc.stdout is not None and proc.stderr is not None
     got = _Captured(bytearray(), bytearray(), bytearray(), None)
     streams = {proc.stdout.fileno(): (got.out, "OL"), proc.stderr.fileno(): (got.err, "EL")}
+    watch_cpu = cgroup is not None and limits.cpu is not None and cgroup.cpu_time() is not None
     exited = False
     with selectors.DefaultSelector() as sel:
         for fd in streams:
@@ -386,6 +660,13 @@ def _capture(proc: subprocess.Popen[bytes], pidfd: int, limits: StageLimits, dea
             if remaining <= 0:
                 got.reason = "TO"
                 return got
+            if watch_cpu and not exited:
+                assert cgroup is not None and limits.cpu is not None
+                used = cgroup.cpu_time()
+                if used is not None and used >= limits.cpu:
+                    got.reason = "CPU"
+                    return got
+                remaining = min(remaining, _CPU_POLL)
             events = sel.select(0 if exited else remaining)
             if exited and not events:
                 return got
@@ -436,9 +717,12 @@ def classify(
     wall: float,
     limits: StageLimits,
 ) -> tuple[str | None, str | None, int | None, str | None]:
-    """Piston-style (status, message, exit code, signal) for how a stage ended (pure)."""
+    """Piston-style (status, message, exit code, signal) for how a stage ended (pure). Every input is a fact the
+    sandbox measured (wait status, cgroup counters, clocks), never the program's output."""
     if reason == "TO":
-        return "TO", "Time limit exceeded (wall clock)", None, "SIGKILL"
+        return "TO", f"Time limit exceeded (wall clock, {wall:.3g} s)", None, "SIGKILL"
+    if reason == "CPU":
+        return "TO", f"Time limit exceeded (CPU time, {limits.cpu:g} s)", None, "SIGKILL"
     if reason in ("OL", "EL"):
         stream = "stdout" if reason == "OL" else "stderr"
         return reason, f"{stream} length exceeded (output limit {limits.output} bytes)", None, "SIGKILL"
@@ -446,12 +730,70 @@ def classify(
         return "ML", f"Memory limit exceeded ({limits.memory} bytes)", code, sig
     used = cpu if cpu is not None else wall
     if sig == "SIGXCPU" or (sig == "SIGKILL" and limits.cpu is not None and used >= limits.cpu):
-        return "TO", "Time limit exceeded", code, sig
+        return "TO", f"Time limit exceeded (CPU time, {limits.cpu:g} s)", code, sig
     if sig is not None:
         return "SG", f"Killed by {sig}: {_SIGNAL_TEXT.get(sig, 'signal')}", code, sig
     if code:
         return "RE", f"Exited with error status {code}", code, sig
     return None, None, code, sig
+
+
+def _read_status(fd: int) -> list[dict[str, object]]:
+    """The JSON documents bwrap wrote on its status fd (the first one was consumed at start)."""
+    data = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(fd, 4096):
+            data += chunk
+    text = data.decode(errors="replace")
+    docs: list[dict[str, object]] = []
+    decoder = json.JSONDecoder()
+    pos = 0
+    while True:
+        start = text.find("{", pos)
+        if start < 0:
+            return docs
+        try:
+            doc, pos = decoder.raw_decode(text, start)
+        except ValueError:
+            return docs
+        if isinstance(doc, dict):
+            docs.append(doc)
+
+
+def _reap(init_fd: int | None, sandbox_uid: int | None) -> None:
+    """Reap sandbox inits reparented to us (we are a child subreaper under bwrap): this run's, and any an earlier
+    killed or failed run left. An init is a ``bwrap`` zombie outside its own process group; bwrap monitors we
+    spawn lead their own group (a new session) and are waited for by their runner, so they are never taken."""
+    if init_fd is not None:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitid(os.P_PIDFD, init_fd, os.WEXITED | os.WNOHANG)
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return
+    for tid in tasks:
+        for child in _children_of_task(tid):
+            try:
+                stat = Path(f"/proc/{child}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if fields[0] != "Z":
+                continue
+            with _WAITED_LOCK:
+                if child in _WAITED:
+                    continue
+            init = stat[stat.index("(") + 1 : stat.rindex(")")] == "bwrap" and int(fields[2]) != child
+            with contextlib.suppress(OSError):
+                if init or (sandbox_uid is not None and os.stat(f"/proc/{child}").st_uid in _uids.UID_RANGE):
+                    os.waitpid(child, os.WNOHANG)
+
+
+def _children_of_task(tid: str) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/self/task/{tid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _run(
@@ -465,10 +807,12 @@ def _run(
     cgroup: _cgroups.RunCgroup | None,
 ) -> Stage:
     started = time.monotonic()
-    proc, init_fd = _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
+    spawned = _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
+    proc, init_fd = spawned.proc, spawned.init_fd
     pidfd = os.pidfd_open(proc.pid)
+    cpu_enforced = cgroup is not None and cgroup.cpu_time() is not None
     try:
-        got = _capture(proc, pidfd, limits, started + limits.wall)
+        got = _capture(proc, pidfd, limits, started + effective_wall(limits, cpu_enforced), cgroup)
         if got.reason is not None:
             _kill(caps, proc, pidfd, cgroup)
         else:
@@ -482,12 +826,30 @@ def _run(
             select.select([init_fd], [], [], 2.0)
     finally:
         os.close(pidfd)
-        if init_fd is not None:
-            os.close(init_fd)
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()
         proc.stderr.close()
-    _, status, usage = os.wait4(proc.pid, 0)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        with _WAITED_LOCK:
+            _WAITED.discard(proc.pid)
+    _reap(init_fd, caps.sandbox_uid)
+    if init_fd is not None:
+        os.close(init_fd)
+    reports: list[dict[str, object]] = []
+    if spawned.status_fd is not None:
+        try:
+            reports = _read_status(spawned.status_fd)
+        finally:
+            os.close(spawned.status_fd)
+    launched: bytes = b""
+    if spawned.exit_fd is not None:
+        try:
+            with contextlib.suppress(OSError):
+                launched = os.read(spawned.exit_fd, 64)
+        finally:
+            os.close(spawned.exit_fd)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - started
     # under bubblewrap, rusage only sees bwrap itself: the cgroup's CPU accounting sees the program
@@ -498,14 +860,31 @@ def _run(
 
     code: int | None = proc.returncode
     sig: str | None = None
-    if code is not None and code < 0:
+    if caps.bwrap:
+        exits = [d["exit-code"] for d in reports if isinstance(d.get("exit-code"), int)]
+        if not exits and got.reason is None:
+            # bwrap writes the exit code only for a program it really started: this is bwrap's own failure
+            raise SandboxError(f"the sandbox could not start: {got.err.decode(errors='replace').strip()}")
+        if exits:
+            code = int(exits[0])  # type: ignore[call-overload]
+    raw_status: int | None = None
+    if launched.startswith(b"E") and got.reason is None:
+        errno_text = os.strerror(int(launched[1:].strip() or 0))
+        raise SandboxError(f"the sandbox could not run {argv[0]!r}: {errno_text}")
+    if launched.startswith(b"S"):
+        raw_status = int(launched[1:].strip())  # the program's own wait status, from the launcher
+    if not caps.bwrap and cgroup is not None and got.reason is None and not (cpu or cgroup.peak_memory()):
+        # nothing ever ran in the group: the prologue could not join it (a program's exit 125 cannot fake this)
+        raise SandboxError("could not join the run's cgroup; set CODECAPSULE_CGROUPS=0 to run without one.")
+    if raw_status is not None:
+        if os.WIFSIGNALED(raw_status):
+            sig, code = _signal_name(os.WTERMSIG(raw_status)), 128 + os.WTERMSIG(raw_status)
+        else:
+            code = os.WEXITSTATUS(raw_status)
+    elif code is not None and code < 0:
         sig, code = _signal_name(-code), 128 - code
     elif caps.bwrap and code is not None and 128 < code < 160:
-        sig = _signal_name(code - 128)  # bwrap reports a signal death of the program as 128+n
-    if caps.bwrap and code == 1 and got.err.startswith(b"bwrap: "):
-        raise SandboxError(f"the sandbox could not start: {got.err.decode(errors='replace').strip()}")
-    if code == 125 and cgroup is not None and not got.out and got.err.startswith(b"capsule: "):
-        raise SandboxError(f"could not join the run's cgroup: {got.err.decode(errors='replace').strip()}")
+        sig = _signal_name(code - 128)  # without the launcher, bwrap reports a signal death as 128+n
     oom = cgroup.oom_killed() if cgroup is not None else False
     status_code, message, code, sig = classify(
         reason=got.reason, code=code, sig=sig, oom=oom, cpu=cpu, wall=wall, limits=limits

@@ -6,19 +6,17 @@ one that is. Nothing is left behind: the work directory is removed and every pro
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
 import threading
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .._errors import EngineError
+from .._errors import ConfigurationError, EngineError
 from .._jobs import Job, Limits
 from .._results import Result
 from .._verdicts import judge
+from . import _cgroups, _uids, _workdir
 from ._python_boot import split_compile_outcome
 from ._sandbox import SandboxCaps, StageLimits, run_stage
 from ._toolchains import RESERVES_ADDRESS_SPACE, Toolchain, compile_plan, find, program_stdin, run_plan
@@ -39,6 +37,11 @@ DEFAULT_LIMITS = Limits(
     output=1024 * 1024,
     file_size=16 * 1024 * 1024,
 )
+
+#: Total size of a run's work directory (both stages) where it can be a tmpfs (as root).
+WORKDIR_SIZE = 128 * 1024 * 1024
+#: The largest file the compile stage may write (an object file or executable).
+COMPILE_FILE_SIZE = 64 * 1024 * 1024
 
 
 def _env_flag(name: str) -> bool:
@@ -61,13 +64,25 @@ class LocalEngine:
         workroot: str | None = None,
         bwrap: bool | None = None,
         cgroups: bool | None = None,
+        workdir_size: int = WORKDIR_SIZE,
     ) -> None:
         self.defaults = defaults
         self.workroot = workroot
+        self.workdir_size = workdir_size
         self.caps = SandboxCaps.detect(
             use_bwrap=_env_flag("CODECAPSULE_BWRAP") if bwrap is None else bwrap,
             use_cgroups=_env_flag("CODECAPSULE_CGROUPS") if cgroups is None else cgroups,
         )
+        if self.caps.sandbox_uid is not None and workroot is not None and not _workdir.reachable_by_others(workroot):
+            raise ConfigurationError(
+                f"workroot {workroot!r} cannot be reached by the sandbox's unprivileged uids "
+                "(a parent directory lacks o+x): choose a directory such as /tmp, or leave workroot unset."
+            )
+        # what a host process killed mid-run left behind: its work directories (tmpfs mounts) and cgroups
+        _workdir.sweep(workroot)
+        if self.caps.cgroups is not None:
+            _cgroups.sweep(self.caps.cgroups)
+        self._uids = _uids.UidPool()
         self._toolchains: dict[str, Toolchain] = {}
         self._lock = threading.Lock()
 
@@ -85,16 +100,25 @@ class LocalEngine:
             raise EngineError("SQL runs in the DuckDB engine, not the local engine.")
         tc = self.toolchain(job.language)
         limits = job.limits.over(self.defaults)
-        workdir = tempfile.mkdtemp(prefix="codecapsule-", dir=self.workroot)
+        if self.caps.sandbox_uid is None:
+            return self._run(job, tc, limits, self.caps)
+        with self._uids.take() as uid:  # this run's own unprivileged host uid
+            return self._run(job, tc, limits, replace(self.caps, sandbox_uid=uid))
+
+    def _run(self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps) -> Result:
+        work = _workdir.WorkDir(self.workroot, size=self.workdir_size, owner=caps.sandbox_uid)
+        # facts the sandbox measures: with a memory cgroup, memory_limit comes from its OOM events only
+        text_oom = caps.cgroups is None
         try:
-            self._write_files(job, workdir)
+            work.write((f.name, f.data) for f in job.files)
+            workdir = work.path
             compiled = None
-            inner = self.caps.inner_workdir(workdir)
+            inner = caps.inner_workdir(workdir)
             plan = compile_plan(tc, job, inner)
             if plan is not None:
                 assert limits.compile_timeout is not None and limits.output is not None
                 compiled = run_stage(
-                    self.caps,
+                    caps,
                     plan.argv,
                     env=plan.env,
                     workdir=workdir,
@@ -106,16 +130,19 @@ class LocalEngine:
                         memory=limits.compile_memory,
                         processes=max(limits.processes or 64, 64),
                         output=max(limits.output, 256 * 1024),
-                        file_size=None,
+                        file_size=max(limits.file_size or 0, COMPILE_FILE_SIZE),
                         limit_address_space=job.language != "java",
                     ),
                 )
                 if compiled.status is not None or compiled.exit_code:
-                    return judge(job, engine=self.name, version=tc.version, compile=compiled, run=None, limits=limits)
-            runp = run_plan(tc, job, inner, limits.memory)
+                    return judge(
+                        job, engine=self.name, version=tc.version, compile=compiled, run=None, limits=limits,
+                        memory_from_text=text_oom,
+                    )  # fmt: skip
+            runp = run_plan(tc, job, inner, _heap_hint(limits.memory, caps))
             assert limits.run_timeout is not None and limits.output is not None
             ran = run_stage(
-                self.caps,
+                caps,
                 runp.argv,
                 env=runp.env,
                 workdir=workdir,
@@ -132,17 +159,12 @@ class LocalEngine:
                 ),
             )
             compiled, run = split_compile_outcome(job.language, compiled, ran)  # a SyntaxError did not compile
-            return judge(job, engine=self.name, version=tc.version, compile=compiled, run=run, limits=limits)
+            return judge(
+                job, engine=self.name, version=tc.version, compile=compiled, run=run, limits=limits,
+                memory_from_text=text_oom,
+            )  # fmt: skip
         finally:
-            _remove_tree(workdir)
-
-    @staticmethod
-    def _write_files(job: Job, workdir: str) -> None:
-        root = Path(workdir)
-        for f in job.files:
-            path = root / f.name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(f.data)
+            work.remove()
 
     def info(self) -> EngineInfo:
         languages: dict[str, str] = {}
@@ -153,11 +175,14 @@ class LocalEngine:
             except EngineError as exc:
                 languages[lang] = "not installed"
                 notes.append(str(exc))
+        facts = self.caps.facts()
+        if self.caps.root and self.workdir_size:
+            facts["disk"] += f", {self.workdir_size // (1024 * 1024)} MiB per run"
         return EngineInfo(
             name=self.name,
             isolation=f"{self.caps.level}: {self.caps.describe()}",
             languages=languages,
-            notes=tuple(notes),
+            notes=tuple(notes) + tuple(f"{k}: {v}" for k, v in facts.items()),
         )
 
     def close(self) -> None:
@@ -193,13 +218,10 @@ def _stdin_bytes(stdin: str) -> bytes:
     return program_stdin(stdin).encode()
 
 
-def _remove_tree(path: str) -> None:
-    def retry_writable(func: Callable[[str], object], p: str, exc_info: object) -> None:
-        # a program may have made its files or directories read-only: undo that and retry once
-        for target in (os.path.dirname(p), p):
-            with contextlib.suppress(OSError):
-                os.chmod(target, 0o700)
-        with contextlib.suppress(OSError):
-            func(p)
-
-    shutil.rmtree(path, onerror=retry_writable)
+def _heap_hint(memory: int | None, caps: SandboxCaps) -> int | None:
+    """The memory figure the JVM/Node heap flags are derived from (60% of it). Under a memory cgroup the heap may
+    grow past the limit (twice it), so a heap bomb meets the cgroup's OOM killer (a measured memory_limit) rather
+    than the runtime's own out-of-memory message, which a program could print as well."""
+    if memory is None or caps.cgroups is None:
+        return memory
+    return memory * 10 // 3

@@ -25,6 +25,14 @@ SHA = hashlib.sha256(CLOUD_INIT.encode()).hexdigest()
 TAGS = {CLOUD_INIT_SHA_TAG: SHA, RUNTIMES_TAG: "python-3.12.0"}
 
 
+def _rsa_public_key(bits: int) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    public = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
+    return public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
 def make_spec(fake: FakeARM, **overrides: Any) -> ClusterSpec:
     values: dict[str, Any] = dict(
         domain="example.edu",
@@ -51,9 +59,7 @@ def deployed(provider: AzureProvider) -> AzureProvider:
 
 
 def writes(fake: FakeARM) -> list[tuple[str, str]]:
-    return [
-        (r.method, r.path.lower()) for r in fake.requests if r.method in ("PUT", "PATCH", "POST", "DELETE")
-    ]
+    return [(r.method, r.path.lower()) for r in fake.requests if r.method in ("PUT", "PATCH", "POST", "DELETE")]
 
 
 # -- deploy --------------------------------------------------------------------------------------------------
@@ -84,9 +90,7 @@ def test_deploy_creates_the_whole_shape(fake_arm: FakeARM, provider: AzureProvid
     assert ip["properties"]["publicIPAllocationMethod"] == "Static"
     nat = fake_arm.get(provider.nat_gateway_id)
     assert nat is not None and nat["sku"]["name"] == "Standard"
-    assert [x["id"].lower() for x in nat["properties"]["publicIpAddresses"]] == [
-        provider.public_ip_id.lower()
-    ]
+    assert [x["id"].lower() for x in nat["properties"]["publicIpAddresses"]] == [provider.public_ip_id.lower()]
 
     vnet = fake_arm.find("virtualNetworks", spec.vnet_name)[0]
     assert vnet["properties"]["addressSpace"]["addressPrefixes"] == ["10.0.0.0/16"]
@@ -106,7 +110,10 @@ def test_deploy_creates_the_whole_shape(fake_arm: FakeARM, provider: AzureProvid
     assert base64.b64decode(os_profile["customData"]).decode() == CLOUD_INIT_WITH_SECRET
     assert os_profile["linuxConfiguration"]["disablePasswordAuthentication"] is True
     key = os_profile["linuxConfiguration"]["ssh"]["publicKeys"][0]["keyData"]
-    assert key.startswith("ssh-ed25519 ")  # the throwaway key: no private half exists anywhere
+    assert key.startswith("ssh-rsa ")  # the throwaway key: no private half exists anywhere
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+    assert load_ssh_public_key(key.encode()).key_size == 3072  # type: ignore[union-attr]
     assert "adminPassword" not in os_profile
     (nic,) = props["virtualMachineProfile"]["networkProfile"]["networkInterfaceConfigurations"]
     (ipconf,) = nic["properties"]["ipConfigurations"]
@@ -138,23 +145,20 @@ def test_deploy_creates_the_whole_shape(fake_arm: FakeARM, provider: AzureProvid
         ("LessThan", 30, "Decrease", "PT5M", "PT5M"),
     ]
 
-    assert (
-        "Creating NAT gateway codecapsule-nat (outbound internet access for subnet piston-subnet)…"
-        in messages
-    )
+    assert "Creating NAT gateway codecapsule-nat (outbound internet access for subnet piston-subnet)…" in messages
     assert not any(SECRET in m for m in messages)
 
     status = provider.status()
     assert status.vmss_exists and status.capacity == 1 and status.provisioning_state == "Succeeded"
-    assert [
-        (i.instance_id, i.provisioning_state, i.power_state, i.latest_model) for i in status.instances
-    ] == [("0", "Succeeded", "running", True)]
+    assert [(i.instance_id, i.provisioning_state, i.power_state, i.latest_model) for i in status.instances] == [
+        ("0", "Succeeded", "running", True)
+    ]
     assert status.autoscale is not None and (status.autoscale.minimum, status.autoscale.maximum) == (1, 5)
     assert status.tags[RUNTIMES_TAG] == "python-3.12.0"
 
 
 def test_deploy_uses_the_spec_ssh_key(fake_arm: FakeARM) -> None:
-    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ9m7tUO0Bc7dXhDqdxCA2w6X0t6mK0eX6aYyK4E9Wmu teacher@laptop"
+    key = _rsa_public_key(2048) + " teacher@laptop"
     with AzureProvider(make_spec(fake_arm, ssh_public_key=key), fake_arm.credential) as p:
         p.deploy(CLOUD_INIT, tags=TAGS)
         vmss = fake_arm.get(p.vmss_id)
@@ -214,9 +218,7 @@ def test_changed_cloud_init_updates_the_vmss_only(fake_arm: FakeARM, deployed: A
     assert [i.latest_model for i in deployed.instances()] == [False]
 
 
-def test_vmss_failure_is_reported_and_the_next_deploy_resumes(
-    fake_arm: FakeARM, provider: AzureProvider
-) -> None:
+def test_vmss_failure_is_reported_and_the_next_deploy_resumes(fake_arm: FakeARM, provider: AzureProvider) -> None:
     fake_arm.fail_next(
         "PUT",
         "virtualmachinescalesets/codecapsule-piston",
@@ -301,9 +303,7 @@ def test_scale_outside_the_bounds_moves_them(fake_arm: FakeARM, deployed: AzureP
     assert after is not None and (after.minimum, after.maximum) == (1, 7)
 
 
-def test_the_fake_autoscale_engine_reverts_an_unmoved_capacity(
-    fake_arm: FakeARM, deployed: AzureProvider
-) -> None:
+def test_the_fake_autoscale_engine_reverts_an_unmoved_capacity(fake_arm: FakeARM, deployed: AzureProvider) -> None:
     # the reason scale() must move the bounds: a raw capacity update outside them is undone
     from azure.mgmt.compute import ComputeManagementClient
     from azure.mgmt.compute import models as c
@@ -400,19 +400,14 @@ def test_reimage_all_and_update_model(fake_arm: FakeARM, deployed: AzureProvider
     n = len(fake_arm.requests)
     deployed.reimage()
     posted = [r for r in fake_arm.requests[n:] if r.method in ("PUT", "PATCH", "POST", "DELETE")]
-    assert [(r.method, r.path.lower().rsplit("/", 1)[-1], r.body) for r in posted] == [
-        ("POST", "reimageall", None)
-    ]
+    assert [(r.method, r.path.lower().rsplit("/", 1)[-1], r.body) for r in posted] == [("POST", "reimageall", None)]
     assert {(i.provisioning_state, i.power_state) for i in deployed.instances()} == {("Succeeded", "running")}
 
     new_text = CLOUD_INIT + "# v3\n"
     deployed.update_model(new_text, tags={RUNTIMES_TAG: "python-3.12.0,gcc-10.2.0"})
     vmss = fake_arm.get(deployed.vmss_id)
     assert vmss is not None
-    assert (
-        base64.b64decode(vmss["properties"]["virtualMachineProfile"]["osProfile"]["customData"]).decode()
-        == new_text
-    )
+    assert base64.b64decode(vmss["properties"]["virtualMachineProfile"]["osProfile"]["customData"]).decode() == new_text
     assert vmss["tags"][CLOUD_INIT_SHA_TAG] == hashlib.sha256(new_text.encode()).hexdigest()
     assert vmss["tags"][RUNTIMES_TAG] == "python-3.12.0,gcc-10.2.0"
     assert [i.latest_model for i in deployed.instances()] == [False, False]
@@ -435,9 +430,7 @@ def test_teardown_leaves_nothing(fake_arm: FakeARM, deployed: AzureProvider) -> 
     messages: list[str] = []
     deployed.teardown(progress=messages.append)
     assert fake_arm.resources == {}
-    methods = [
-        (r.method, r.path.lower().rsplit("/", 2)[-2]) for r in fake_arm.requests if r.method == "DELETE"
-    ]
+    methods = [(r.method, r.path.lower().rsplit("/", 2)[-2]) for r in fake_arm.requests if r.method == "DELETE"]
     assert methods == [("DELETE", "autoscalesettings"), ("DELETE", "resourcegroups")]
     assert messages[-1] == "Resource group codecapsule-rg deleted."
     status = deployed.status()
@@ -501,3 +494,23 @@ def test_fake_stops_cleanly() -> None:
         p.instances()
     leftover = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
     assert leftover == []
+
+
+def test_the_fake_refuses_a_non_rsa_key_the_way_azure_does(fake_arm: FakeARM, deployed: AzureProvider) -> None:
+    """So that an ED25519 throwaway key (the old default) would fail the deploy tests, as on real Azure."""
+    from azure.core.exceptions import HttpResponseError
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    model = deployed._vmss_model(CLOUD_INIT, TAGS, 1, key)
+    cc = deployed._client("compute")
+    with pytest.raises(HttpResponseError) as caught:
+        cc.virtual_machine_scale_sets.begin_create_or_update("codecapsule-rg", "other-vmss", model).result()
+    assert caught.value.error is not None and caught.value.error.code == "InvalidParameter"
+    assert fake_arm.find("Microsoft.Compute/virtualMachineScaleSets", "other-vmss") == []

@@ -1,8 +1,8 @@
-"""The cloud-init file the VMs boot with: valid for the real ``cloud-init schema``, safe, complete, shipped.
-"""
+"""The cloud-init file the VMs boot with: valid for the real ``cloud-init schema``, safe, complete, shipped."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -37,14 +37,10 @@ def write_files(text: str) -> dict[str, dict[str, str]]:
 
 def schema_check(path: Path) -> subprocess.CompletedProcess[str]:
     assert CLOUD_INIT is not None
-    return subprocess.run(
-        [CLOUD_INIT, "schema", "-c", str(path)], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([CLOUD_INIT, "schema", "-c", str(path)], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.skipif(
-    CLOUD_INIT is None, reason="the `cloud-init` binary is not installed (apt-get install cloud-init)"
-)
+@pytest.mark.skipif(CLOUD_INIT is None, reason="the `cloud-init` binary is not installed (apt-get install cloud-init)")
 def test_rendered_file_passes_the_real_cloud_init_schema(tmp_path: Path) -> None:
     good = tmp_path / "user-data.yaml"
     good.write_text(render_cloud_init(spec(), TOKEN))
@@ -81,9 +77,7 @@ def test_piston_listens_on_loopback_only_with_the_spec_limits() -> None:
 
 
 def test_default_limits_raise_the_output_cap() -> None:
-    start = write_files(render_cloud_init(spec(), TOKEN))["/usr/local/sbin/codecapsule-start-piston"][
-        "content"
-    ]
+    start = write_files(render_cloud_init(spec(), TOKEN))["/usr/local/sbin/codecapsule-start-piston"]["content"]
     for name, value in spec().piston_limits:
         assert f"-e PISTON_{name}={value}" in start
 
@@ -198,7 +192,16 @@ def test_template_ships_inside_the_wheel(tmp_path: Path) -> None:
     module_file, first_line = run.stdout.splitlines()
     assert module_file.startswith(str(tmp_path / "site"))
     assert first_line == "#cloud-config"
-    assert (
-        load_template()
-        == (tmp_path / "site" / "codecapsule" / "_cloud_init" / "codecapsule.yaml.tmpl").read_text()
-    )
+    assert load_template() == (tmp_path / "site" / "codecapsule" / "_cloud_init" / "codecapsule.yaml.tmpl").read_text()
+
+
+def test_every_apt_call_waits_for_the_dpkg_lock() -> None:
+    """First boot's unattended-upgrades holds the dpkg lock: apt must wait for it, not fail."""
+    text = render_cloud_init(spec(), TOKEN)
+    doc = yaml.safe_load(text)
+    # cloud-init's own package install reads this apt.conf (written before the packages module runs)
+    assert 'DPkg::Lock::Timeout "600";' in doc["apt"]["conf"]
+    scripts = "\n".join(entry["content"] for entry in doc["write_files"])
+    calls = [line for line in scripts.splitlines() if re.search(r"\bapt-get\s", line)]
+    assert calls, "the scripts install cloudflared with apt-get"
+    assert all("-o DPkg::Lock::Timeout=600" in line for line in calls), calls

@@ -118,11 +118,7 @@ def test_admin_side_finds_a_missing_runtime_and_a_dead_connector(
     arm.set_instance_state(cluster.spec.vmss_name, "0", provisioning_state="Failed")
     found = by_name(run_doctor(wanting_rust, env={}))
     installed = found["runtimes installed"]
-    assert (
-        installed.ok is False
-        and "rust 1.68.2" in installed.detail
-        and installed.fix == FIXES["unknown runtime"]
-    )
+    assert installed.ok is False and "rust 1.68.2" in installed.detail and installed.fix == FIXES["unknown runtime"]
     connectors = found["tunnel has connectors"]
     assert connectors.ok is False and connectors.fix == FIXES["no connectors"]
     instances = found["instances healthy"]
@@ -140,3 +136,25 @@ def test_checks_render_as_text() -> None:
     assert "fix: " in str(check)
     assert str(Check("x", None, "why")) == "[skip] x: why"
     assert json.dumps([c.__dict__ for c in [check]])  # plain data, easy to serialise
+
+
+def test_doctor_warns_before_the_access_token_expires(cluster: Cluster, cloudflare: FakeCloudflare) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    cluster.deploy(progress=False)
+    cloudflare.connect(cloudflare.live_tunnels()[0]["id"])
+    valid = by_name(run_doctor(cluster, env={}))["Access service token valid"]
+    assert valid.ok is True and "expires" in valid.detail and "(duration 8760h)" in valid.detail
+    with cloudflare.lock:
+        (token,) = cloudflare.service_tokens.values()
+        token["expires_at"] = (datetime.now(UTC) + timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    soon = by_name(run_doctor(cluster, env={}))["Access service token valid"]
+    assert soon.ok is False and soon.fix == FIXES["token expiry"] and "codecapsule cluster token refresh" in soon.fix
+    assert token["client_secret"] not in str(soon)
+    status = cluster.status()
+    assert any("refresh_access_token" in w for w in status.warnings) and status.service_token is not None
+    with cloudflare.lock:
+        token["expires_at"] = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    expired = cluster.status()
+    assert any("EXPIRED" in p and "every request is refused" in p for p in expired.problems) and not expired.healthy
+    assert "EXPIRED on" in by_name(run_doctor(cluster, env={}))["Access service token valid"].detail

@@ -178,6 +178,18 @@ def test_exit_and_a_traceback_through_an_imported_module(engines: dict[str, Loca
     assert same_paths(here.stderr) == same_paths(there.stderr)
 
 
+def test_compile_once_run_many_reads_the_same_fact() -> None:
+    """The local engine's grading path (compile once, run per input) judges a Python run the same way."""
+    engine = LocalEngine()
+    with engine.compile(Job.create("print(int(input()) * 2)\n", "python")) as artifact:
+        ran = engine.run_compiled(artifact, stdin="21")
+        assert ran.verdict == "ok" and ran.stdout == "42\n" and ran.stderr == "" and "\x00" not in ran.output
+    with engine.compile(Job.create("print(int(input())\n", "python")) as artifact:
+        broken = engine.run_compiled(artifact, stdin="21")
+        assert broken.verdict == "compile_error" and broken.run is None and broken.compile is not None
+        assert broken.compile.stderr.startswith('  File "') and "\x00" not in broken.compile.stderr
+
+
 # -- the pure step both engines share ------------------------------------------------------------------------
 
 

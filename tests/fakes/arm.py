@@ -151,6 +151,98 @@ def _deep_merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
+def _check_ssh_keys(props: dict[str, Any]) -> None:
+    """Azure accepts only RSA keys of at least 2048 bits for Linux VMs (ED25519/ECDSA: InvalidParameter)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+    linux = props.get("virtualMachineProfile", {}).get("osProfile", {}).get("linuxConfiguration") or {}
+    for key in (linux.get("ssh") or {}).get("publicKeys") or []:
+        data = str(key.get("keyData", ""))
+        try:
+            parsed: Any = load_ssh_public_key(data.encode("ascii")) if data.startswith("ssh-rsa ") else None
+        except Exception:
+            parsed = None
+        if not isinstance(parsed, rsa.RSAPublicKey) or parsed.key_size < 2048:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                "The value of parameter linuxConfiguration.ssh.publicKeys.keyData is invalid. Only ssh-rsa "
+                "keys of at least 2048 bits are supported.",
+            )
+
+
+#: Windows time-zone names the fake understands (Azure autoscale takes Windows names only), as IANA zones.
+WINDOWS_TO_IANA = {
+    "UTC": "UTC",
+    "W. Europe Standard Time": "Europe/Amsterdam",
+    "GMT Standard Time": "Europe/London",
+    "Romance Standard Time": "Europe/Paris",
+    "Eastern Standard Time": "America/New_York",
+    "Pacific Standard Time": "America/Los_Angeles",
+    "Tokyo Standard Time": "Asia/Tokyo",
+}
+
+
+def _check_profiles(props: dict[str, Any]) -> None:
+    """What Azure validates in an autoscale setting: ≤ 20 profiles, sane capacities, Windows time zones."""
+    profiles = props.get("profiles") or []
+    if not 1 <= len(profiles) <= 20:
+        raise ArmError(400, "InvalidRequest", "An autoscale setting must have between 1 and 20 profiles.")
+    for profile in profiles:
+        cap = profile.get("capacity") or {}
+        try:
+            lo, hi, default = int(cap["minimum"]), int(cap["maximum"]), int(cap["default"])
+        except (KeyError, TypeError, ValueError):
+            raise ArmError(400, "InvalidRequest", f"Profile {profile.get('name')!r} has no valid capacity.") from None
+        if not 0 <= lo <= hi <= 1000 or not lo <= default <= hi:
+            raise ArmError(
+                400, "InvalidRequest", f"Profile {profile.get('name')!r}: capacity must satisfy min ≤ default ≤ max."
+            )
+        zone = ((profile.get("recurrence") or {}).get("schedule") or {}).get("timeZone") or (
+            profile.get("fixedDate") or {}
+        ).get("timeZone")
+        if zone is not None and zone not in WINDOWS_TO_IANA:
+            raise ArmError(400, "InvalidRequest", f"The time zone '{zone}' is not a supported time zone name.")
+
+
+def active_profile(profiles: list[dict[str, Any]], now: Any) -> dict[str, Any] | None:
+    """The profile Azure's autoscale engine would apply at ``now`` (an aware datetime): an active fixed-date
+    profile wins; else the recurring one that started last (a recurring profile has no end); else the
+    profile without recurrence."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    names = [d for d in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")]
+    for profile in profiles:
+        fixed = profile.get("fixedDate")
+        if fixed:
+            tz = ZoneInfo(WINDOWS_TO_IANA.get(fixed.get("timeZone") or "UTC", "UTC"))
+            start = datetime.fromisoformat(str(fixed["start"]).replace("Z", "+00:00"))
+            end = datetime.fromisoformat(str(fixed["end"]).replace("Z", "+00:00"))
+            start, end = (t if t.tzinfo else t.replace(tzinfo=tz) for t in (start, end))
+            if start <= now < end:
+                return profile
+    latest: tuple[Any, dict[str, Any]] | None = None
+    for profile in profiles:
+        schedule = (profile.get("recurrence") or {}).get("schedule")
+        if not schedule:
+            continue
+        local = now.astimezone(ZoneInfo(WINDOWS_TO_IANA[schedule["timeZone"]]))
+        for day in schedule.get("days", []):
+            back = (local.weekday() - names.index(day)) % 7
+            start = (local - timedelta(days=back)).replace(
+                hour=int(schedule["hours"][0]), minute=int(schedule["minutes"][0]), second=0, microsecond=0
+            )
+            if start > local:
+                start -= timedelta(days=7)
+            if latest is None or start > latest[0]:
+                latest = (start, profile)
+    if latest is not None:
+        return latest[1]
+    return next((p for p in profiles if not p.get("recurrence") and not p.get("fixedDate")), None)
+
+
 def _power_code(state: str) -> dict[str, str]:
     return {"code": f"PowerState/{state}", "level": "Info", "displayStatus": f"VM {state}"}
 
@@ -180,6 +272,8 @@ class FakeARM:
         self.run_command_responder: RunCommandResponder = lambda instance_id, script: ""
         #: if True, enabled autoscale settings pull a scale set's capacity back into min..max
         self.autoscale_enforced = True
+        #: the autoscale engine's clock (tests set it to a lab hour or a night)
+        self.clock: Callable[[], Any] | None = None
         self.failures: list[InjectedFailure] = []
         self._operations: dict[str, _Operation] = {}
         self._busy_vms: set[str] = set()
@@ -194,6 +288,11 @@ class FakeARM:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
+    def now(self) -> Any:
+        from datetime import UTC, datetime
+
+        return self.clock() if self.clock is not None else datetime.now(UTC)
+
     def start(self) -> FakeARM:
         self._tmp = tempfile.TemporaryDirectory(prefix="fake-arm-")
         cert = make_test_certificate(self._tmp.name)
@@ -202,9 +301,7 @@ class FakeARM:
         port = self._server.server_address[1]
         self.endpoint = f"https://127.0.0.1:{port}"
         # a short poll interval makes stop() quick (serve_forever checks for shutdown at this pace)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.02,), name="fake-arm", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), name="fake-arm", daemon=True)
         self._thread.start()
         return self
 
@@ -245,9 +342,7 @@ class FakeARM:
             self.failures.append(failure)
         return failure
 
-    def requests_matching(
-        self, method: str | None = None, contains: str | None = None
-    ) -> list[LoggedRequest]:
+    def requests_matching(self, method: str | None = None, contains: str | None = None) -> list[LoggedRequest]:
         with self._lock:
             return [r for r in self.requests if r.matches(method, contains)]
 
@@ -256,9 +351,7 @@ class FakeARM:
     ) -> LoggedRequest:
         """Block until ``count`` matching requests have arrived (waits on a condition, no polling)."""
         with self._changed:
-            ok = self._changed.wait_for(
-                lambda: len(self.requests_matching(method, contains)) >= count, timeout
-            )
+            ok = self._changed.wait_for(lambda: len(self.requests_matching(method, contains)) >= count, timeout)
             if not ok:
                 raise TimeoutError(f"no {method or ''} request containing {contains!r} within {timeout}s")
             return self.requests_matching(method, contains)[count - 1]
@@ -358,9 +451,7 @@ class FakeARM:
                 return self._resource_group(method, "/".join(orig[:5]), body, base, lro_failure)
             rg = self.resources.get(rg_key)
             if rg is None:
-                raise ArmError(
-                    404, "ResourceGroupNotFound", f"Resource group '{orig[4]}' could not be found."
-                )
+                raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{orig[4]}' could not be found.")
             if len(parts) == 6 and parts[5] == "resources" and method == "GET":
                 inside = [
                     copy.deepcopy(r)
@@ -406,15 +497,12 @@ class FakeARM:
                 raise ArmError(
                     409,
                     "ResourceGroupBeingDeleted",
-                    f"The resource group '{name}' is in deprovisioning state and cannot perform this "
-                    "operation.",
+                    f"The resource group '{name}' is in deprovisioning state and cannot perform this operation.",
                 )
             if method == "PATCH" and existing is None:
                 raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found.")
             if not isinstance(body, dict) or (method == "PUT" and not body.get("location")):
-                raise ArmError(
-                    400, "LocationRequired", "The location property is required for this definition."
-                )
+                raise ArmError(400, "LocationRequired", "The location property is required for this definition.")
             rg = existing or {
                 "id": rg_id,
                 "name": name,
@@ -461,9 +549,7 @@ class FakeARM:
             )
         return found
 
-    def _async_headers(
-        self, base: str, res_id: str, op: _Operation, *, location: bool = False
-    ) -> dict[str, str]:
+    def _async_headers(self, base: str, res_id: str, op: _Operation, *, location: bool = False) -> dict[str, str]:
         parts = res_id.split("/")
         sub, ns = parts[2], parts[6]
         loc = self.resources.get(res_id.lower(), {}).get("location", "westeurope")
@@ -481,9 +567,7 @@ class FakeARM:
     ) -> tuple[int, dict[str, str], Any]:
         key = res_id.lower()
         if rtype not in _LRO_TYPES | _PLAIN_TYPES:
-            raise ArmError(
-                400, "NoRegisteredProviderFound", f"No registered resource provider found for '{rtype}'."
-            )
+            raise ArmError(400, "NoRegisteredProviderFound", f"No registered resource provider found for '{rtype}'.")
         existing = self.resources.get(key)
         if method == "GET":
             return 200, {}, self._public(self._require(res_id))
@@ -506,9 +590,7 @@ class FakeARM:
         if method not in ("PUT", "PATCH"):
             raise ArmError(405, "MethodNotAllowed", f"{method} is not supported here.")
         if not isinstance(body, dict):
-            raise ArmError(
-                400, "InvalidRequestContent", "The request content was invalid and could not be parsed."
-            )
+            raise ArmError(400, "InvalidRequestContent", "The request content was invalid and could not be parsed.")
         if method == "PATCH":
             if existing is None:
                 self._require(res_id)
@@ -517,9 +599,7 @@ class FakeARM:
             _deep_merge(resource, body)
         else:
             if not body.get("location"):
-                raise ArmError(
-                    400, "LocationRequired", "The location property is required for this definition."
-                )
+                raise ArmError(400, "LocationRequired", "The location property is required for this definition.")
             resource = copy.deepcopy(body)
             if (
                 existing is not None
@@ -636,24 +716,20 @@ class FakeARM:
                         if all(b["id"].lower() != subnet["id"].lower() for b in backrefs):
                             backrefs.append({"id": subnet["id"]})
         if rtype == _VMSS:
-            props.setdefault(
-                "uniqueId", (existing or {}).get("properties", {}).get("uniqueId") or str(uuid.uuid4())
-            )
-            props.setdefault(
-                "timeCreated", (existing or {}).get("properties", {}).get("timeCreated") or _now()
-            )
+            _check_ssh_keys(props)
+            props.setdefault("uniqueId", (existing or {}).get("properties", {}).get("uniqueId") or str(uuid.uuid4()))
+            props.setdefault("timeCreated", (existing or {}).get("properties", {}).get("timeCreated") or _now())
             sku = resource.setdefault("sku", {})
             sku.setdefault("capacity", 1)
         if rtype == "microsoft.insights/autoscalesettings":
             props["name"] = resource["name"]
+            _check_profiles(props)
 
     # -- scale sets ------------------------------------------------------------------------------------------
 
     def _vms_of(self, vmss_key: str) -> list[dict[str, Any]]:
         prefix = vmss_key + "/virtualmachines/"
-        vms = [
-            v for k, v in self.resources.items() if k.startswith(prefix) and k.count("/") == prefix.count("/")
-        ]
+        vms = [v for k, v in self.resources.items() if k.startswith(prefix) and k.count("/") == prefix.count("/")]
         return sorted(vms, key=lambda v: int(v["instanceId"]))
 
     def _set_vm(
@@ -734,7 +810,10 @@ class FakeARM:
                 and str(props.get("targetResourceUri", "")).lower() == vmss_key
                 and props.get("profiles")
             ):
-                cap = props["profiles"][0]["capacity"]
+                profile = active_profile(props["profiles"], self.now())
+                if profile is None:
+                    return None
+                cap = profile["capacity"]
                 return int(cap["minimum"]), int(cap["maximum"])
         return None
 
@@ -794,25 +873,17 @@ class FakeARM:
                 200,
                 {},
                 {
-                    "virtualMachine": {
-                        "statusesSummary": [{"code": c, "count": n} for c, n in summary.items()]
-                    },
+                    "virtualMachine": {"statusesSummary": [{"code": c, "count": n} for c, n in summary.items()]},
                     "statuses": [_prov_code(vmss["properties"].get("provisioningState", "Succeeded"))],
                 },
             )
-        if (
-            len(rest) == 1
-            and method == "POST"
-            and action in ("reimageall", "reimage", "manualupgrade", "restart")
-        ):
+        if len(rest) == 1 and method == "POST" and action in ("reimageall", "reimage", "manualupgrade", "restart"):
             ids = (body or {}).get("instanceIds") if isinstance(body, dict) else None
             if action == "manualupgrade" and not ids:
                 raise ArmError(400, "InvalidParameter", "Required parameter 'instanceIds' is missing (null).")
             targets = [v for v in vms if ids is None or v["instanceId"] in {str(i) for i in ids}]
             if ids is not None and len(targets) != len(set(ids)):
-                raise ArmError(
-                    404, "NotFound", f"Instance ids {ids} are not all in scale set '{vmss['name']}'."
-                )
+                raise ArmError(404, "NotFound", f"Instance ids {ids} are not all in scale set '{vmss['name']}'.")
             for v in targets:
                 if action in ("reimageall", "reimage"):
                     self._set_vm(v, "Updating", "starting", None)
@@ -941,9 +1012,7 @@ class FakeARM:
             body["error"] = op.error
         return 200, {"Retry-After": "0"} if op.status == "InProgress" else {}, body
 
-    def _operation_result(
-        self, op_id: str, url: str, query: dict[str, str]
-    ) -> tuple[int, dict[str, str], Any]:
+    def _operation_result(self, op_id: str, url: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         op = self._advance(op_id)
         if op.status == "InProgress":
             qs = "&".join(f"{k}={v}" for k, v in query.items())

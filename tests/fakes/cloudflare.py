@@ -25,6 +25,7 @@ request log use::
     GET|POST /accounts/{a}/access/service_tokens  (name, search)      service_tokens.list | .create
     GET|PUT|DELETE /accounts/{a}/access/service_tokens/{id}           service_tokens.get | .update | .delete
     POST /accounts/{a}/access/service_tokens/{id}/rotate              service_tokens.rotate
+    POST /accounts/{a}/access/service_tokens/{id}/refresh             service_tokens.refresh
 
 Behaviour copied from the real API: ``Authorization: Bearer <token>`` is required (otherwise 403, code 10000
 "Authentication error"); lists honour ``page``/``per_page`` and return an empty page past the end (the SDK
@@ -48,7 +49,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -59,7 +60,25 @@ API_PREFIX = "/client/v4"
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _stamp(datetime.now(UTC))
+
+
+def _stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_DURATION_UNITS = {"h": 3600, "m": 60, "s": 1}
+
+
+def _expiry(duration: str) -> str:
+    """``expires_at`` for a token valid ``duration`` from now ("8760h", "90m", ...), as Cloudflare computes it."""
+    match = re.fullmatch(r"([0-9]+)([hms])", duration)
+    if match is None:
+        raise CloudflareAPIError(
+            400, 12130, f"access.api.error.invalid_request: duration {duration!r} is not a valid duration"
+        )
+    seconds = int(match[1]) * _DURATION_UNITS[match[2]]
+    return _stamp(datetime.now(UTC) + timedelta(seconds=seconds))
 
 
 def _hex_id() -> str:
@@ -193,9 +212,7 @@ class FakeCloudflare:
     def start(self) -> FakeCloudflare:
         server = _Server(("127.0.0.1", 0), _make_handler(self))
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="fake-cloudflare", daemon=True
-        )
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-cloudflare", daemon=True)
         self._thread.start()
         return self
 
@@ -250,9 +267,7 @@ class FakeCloudflare:
         """Put a record straight into the state (e.g. a CNAME that points elsewhere)."""
         zid = zone_id or self.zone_id
         with self.lock:
-            record = self._new_record(
-                zid, {"name": name, "type": type, "content": content, "proxied": proxied}
-            )
+            record = self._new_record(zid, {"name": name, "type": type, "content": content, "proxied": proxied})
             self.dns_records[record["id"]] = record
             return copy.deepcopy(record)
 
@@ -368,8 +383,7 @@ class FakeCloudflare:
             raise CloudflareAPIError(
                 404,
                 7003,
-                f"Could not route to /zones/{req.params.get('zone_id')}, perhaps your object "
-                "identifier is invalid?",
+                f"Could not route to /zones/{req.params.get('zone_id')}, perhaps your object identifier is invalid?",
             )
         return zone
 
@@ -383,9 +397,7 @@ class FakeCloudflare:
     def _tunnel_view(self, tunnel: dict[str, Any]) -> dict[str, Any]:
         view = copy.deepcopy(tunnel)
         view["connections"] = [
-            copy.deepcopy(conn)
-            for client in self.connectors.get(tunnel["id"], [])
-            for conn in client["conns"]
+            copy.deepcopy(conn) for client in self.connectors.get(tunnel["id"], []) for conn in client["conns"]
         ]
         return view
 
@@ -402,9 +414,7 @@ class FakeCloudflare:
 
     def _drop_connectors(self, tunnel_id: str, connector_id: str | None) -> None:
         clients = self.connectors.get(tunnel_id, [])
-        self.connectors[tunnel_id] = [
-            c for c in clients if connector_id is not None and c["id"] != connector_id
-        ]
+        self.connectors[tunnel_id] = [c for c in clients if connector_id is not None and c["id"] != connector_id]
         tunnel = self.tunnels[tunnel_id]
         if not self.connectors[tunnel_id] and tunnel["conns_active_at"] is not None:
             tunnel["conns_inactive_at"] = _now()
@@ -450,16 +460,10 @@ class FakeCloudflare:
         if record["type"] not in exclusive:
             return
         for other in self.dns_records.values():
-            if (
-                other["id"] == ignore_id
-                or other["zone_id"] != record["zone_id"]
-                or other["name"] != record["name"]
-            ):
+            if other["id"] == ignore_id or other["zone_id"] != record["zone_id"] or other["name"] != record["name"]:
                 continue
             if other["type"] in exclusive and "CNAME" in {other["type"], record["type"]}:
-                raise CloudflareAPIError(
-                    400, 81053, "An A, AAAA, or CNAME record with that host already exists."
-                )
+                raise CloudflareAPIError(400, 81053, "An A, AAAA, or CNAME record with that host already exists.")
 
     def _app_view(self, app: dict[str, Any]) -> dict[str, Any]:
         view = copy.deepcopy(app)
@@ -474,10 +478,7 @@ class FakeCloudflare:
     def _policy_view(self, policy: dict[str, Any]) -> dict[str, Any]:
         view = copy.deepcopy(policy)
         view["app_count"] = sum(
-            1
-            for app in self.access_apps.values()
-            for link in app.get("policies", [])
-            if link["id"] == policy["id"]
+            1 for app in self.access_apps.values() for link in app.get("policies", []) if link["id"] == policy["id"]
         )
         return view
 
@@ -510,24 +511,18 @@ class FakeCloudflare:
             links.append({"id": item["id"], "precedence": int(item.get("precedence") or position)})
         return links
 
-    def _make_policy(
-        self, body: dict[str, Any], *, reusable: bool, policy_id: str | None = None
-    ) -> dict[str, Any]:
+    def _make_policy(self, body: dict[str, Any], *, reusable: bool, policy_id: str | None = None) -> dict[str, Any]:
         if not body.get("name"):
             raise CloudflareAPIError(400, 12130, "access.api.error.invalid_request: name is required")
         if body.get("decision") not in {"allow", "deny", "non_identity", "bypass"}:
             raise CloudflareAPIError(400, 12130, "access.api.error.invalid_request: invalid decision")
         include = body.get("include")
         if not isinstance(include, list) or not include:
-            raise CloudflareAPIError(
-                400, 12130, "access.api.error.invalid_request: include must not be empty"
-            )
+            raise CloudflareAPIError(400, 12130, "access.api.error.invalid_request: include must not be empty")
         for rule in [*include, *(body.get("require") or []), *(body.get("exclude") or [])]:
             token_ref = rule.get("service_token") if isinstance(rule, dict) else None
             if token_ref is not None and token_ref.get("token_id") not in self.service_tokens:
-                raise CloudflareAPIError(
-                    400, 12130, "access.api.error.invalid_request: service token not found"
-                )
+                raise CloudflareAPIError(400, 12130, "access.api.error.invalid_request: service token not found")
         now = _now()
         return {
             "id": policy_id or str(uuid.uuid4()),
@@ -617,9 +612,7 @@ def _tunnels_create(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
         raise CloudflareAPIError(409, 1013, "You already have a tunnel with this name")
     config_src = body.get("config_src", "local")
     tunnel_id = str(uuid.uuid4())
-    fake.tunnel_secrets[tunnel_id] = (
-        body.get("tunnel_secret") or base64.b64encode(secrets.token_bytes(32)).decode()
-    )
+    fake.tunnel_secrets[tunnel_id] = body.get("tunnel_secret") or base64.b64encode(secrets.token_bytes(32)).decode()
     fake.tunnels[tunnel_id] = {
         "id": tunnel_id,
         "account_tag": fake.account_id,
@@ -671,9 +664,7 @@ def _config_get(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
     tunnel = fake._tunnel(req)
     config = fake.configs.get(tunnel["id"])
     if config is None:
-        raise CloudflareAPIError(
-            404, 1062, "This tunnel is locally configured; it has no remote configuration"
-        )
+        raise CloudflareAPIError(404, 1062, "This tunnel is locally configured; it has no remote configuration")
     return copy.deepcopy(config)
 
 
@@ -800,9 +791,7 @@ def _apps_list(fake: FakeCloudflare, req: _Request) -> _Paged:
     for key in ("name", "domain"):
         wanted = req.q(key)
         if wanted is not None:
-            apps = [
-                a for a in apps if (str(a.get(key, "")) == wanted if exact else wanted in str(a.get(key, "")))
-            ]
+            apps = [a for a in apps if (str(a.get(key, "")) == wanted if exact else wanted in str(a.get(key, "")))]
     return _Paged([fake._app_view(a) for a in apps], default_per_page=25)
 
 
@@ -874,9 +863,7 @@ def _policies_get(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
 @_route("PUT", "/accounts/{account_id}/access/policies/{policy_id}", "policies.update")
 def _policies_update(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
     old = _policy(fake, req)
-    new = fake._make_policy(
-        req.body if isinstance(req.body, dict) else {}, reusable=True, policy_id=old["id"]
-    )
+    new = fake._make_policy(req.body if isinstance(req.body, dict) else {}, reusable=True, policy_id=old["id"])
     new["created_at"] = old["created_at"]
     fake.access_policies[old["id"]] = new
     return fake._policy_view(new)
@@ -889,8 +876,7 @@ def _policies_delete(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
         raise CloudflareAPIError(
             400,
             12130,
-            "access.api.error.conflict: this policy is used by an application; remove it from the "
-            "application first",
+            "access.api.error.conflict: this policy is used by an application; remove it from the application first",
         )
     del fake.access_policies[policy["id"]]
     return {"id": policy["id"]}
@@ -921,7 +907,7 @@ def _tokens_create(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
         "client_secret": secrets.token_hex(32),
         "duration": body.get("duration") or "8760h",
         "enabled": body.get("enabled", True),
-        "expires_at": None,
+        "expires_at": _expiry(body.get("duration") or "8760h"),
         "created_at": now,
         "updated_at": now,
         "last_seen_at": None,
@@ -947,6 +933,8 @@ def _tokens_get(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
 def _tokens_update(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
     token = _service_token(fake, req)
     body = req.body if isinstance(req.body, dict) else {}
+    if "duration" in body:
+        _expiry(str(body["duration"]))  # validated; the expiry itself moves only on refresh
     for key in ("name", "duration", "enabled"):
         if key in body:
             token[key] = body[key]
@@ -954,10 +942,19 @@ def _tokens_update(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
     return fake._token_view(token)
 
 
+@_route("POST", "/accounts/{account_id}/access/service_tokens/{token_id}/refresh", "service_tokens.refresh")
+def _tokens_refresh(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
+    """Cloudflare's refresh: the expiry moves to now + duration; the secret stays (and is not returned)."""
+    token = _service_token(fake, req)
+    token["expires_at"] = _expiry(token["duration"])
+    token["updated_at"] = _now()
+    return fake._token_view(token)
+
+
 @_route("POST", "/accounts/{account_id}/access/service_tokens/{token_id}/rotate", "service_tokens.rotate")
 def _tokens_rotate(fake: FakeCloudflare, req: _Request) -> dict[str, Any]:
     token = _service_token(fake, req)
-    token["client_secret"] = secrets.token_hex(32)
+    token["client_secret"] = secrets.token_hex(32)  # a new secret, but the old expiry: rotation does not extend it
     token["updated_at"] = _now()
     return fake._token_view(token, with_secret=True)
 
@@ -1078,9 +1075,7 @@ def _envelope_ok(result: Any, query: dict[str, list[str]]) -> dict[str, Any]:
         return {"success": True, "errors": [], "messages": [], "result": result.items}
     if isinstance(result, _Paged):
         page = max(1, int(float((query.get("page") or ["1"])[-1])))
-        per_page = max(
-            1, min(1000, int(float((query.get("per_page") or [str(result.default_per_page)])[-1])))
-        )
+        per_page = max(1, min(1000, int(float((query.get("per_page") or [str(result.default_per_page)])[-1]))))
         total = len(result.items)
         items = result.items[(page - 1) * per_page : page * per_page]
         return {
