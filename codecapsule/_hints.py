@@ -41,10 +41,10 @@ def _void_main(source: str) -> bool:
 HINTS: tuple[Hint, ...] = (
     Hint(
         frozenset({"python"}),
-        frozenset({"runtime_error"}),
+        frozenset({"compile_error"}),
         _re(r"^(?:SyntaxError|IndentationError|TabError): "),
         None,
-        "Python could not read the program, so none of it ran: fix the line shown above (the ^ marks where "
+        "Python could not read the program, so none of it ran: fix the line the report names (the ^ marks where "
         "Python got lost; an IndentationError means the spaces at the start of a line do not line up).",
     ),
     Hint(

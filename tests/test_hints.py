@@ -54,7 +54,7 @@ def test_reading_input_that_was_not_given_gets_a_hint() -> None:
 @needs_python
 def test_a_python_syntax_error_says_nothing_ran() -> None:
     result = run_locally("if True:\nprint('x')", "python")
-    assert result.stdout == ""
+    assert result.verdict == "compile_error" and result.stdout == ""
     assert any("none of it ran" in h and "IndentationError" in h for h in hints_for(result))
 
 

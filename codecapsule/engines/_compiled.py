@@ -19,6 +19,7 @@ from .._jobs import Job, Limits, as_args
 from .._results import Result, Stage
 from .._verdicts import judge, stage_failed
 from . import _workdir
+from ._python_boot import split_compile_outcome
 from ._sandbox import SandboxCaps, run_stage
 from ._toolchains import Toolchain, compile_plan, run_plan
 from .local import LocalEngine, _heap_hint, _stdin_bytes, compile_stage_limits, run_stage_limits
@@ -163,12 +164,13 @@ def _run_in(artifact: CompiledArtifact, job: Job, engine: LocalEngine, caps: San
             roots=artifact.toolchain.roots,
             limits=run_stage_limits(artifact.limits, job.language),
         )
+        compiled, run = split_compile_outcome(job.language, artifact.compile, ran)  # a SyntaxError did not compile
         return judge(
             job,
             engine=engine.name,
             version=artifact.toolchain.version,
-            compile=artifact.compile,
-            run=ran,
+            compile=compiled,
+            run=run,
             limits=artifact.limits,
             memory_from_text=caps.cgroups is None,
         )

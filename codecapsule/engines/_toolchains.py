@@ -18,6 +18,7 @@ from .._java import entry_point as java_entry_point
 from .._java import scan as scan_java
 from .._jobs import Job
 from .._languages import is_compiled_source
+from ._python_boot import boot_source
 
 # Standard places only: the user's PATH may hold shims and wrappers that are slow or not what we want.
 _SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -149,23 +150,9 @@ def program_stdin(stdin: str) -> str:
     return stdin if stdin.endswith("\n") else stdin + "\n"
 
 
-# Python starts without `site` (no host site-packages or .pth hooks, ~4 ms less) but as a script would: the
-# program's own directory first on sys.path (`import helper`), exit()/quit() defined, __main__ being the program,
-# and tracebacks without this bootstrap's frame. `-E -s` keep environment variables and the user's site out.
-_PY_BOOT = (
-    "import sys,builtins,_sitebuiltins as q\n"
-    "builtins.exit=q.Quitter('exit','Ctrl-D (i.e. EOF)');builtins.quit=q.Quitter('quit','Ctrl-D (i.e. EOF)')\n"
-    "def h(t,v,b,d=sys.__excepthook__):\n"
-    " while b is not None and b.tb_frame.f_code.co_filename=='<string>':b=b.tb_next\n"
-    " d(t,v.with_traceback(b),b)\n"
-    "sys.excepthook=h\n"
-    "del sys.argv[0]\n"
-    "p=__import__('os').path.abspath(sys.argv[0])\n"
-    "o=sys.modules['__main__'];m=type(sys)('__main__');m.__file__=p;m.__builtins__=builtins\n"
-    "sys.modules['__main__']=m\n"
-    "with open(p,'rb') as f:s=f.read()\n"
-    "exec(compile(s,p,'exec'),m.__dict__)\n"
-)
+# Python starts without `site` (no host site-packages or .pth hooks, ~4 ms less) through the bootstrap both engines
+# share (:mod:`._python_boot`: compiled-or-syntax-error first, then run as a script would). `-E -s` keep
+# environment variables and the user's site out.
 
 
 def compile_plan(tc: Toolchain, job: Job, workdir: str) -> StagePlan | None:
@@ -188,7 +175,7 @@ def run_plan(tc: Toolchain, job: Job, workdir: str, memory: int | None) -> Stage
     env = _base_env(workdir)
     mb = max(32, int(memory * 0.6) // (1024 * 1024)) if memory else None
     if job.language == "python":
-        argv = [tc.executables["python3"], "-E", "-s", "-S", "-B", "-c", _PY_BOOT, job.files[0].name, *job.args]
+        argv = [tc.executables["python3"], "-E", "-s", "-S", "-B", "-c", boot_source(job.files[0].name), *job.args]
         return StagePlan(argv, env)
     if job.language == "javascript":
         heap = [f"--max-old-space-size={mb}"] if mb else []

@@ -18,6 +18,7 @@ from .._jobs import Job, Limits
 from .._results import Result
 from .._verdicts import judge
 from . import _cgroups, _uids, _workdir
+from ._python_boot import split_compile_outcome
 from ._sandbox import SandboxCaps, StageLimits, run_stage
 from ._toolchains import RESERVES_ADDRESS_SPACE, Toolchain, compile_plan, find, program_stdin, run_plan
 from .base import EngineInfo
@@ -147,8 +148,9 @@ class LocalEngine:
                 roots=tc.roots,
                 limits=run_stage_limits(limits, job.language),
             )
+            compiled, run = split_compile_outcome(job.language, compiled, ran)  # a SyntaxError did not compile
             return judge(
-                job, engine=self.name, version=tc.version, compile=compiled, run=ran, limits=limits,
+                job, engine=self.name, version=tc.version, compile=compiled, run=run, limits=limits,
                 memory_from_text=text_oom,
             )  # fmt: skip
         finally:

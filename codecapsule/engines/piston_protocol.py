@@ -62,6 +62,7 @@ from .._languages import resolve as resolve_language
 from .._redact import display_url
 from .._results import Result, Stage
 from .._verdicts import judge, stage_failed
+from ._python_boot import split_compile_outcome
 from .piston_shape import Shaped, shape
 
 if TYPE_CHECKING:
@@ -605,6 +606,8 @@ def result_from_response(
         run_stage = None
     elif compile_stage is None and _java_launcher_compile_failure(job.language, run_stage):
         compile_stage, run_stage = replace(run_stage, message="Compilation failed"), None
+    else:
+        compile_stage, run_stage = split_compile_outcome(job.language, compile_stage, run_stage)
     if run_stage is not None and _memory_killed(run_stage, limits):
         run_stage = replace(
             run_stage,

@@ -17,6 +17,10 @@ sends so that the program, its verdict and its stdout are the same on both engin
   imports of the job's own packages are blanked. Every line of the unit remembers its file and line, so
   compile errors and stack traces name the student's own files and lines; the launcher's closing
   ``error: compilation failed`` is dropped (javac does not print it).
+* python: the run script starts the first code file → the bootstrap both engines share
+  (:mod:`codecapsule.engines._python_boot`) goes first as utf8, and every file of the job — the entry
+  included — base64, written untouched; the bootstrap compiles the entry, says whether it compiled on
+  stderr's first line, and runs it as ``python3 main.py`` would.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from .._java import JavaFile, JavaType, entry_point, scan
 from .._jobs import File, Job
 from .._languages import is_compiled_source
+from ._python_boot import boot_file, boot_source
 from ._toolchains import source_prelude
 
 __all__ = ["Shaped", "shape"]
@@ -83,6 +88,9 @@ def shape(job: Job) -> Shaped:
     if job.language == "java":
         return _shape_java(job)
     entry, *rest = job.files
+    if job.language == "python":
+        boot = _utf8(boot_file(f.name for f in job.files), boot_source(entry.name))
+        return Shaped((boot, *(_base64(f) for f in job.files)))
     return Shaped((_utf8(entry.name, job.source), *(_base64(f) for f in rest)))
 
 

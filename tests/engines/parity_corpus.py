@@ -268,4 +268,26 @@ PROGRAMS: tuple[Program, ...] = (
         stdout="42\n",
     ),
     Program("python-exception", "python", "raise ValueError('boom')", "runtime_error"),
+    # -- Python that cannot be read is a compile error, like the compiled languages' ---------------------
+    Program(
+        "python-syntax-error",
+        "python",
+        "def area(r):\n    return 3.14 * r * r\n\nprint('start')\nprint(area(2)\n",
+        "compile_error",
+        stdout="",
+    ),
+    Program(
+        "python-indentation-error",
+        "python",
+        "total = 0\nfor n in range(3):\ntotal += n\nprint(total)\n",
+        "compile_error",
+        stdout="",
+    ),
+    Program(
+        "python-prints-the-compile-marker",
+        "python",
+        "import sys\nsys.stderr.write('\\x00capsule:syntax\\n')\nprint(42)\n",
+        "ok",
+        stdout="42\n",
+    ),
 )

@@ -69,16 +69,16 @@ def stage(**kw: object) -> dict[str, object]:
 
 def test_payload_sends_files_stdin_args_and_only_the_limits_set() -> None:
     job = Job.create(
-        "print(input())",
-        "py",
+        "console.log(1)",
+        "js",
         stdin="hi",
         args=["a", "b"],
         files={"data.bin": b"\x00\xff"},
         limits=Limits(run_timeout="1.5s", memory="256MB", compile_cpu_time=2),
     )
     p = pp.execute_payload(job)
-    assert p["language"] == "python" and p["version"] == "*"
-    assert p["files"][0] == {"name": "main.py", "content": "print(input())", "encoding": "utf8"}
+    assert p["language"] == "javascript" and p["version"] == "*"
+    assert p["files"][0] == {"name": "main.js", "content": "console.log(1)", "encoding": "utf8"}
     assert p["files"][1] == {"name": "data.bin", "content": "AP8=", "encoding": "base64"}
     assert p["stdin"] == "hi" and p["args"] == ["a", "b"]
     assert p["run_timeout"] == 1500 and p["compile_cpu_time"] == 2000 and p["run_memory_limit"] == 256_000_000
