@@ -17,12 +17,11 @@ from dataclasses import dataclass, field, replace
 from .._errors import EngineError
 from .._jobs import Job, Limits, as_args
 from .._results import Result, Stage
-from .._verdicts import judge, stage_failed
+from .._verdicts import stage_failed
 from . import _workdir
-from ._python_boot import split_compile_outcome
-from ._sandbox import SandboxCaps, run_stage
-from ._toolchains import Toolchain, compile_plan, run_plan
-from .local import LocalEngine, _heap_hint, _stdin_bytes, compile_stage_limits, run_stage_limits
+from ._sandbox import SandboxCaps
+from ._toolchains import Toolchain
+from .local import LocalEngine
 
 # (relative name, content, permission bits)
 FileImage = tuple[str, bytes, int]
@@ -103,28 +102,10 @@ def _compile_into(artifact: CompiledArtifact, engine: LocalEngine, caps: Sandbox
     work = _Work(engine, caps)
     try:
         work.write([(f.name, f.data, 0o644) for f in job.files])
-        plan = compile_plan(tc, job, caps.inner_workdir(work.path))
-        if plan is not None:
-            artifact.compile = run_stage(
-                caps,
-                plan.argv,
-                env=plan.env,
-                workdir=work.path,
-                stdin=b"",
-                roots=tc.roots,
-                limits=compile_stage_limits(limits, job.language),
-            )
-            if stage_failed(artifact.compile):
-                artifact.result = judge(
-                    job,
-                    engine=engine.name,
-                    version=tc.version,
-                    compile=artifact.compile,
-                    run=None,
-                    limits=limits,
-                    memory_from_text=caps.cgroups is None,
-                )
-                return
+        artifact.compile = engine.compile_stage(job, tc, limits, caps, work.path)
+        if artifact.compile is not None and stage_failed(artifact.compile):
+            artifact.result = engine.judge_stages(job, tc, limits, caps, artifact.compile, None)
+            return
         artifact.files = work.snapshot()
     finally:
         work.remove()
@@ -153,26 +134,6 @@ def _run_in(artifact: CompiledArtifact, job: Job, engine: LocalEngine, caps: San
     work = _Work(engine, caps)
     try:
         work.write(artifact.files)
-        heap = _heap_hint(artifact.limits.memory, caps)
-        plan = run_plan(artifact.toolchain, job, caps.inner_workdir(work.path), heap)
-        ran = run_stage(
-            caps,
-            plan.argv,
-            env=plan.env,
-            workdir=work.path,
-            stdin=_stdin_bytes(job.stdin),
-            roots=artifact.toolchain.roots,
-            limits=run_stage_limits(artifact.limits, job.language),
-        )
-        compiled, run = split_compile_outcome(job.language, artifact.compile, ran)  # a SyntaxError did not compile
-        return judge(
-            job,
-            engine=engine.name,
-            version=artifact.toolchain.version,
-            compile=compiled,
-            run=run,
-            limits=artifact.limits,
-            memory_from_text=caps.cgroups is None,
-        )
+        return engine.run_program(job, artifact.toolchain, artifact.limits, caps, work.path, artifact.compile)
     finally:
         work.remove()

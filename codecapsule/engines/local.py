@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from .._errors import ConfigurationError, EngineError
 from .._jobs import Job, Limits
-from .._results import Result
-from .._verdicts import judge
+from .._results import Result, Stage
+from .._verdicts import judge, stage_failed
 from . import _cgroups, _uids, _workdir
 from ._python_boot import split_compile_outcome
 from ._sandbox import SandboxCaps, StageLimits, run_stage
@@ -115,46 +115,57 @@ class LocalEngine:
 
     def _run(self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps) -> Result:
         work = _workdir.WorkDir(self.workroot, size=self.workdir_size, owner=caps.sandbox_uid)
-        # facts the sandbox measures: with a memory cgroup, memory_limit comes from its OOM events only
-        text_oom = caps.cgroups is None
         try:
             work.write((f.name, f.data) for f in job.files)
-            workdir = work.path
-            compiled = None
-            inner = caps.inner_workdir(workdir)
-            plan = compile_plan(tc, job, inner)
-            if plan is not None:
-                compiled = run_stage(
-                    caps,
-                    plan.argv,
-                    env=plan.env,
-                    workdir=workdir,
-                    stdin=b"",
-                    roots=tc.roots,
-                    limits=compile_stage_limits(limits, job.language),
-                )
-                if compiled.status is not None or compiled.exit_code:
-                    return judge(
-                        job, engine=self.name, version=tc.version, compile=compiled, run=None, limits=limits,
-                        memory_from_text=text_oom,
-                    )  # fmt: skip
-            runp = run_plan(tc, job, inner, _heap_hint(limits.memory, caps))
-            ran = run_stage(
-                caps,
-                runp.argv,
-                env=runp.env,
-                workdir=workdir,
-                stdin=_stdin_bytes(job.stdin),
-                roots=tc.roots,
-                limits=run_stage_limits(limits, job.language),
-            )
-            compiled, run = split_compile_outcome(job.language, compiled, ran)  # a SyntaxError did not compile
-            return judge(
-                job, engine=self.name, version=tc.version, compile=compiled, run=run, limits=limits,
-                memory_from_text=text_oom,
-            )  # fmt: skip
+            compiled = self.compile_stage(job, tc, limits, caps, work.path)
+            if compiled is not None and stage_failed(compiled):
+                return self.judge_stages(job, tc, limits, caps, compiled, None)
+            return self.run_program(job, tc, limits, caps, work.path, compiled)
         finally:
             work.remove()
+
+    # The two stages and the verdict, shared by run() and compile-once runs (_compiled.py).
+
+    def compile_stage(self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps, workdir: str) -> Stage | None:
+        """Compile the files in ``workdir`` (None for interpreted languages)."""
+        plan = compile_plan(tc, job, caps.inner_workdir(workdir))
+        if plan is None:
+            return None
+        return run_stage(
+            caps,
+            plan.argv,
+            env=plan.env,
+            workdir=workdir,
+            stdin=b"",
+            roots=tc.roots,
+            limits=compile_stage_limits(limits, job.language),
+        )
+
+    def run_program(
+        self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps, workdir: str, compiled: Stage | None
+    ) -> Result:
+        """Run the program in ``workdir`` (already compiled) with the job's stdin and args, and judge it."""
+        plan = run_plan(tc, job, caps.inner_workdir(workdir), _heap_hint(limits.memory, caps))
+        ran = run_stage(
+            caps,
+            plan.argv,
+            env=plan.env,
+            workdir=workdir,
+            stdin=_stdin_bytes(job.stdin),
+            roots=tc.roots,
+            limits=run_stage_limits(limits, job.language),
+        )
+        compiled, run = split_compile_outcome(job.language, compiled, ran)  # a SyntaxError did not compile
+        return self.judge_stages(job, tc, limits, caps, compiled, run)
+
+    def judge_stages(
+        self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps, compiled: Stage | None, run: Stage | None
+    ) -> Result:
+        # facts the sandbox measures: with a memory cgroup, memory_limit comes from its OOM events only
+        return judge(
+            job, engine=self.name, version=tc.version, compile=compiled, run=run, limits=limits,
+            memory_from_text=caps.cgroups is None,
+        )  # fmt: skip
 
     def info(self) -> EngineInfo:
         languages: dict[str, str] = {}
