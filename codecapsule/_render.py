@@ -174,8 +174,9 @@ _TONE_OF = {
     "runtime_error": "error",
     "signal": "error",
     "internal_error": "error",
+    "interrupted": "info",
 }
-_STOPPED = ("time_limit", "memory_limit", "output_limit")  # killed: the exit code says nothing
+_STOPPED = ("time_limit", "memory_limit", "output_limit", "interrupted")  # killed: the exit code says nothing
 _ICON = {"ok": "✓", "warn": "⚠", "error": "✗", "info": "ℹ"}
 
 

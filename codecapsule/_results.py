@@ -27,6 +27,7 @@ class Verdict(StrEnum):
     OUTPUT_LIMIT = "output_limit"
     WRONG_ANSWER = "wrong_answer"
     INTERNAL_ERROR = "internal_error"
+    INTERRUPTED = "interrupted"  # stopped by the user (Stop button, Ctrl-C): the output so far is kept
 
     def __str__(self) -> str:
         return self.value
@@ -46,6 +47,7 @@ _DESCRIPTIONS = {
     Verdict.OUTPUT_LIMIT: "printed more than the output limit",
     Verdict.WRONG_ANSWER: "printed something other than the expected output",
     Verdict.INTERNAL_ERROR: "could not be run (engine error)",
+    Verdict.INTERRUPTED: "was stopped before it finished",
 }
 
 
