@@ -13,6 +13,7 @@ here); the query text never decides a verdict.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import resource
@@ -165,7 +166,8 @@ class Worker:
             self.interrupter.running(0)
         if not answer.get("ok"):
             self._release()
-        answer["done"] = done
+        if done:
+            answer["done"] = done
         answer["wall"] = time.perf_counter() - started
         return answer, rows
 
@@ -196,30 +198,31 @@ class Worker:
                 if reason is not None:
                     raise _Refused(f"{statement.query.strip().rstrip(';')}: refused — {reason}.")
         cursor: Any = None
+        description: Any = None
         for i, statement in enumerate(statements):
             names = statement.named_parameters
             bound = {k: params[k] for k in names if k in params}
             cursor = self.conn.execute(statement, bound) if names else self.conn.execute(statement)
             kind = statement.type.name
             last = i == len(statements) - 1
-            if not last or not _has_rows(kind, cursor.description):
+            description = cursor.description
+            if not last or not _has_rows(kind, description):
                 count = None
-                if cursor.description is not None:
+                if description is not None:
                     first = cursor.fetchmany(1)
                     count = int(first[0][0]) if kind in _COUNTED and first else None
                 done.append(describe(kind, statement.query, count))
                 cursor = None
         if cursor is None:
             return {"ok": True, "table": None}, b""
-        return self._fetch(cursor, head)
+        return self._fetch(cursor, description, head)
 
-    def _fetch(self, cursor: Any, head: int) -> tuple[dict[str, Any], Buffer]:
+    def _fetch(self, cursor: Any, description: Any, head: int) -> tuple[dict[str, Any], Buffer]:
         """The first ``head`` rows for the answer; the whole result kept here when there are more.
 
         The head comes through ``fetchmany`` (DuckDB's own Python values, the cheapest path for the usual small
         result); only a larger result is streamed on as Arrow batches, and only up to the kept-results budget.
         """
-        description = cursor.description
         meta: dict[str, Any] = {"columns": [str(d[0]) for d in description], "types": [str(d[1]) for d in description]}
         first = cursor.fetchmany(head + 1)
         columns = [list(c) for c in zip(*first[:head], strict=True)] or [[] for _ in description]
@@ -376,6 +379,7 @@ def main() -> None:
             write_message(fd_out, {"ok": False, "error": str(exc)})
             return
         _cap_address_space(int(header.get("address_space_extra") or 0))
+        gc.freeze()  # the modules and the set-up are never garbage: collections scan only what queries make
         write_message(fd_out, {"ok": True, "version": worker.duckdb.__version__, "pid": os.getpid()})
         while True:
             header, body = reader.read()
