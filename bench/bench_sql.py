@@ -8,7 +8,10 @@ Measured, interleaved with the baseline in batches so machine noise hits every l
 - ``AsyncClient.execute`` and ``cc.aexecute`` awaited in one event loop: the same, plus the hop to a thread that
   keeps the event loop free (both reuse one worker: no 0.4 s start per call);
 - a bare pipe round trip to a child process that echoes 100 bytes: the floor any worker design pays per query
-  on this machine (two process wake-ups), to read the other lines against.
+  on this machine (two process wake-ups), to read the other lines against;
+- the raw cursor and ``Client.execute`` once more, each call after 1 ms idle (the calling thread asleep, as a
+  notebook is between cells): a query after a sleep pays for cold caches and a wake-up, which the back-to-back
+  lines above never do in the raw cursor but always do in the worker (it sleeps on its pipe between queries).
 
 Target ≤ 2× for ``Client.execute`` (the price of the worker process; see bench_sql_isolation.py for what it buys).
 
@@ -33,6 +36,7 @@ from codecapsule.engines.duckdb import _THREADS
 
 SQL = "SELECT 1+1 AS result"
 TARGET = 2.0
+_IDLE = 0.001
 _ECHO = "import os\nwhile (d := os.read(0, 65536)):\n    os.write(1, d)\n"
 
 
@@ -41,6 +45,17 @@ def per_call(fn: Callable[[], object], n: int) -> float:
     for _ in range(n):
         fn()
     return (time.perf_counter() - started) / n
+
+
+def after_idle(fn: Callable[[], object], n: int) -> float:
+    """Per call, each call after 1 ms asleep; only the calls are timed."""
+    spent = 0.0
+    for _ in range(n):
+        time.sleep(_IDLE)
+        started = time.perf_counter()
+        fn()
+        spent += time.perf_counter() - started
+    return spent / n
 
 
 def raw_connection() -> duckdb.DuckDBPyConnection:
@@ -89,6 +104,8 @@ def main() -> None:
         "AsyncClient.execute": lambda n: loop.run_until_complete(many(lambda: aclient.execute(SQL, "sql"), n)),
         "cc.aexecute": lambda n: loop.run_until_complete(many(lambda: cc.aexecute(SQL, "sql"), n)),
         "bare pipe round trip": lambda n: per_call(pipe_round_trip, n),
+        "raw, after 1 ms idle": lambda n: after_idle(lambda: raw.execute(SQL).fetchall(), n // 4),
+        "Client, after 1 ms idle": lambda n: after_idle(lambda: client.execute(SQL, "sql"), n // 4),
     }
     samples: dict[str, list[float]] = {name: [] for name in lines}
     for measure in lines.values():
@@ -101,6 +118,8 @@ def main() -> None:
     print(f"{'':<22} {'ms/query':>9} {'ratio':>7}   (runs {args.runs} x {args.batch}, load {os.getloadavg()[0]:.2f})")
     for name, ms in medians.items():
         print(f"{name:<22} {ms:9.3f} {ms / base:6.2f}x")
+    idle = medians["Client, after 1 ms idle"] / medians["raw, after 1 ms idle"]
+    print(f"after idle: Client.execute {idle:.2f}x the raw cursor after idle")
     print(f"target: Client.execute <= {TARGET:g}x the raw cursor")
     loop.run_until_complete(aclient.aclose())
     loop.close()
