@@ -22,6 +22,7 @@ import threading
 import time
 from typing import Any
 
+from . import _sql_plans
 from ._sql_wire import SEQ as _SEQ
 from ._sql_wire import Buffer, Reader, WireError, arrow_to_bytes, bytes_to_arrow, write_message
 
@@ -42,6 +43,8 @@ _OBJECT = re.compile(
     r"(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(?P<name>[\w.\"]+)",
     re.IGNORECASE,
 )
+# PREPARE, EXECUTE and DEALLOCATE (a DROP) — the statements that could replace or drop the statement cache's own
+_PLAN_KINDS = frozenset({"PREPARE", "EXECUTE", "DROP"})
 _JSON_EXACT = frozenset({int, str, bool, type(None)})  # values JSON carries back unchanged (not float: NaN)
 _VERB = {"CREATE": "created", "DROP": "dropped", "ALTER": "altered"}
 _COUNTED = {"INSERT": "inserted", "UPDATE": "updated", "DELETE": "deleted"}
@@ -127,6 +130,7 @@ class Worker:
         conn.execute("SELECT 1").fetchall()  # DuckDB's threads exist from here on
         self.kept: dict[int, Any] = {}  # result id → the whole result as a pyarrow Table
         self.next_id = 1
+        self.plans = _sql_plans.Plans(conn, duckdb)
 
     # -- one request ----------------------------------------------------------------------------------
 
@@ -187,6 +191,10 @@ class Worker:
         return "XX"
 
     def _run(self, sql: str, params_body: Buffer, head: int, done: list[str]) -> tuple[dict[str, Any], Buffer]:
+        if not params_body:
+            prepared = self._run_prepared(sql, head)
+            if prepared is not None:
+                return prepared
         params: dict[str, Any] = {}
         if params_body:
             table = bytes_to_arrow(params_body)
@@ -195,6 +203,8 @@ class Worker:
         if self.sandbox:
             for statement in statements:
                 reason = REFUSED.get(statement.type.name)
+                if statement.type.name in _PLAN_KINDS and _sql_plans.PREFIX in statement.query.lower():
+                    reason = "the names of CodeCapsule's prepared statements are its own: choose another name"
                 if reason is not None:
                     raise _Refused(f"{statement.query.strip().rstrip(';')}: refused — {reason}.")
         cursor: Any = None
@@ -215,7 +225,25 @@ class Worker:
                 cursor = None
         if cursor is None:
             return {"ok": True, "table": None}, b""
-        return self._fetch(cursor, description, head)
+        answer = self._fetch(cursor, description, head)
+        if answer[0]["ok"] and len(statements) == 1 and kind == "SELECT" and not names:
+            self.plans.ran(sql, statements[0].query)  # after the fetch: a PREPARE ends the pending result
+        return answer
+
+    def _run_prepared(self, sql: str, head: int) -> tuple[dict[str, Any], Buffer] | None:
+        """The answer from ``sql``'s prepared statement; None when there is none, or when it failed to run (the
+        plain path then answers, with DuckDB's own message)."""
+        plan = self.plans.get(sql)
+        if plan is None:
+            return None
+        try:
+            cursor = self.conn.execute(plan)
+        except (self.duckdb.InterruptException, self.duckdb.OutOfMemoryException):
+            raise  # the time or memory limit: the same verdict on either path, never run twice
+        except self.duckdb.Error:
+            self.plans.drop(sql)
+            return None
+        return self._fetch(cursor, cursor.description, head)
 
     def _fetch(self, cursor: Any, description: Any, head: int) -> tuple[dict[str, Any], Buffer]:
         """The first ``head`` rows for the answer; the whole result kept here when there are more.
