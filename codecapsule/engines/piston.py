@@ -311,19 +311,32 @@ class _PistonCore:
         while True:
             session = LiveSession(self, job, interactive, io)
             try:
+                # our own socket: websockets then never follows a redirect (a 302 to Access's login is an
+                # AccessDenied, as on the execute path, and the Access headers never go to another host)
+                sock = socket.create_connection(session.address, timeout=self.settings.request_timeout)
+            except OSError as exc:
+                raise session.transport_error(exc) from None
+            try:
                 ws = connect(
                     session.url,
+                    sock=sock,
                     additional_headers=session.headers,
                     user_agent_header=None,
                     open_timeout=self.settings.request_timeout,
                     max_size=None,
                     compression=None,
                 )
-            except InvalidStatus as exc:
-                answer = exc.response
-                raise session.handshake_error(answer.status_code, bytes(answer.body or b""), answer.headers) from None
-            except (OSError, InvalidHandshake, TimeoutError) as exc:
-                raise session.transport_error(exc) from None
+            except Exception as exc:
+                sock.close()
+                refused = next((e for e in (exc, exc.__cause__, exc.__context__) if isinstance(e, InvalidStatus)), None)
+                if refused is not None:
+                    answer = refused.response
+                    raise session.handshake_error(
+                        answer.status_code, bytes(answer.body or b""), answer.headers
+                    ) from None
+                if isinstance(exc, OSError | InvalidHandshake | TimeoutError):
+                    raise session.transport_error(exc) from None
+                raise
             with ws:
                 try:
                     for message in session.opening():

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from .._errors import BadRequest, PistonError
 from .._events import InputWanted, StageName, StreamName
@@ -74,6 +75,8 @@ class LiveSession:
     def __init__(self, engine: _PistonCore, job: Job, interactive: bool, io: LiveIO) -> None:
         self.engine, self.job, self.interactive, self.io = engine, job, interactive, io
         self.url = ws_url(engine.base_url)
+        where = urlsplit(engine.base_url)
+        self.address = (where.hostname or "", where.port or (443 if where.scheme == "https" else 80))
         skipped = ("content-type", "accept-encoding")  # an upgrade has no body
         self.headers = {k: v for k, v in engine._headers.items() if k.lower() not in skipped}
         if interactive and job.limits.run_timeout is None:

@@ -80,6 +80,7 @@ def piston_stdin(stdin: str) -> str:
 
 # -- what the server sends -------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Message:
     type: str
@@ -137,24 +138,54 @@ _CloseRule = Callable[[str, str], PistonError | None]
 # Piston's close codes (v3.1.1, api/src/api/v2.js) → what they mean for us. 4999 is the normal end.
 CLOSE_CODES: dict[int, tuple[str, _CloseRule]] = {
     4999: ("job completed", lambda url, reason: None),
-    4000: ("already initialized", lambda url, reason: ProtocolError(
-        f"{url} closed the live connection: 'already initialized' (4000). This is a bug in CodeCapsule's live "
-        "path: please report it.", url=url)),
-    4001: ("no init in time", lambda url, reason: RequestTimeout(
-        f"{url} closed the live connection before the job started: the init message did not arrive within "
-        "Piston's 1 s (4001). The network to the cluster is too slow: try again, or use execute().", url=url)),
-    4002: ("error", lambda url, reason: PistonError(
-        f"{url} refused the live job ({reason or 'no reason given'}, close 4002): the same request through "
-        "execute() says why in full.", url=url)),
-    4003: ("not initialized", lambda url, reason: ProtocolError(
-        f"{url} closed the live connection: 'not yet initialized' (4003). This is a bug in CodeCapsule's live "
-        "path: please report it.", url=url)),
-    4004: ("can only write to stdin", lambda url, reason: ProtocolError(
-        f"{url} closed the live connection: 'can only write to stdin' (4004). This is a bug in CodeCapsule's "
-        "live path: please report it.", url=url)),
-    4005: ("invalid signal", lambda url, reason: ProtocolError(
-        f"{url} closed the live connection: 'invalid signal' (4005). This is a bug in CodeCapsule's live path: "
-        "please report it.", url=url)),
+    4000: (
+        "already initialized",
+        lambda url, reason: ProtocolError(
+            f"{url} closed the live connection: 'already initialized' (4000). This is a bug in CodeCapsule's live "
+            "path: please report it.",
+            url=url,
+        ),
+    ),
+    4001: (
+        "no init in time",
+        lambda url, reason: RequestTimeout(
+            f"{url} closed the live connection before the job started: the init message did not arrive within "
+            "Piston's 1 s (4001). The network to the cluster is too slow: try again, or use execute().",
+            url=url,
+        ),
+    ),
+    4002: (
+        "error",
+        lambda url, reason: PistonError(
+            f"{url} refused the live job ({reason or 'no reason given'}, close 4002): the same request through "
+            "execute() says why in full.",
+            url=url,
+        ),
+    ),
+    4003: (
+        "not initialized",
+        lambda url, reason: ProtocolError(
+            f"{url} closed the live connection: 'not yet initialized' (4003). This is a bug in CodeCapsule's live "
+            "path: please report it.",
+            url=url,
+        ),
+    ),
+    4004: (
+        "can only write to stdin",
+        lambda url, reason: ProtocolError(
+            f"{url} closed the live connection: 'can only write to stdin' (4004). This is a bug in CodeCapsule's "
+            "live path: please report it.",
+            url=url,
+        ),
+    ),
+    4005: (
+        "invalid signal",
+        lambda url, reason: ProtocolError(
+            f"{url} closed the live connection: 'invalid signal' (4005). This is a bug in CodeCapsule's live path: "
+            "please report it.",
+            url=url,
+        ),
+    ),
 }
 
 
@@ -173,6 +204,7 @@ def error_from_close(code: int | None, reason: str, *, url: str) -> PistonError 
 
 # -- folding the messages into an execute-shaped answer -----------------------------------------------------
 
+
 @dataclass
 class _Stage:
     stdout: list[str] = field(default_factory=list)
@@ -185,16 +217,25 @@ class _Stage:
     message: str | None = None
     started: float = 0.0
     ended: float | None = None
+    memory: int | None = None
 
     def answer(self) -> dict[str, Any]:
         wall = None if self.ended is None else round((self.ended - self.started) * 1000)
         return {
-            "stdout": "".join(self.stdout), "stderr": "".join(self.stderr), "output": "".join(self.output),
-            "code": self.code, "signal": self.signal, "status": self.status, "message": self.message,
-            "wall_time": wall, "cpu_time": None, "memory": None,
+            "stdout": "".join(self.stdout),
+            "stderr": "".join(self.stderr),
+            "output": "".join(self.output),
+            "code": self.code,
+            "signal": self.signal,
+            "status": self.status,
+            "message": self.message,
+            "wall_time": wall,
+            "cpu_time": None,
+            "memory": self.memory,
         }
 
 
+_WALL_SHARE = 0.95  # the client's clock starts a little after the box's: a kill this close to the limit is the limit
 _OVER_CAP = {"stdout": ("OL", "stdout length exceeded"), "stderr": ("EL", "stderr length exceeded")}
 
 
@@ -257,13 +298,20 @@ class LiveAnswer:
         return text
 
     def _judge_kill(self, name: str, stage: _Stage) -> None:
+        """``exit`` with SIGKILL and no code: the box killed it (a program's own death shows as bash's 128+n code).
+        Past the wall limit it was the time limit; under a memory limit, the memory (the answer then says so as
+        execute's does: status SG, memory at the limit); else the CPU-time limit."""
+        if stage.signal != "SIGKILL" or stage.code is not None or stage.ended is None:
+            return
         timeout = self.limits.compile_timeout if name == "compile" else self.limits.run_timeout
-        if stage.signal == "SIGKILL" and stage.code is None and stage.ended is not None:
-            budget = timeout if timeout is not None else PISTON_DEFAULT_RUN_TIMEOUT
-            if stage.ended - stage.started >= budget * 0.95:
-                stage.status, stage.message = "TO", "Time limit exceeded (wall clock)"
-            else:
-                stage.status, stage.message = "SG", "Killed by signal SIGKILL"
+        budget = timeout if timeout is not None else PISTON_DEFAULT_RUN_TIMEOUT
+        memory = self.limits.compile_memory if name == "compile" else self.limits.memory
+        if stage.ended - stage.started >= budget * _WALL_SHARE:
+            stage.status, stage.message = "TO", "Time limit exceeded (wall clock)"
+        elif memory is not None:
+            stage.status, stage.message, stage.memory = "SG", "Out of memory (killed by signal 9)", memory
+        else:
+            stage.status, stage.message = "TO", "Time limit exceeded"
 
     def stopped(self, now: float, why: str) -> None:
         """The user stopped the run: the open stage ends here with status ``IN`` (the interrupted verdict)."""
