@@ -275,6 +275,24 @@ def test_out_keeps_the_result(shell: InteractiveShell) -> None:
     assert shell.user_ns["cc_r"].verdict == "ok"
 
 
+def test_the_last_result_stays_whole_while_the_display_keeps_head_and_tail(shell: InteractiveShell) -> None:
+    run(shell, "%config Capsule.output_budget = 2000")
+    cell = run(shell, "%%capsule python\nfor i in range(1000):\n    print(f'row {i:04d}')")
+    assert cell.success
+    assert "row 0000" in cell.html and "row 0999" in cell.html and "row 0500" not in cell.html
+    assert "bytes left out of this view; the whole output is in _capsule_result.stdout" in cell.html
+    whole = shell.user_ns["_capsule_result"]
+    assert whole.verdict == "ok" and len(whole.stdout.splitlines()) == 1000
+
+
+def test_no_input_option_and_interactive_config(shell: InteractiveShell) -> None:
+    assert parse_cell_line("python --no-input").no_input and not parse_cell_line("python").no_input
+    run(shell, "%config Capsule.interactive = False")
+    cell = run(shell, "%%capsule python\nprint(int(input()) * 2)")
+    assert cell.success and "runtime_error" in cell.text
+    assert "this program reads input: pass --stdin, or run the cell interactively" in cell.text
+
+
 def test_expected_failure_does_not_stop_the_notebook(shell: InteractiveShell) -> None:
     cell = run(shell, "%%capsule c --expect-verdict compile_error\nint main(void) { return missing; }")
     assert cell.success
