@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.kernels import write_python_kernelspec
 
 jupyter_client = pytest.importorskip("jupyter_client")
 zmq = pytest.importorskip("zmq")
@@ -135,17 +136,7 @@ def run_cell(
 def live_kernel(root: Path, workdir: Path) -> Iterator[tuple[Any, Any]]:
     """A real ipykernel running this interpreter with this checkout's codecapsule, the extension loaded
     (``root``: a directory for its kernelspec; ``workdir``: its working directory)."""
-    spec = root / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(
-        json.dumps(
-            {
-                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                "display_name": "Python 3 (codecapsule live tests)",
-                "language": "python",
-            }
-        )
-    )
+    write_python_kernelspec(root)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODECAPSULE_")}
     env.update(JUPYTER_PATH=str(root), PYTHONPATH=str(ROOT))
     km = jupyter_client.KernelManager(kernel_name="python3", kernel_spec_manager=_specs(root))
