@@ -155,12 +155,19 @@ def follow(stream: RunStream, *, language: str, ask: Ask | None, echo: Echo) -> 
         while True:
             try:
                 event = next(events)
-                if isinstance(event, Finished):
-                    return LiveOutcome(event.result, echo.echoed, run.unasked)
-                run.on_event(event)
             except StopIteration:
                 if not run.stopped:
                     raise RuntimeError("a run stream ended without its Finished event") from None  # an engine bug
                 return LiveOutcome(run.cut_short(language), echo.echoed, run.unasked)
             except KeyboardInterrupt:
-                run.stop()  # the stream ends with Finished(interrupted); keep reading until it does
+                # raised inside the stream's iterator: a generator is done for, so ask the stream for its
+                # events again (a stream that cannot go on ends at once, and the output seen so far is kept)
+                run.stop()
+                events = iter(stream)
+                continue
+            if isinstance(event, Finished):
+                return LiveOutcome(event.result, echo.echoed, run.unasked)
+            try:
+                run.on_event(event)
+            except KeyboardInterrupt:  # Stop while the input box waits
+                run.stop()

@@ -15,6 +15,8 @@ from codecapsule._events import Finished, InputWanted, Output, StageStarted
 from codecapsule._live_display import END_OF_INPUT, INPUT_PROMPT, Echo, follow
 from tests.fakes.run_stream import ScriptedRun, result
 
+pytestmark = pytest.mark.timeout(30)  # a consumer that loops on a stream must fail, not hang
+
 
 def _echo(budget: int = 1000) -> tuple[Echo, io.StringIO, io.StringIO]:
     out, err = io.StringIO(), io.StringIO()
@@ -107,9 +109,11 @@ def test_a_stream_cut_short_by_stop_still_gives_an_interrupted_result_with_its_o
         yield Output("run", "stdout", "kept\n")
         raise KeyboardInterrupt
 
+    the_events = events()
+
     class GeneratorRun(ScriptedRun):
         def __iter__(self):  # type: ignore[override]
-            return events()
+            return the_events  # one generator: iterating again gives the same, finished one
 
     run = GeneratorRun([])
     outcome = follow(run, language="python", ask=None, echo=_echo()[0])
@@ -139,3 +143,25 @@ def test_bounded_leaves_the_result_itself_whole() -> None:
     shown = bounded(full, 1000)
     assert len(full.stdout) == 10_000 and len(shown.stdout.encode()) < 1200
     assert bounded(result("ok", "small"), 1000) == result("ok", "small")
+
+
+def test_stop_inside_a_generator_iterator_reads_the_rest_from_a_new_iterator() -> None:
+    """A stream whose ``__iter__`` is a generator over a queue (as engines write it): the interrupt ends that
+    generator, a new one reads the Finished event the cancelled run still sends."""
+    queue: list[object] = [Output("run", "stdout", "so far\n"), KeyboardInterrupt]
+
+    class QueueRun(ScriptedRun):
+        def __iter__(self):  # type: ignore[override]
+            while True:
+                if self.cancelled:
+                    yield Finished(result("interrupted", "so far\n"))
+                    return
+                item = queue.pop(0)
+                if item is KeyboardInterrupt:
+                    raise KeyboardInterrupt
+                yield item
+
+    run = QueueRun([])
+    outcome = follow(run, language="python", ask=None, echo=_echo()[0])
+    assert outcome.result.engine == "scripted"  # the stream's own Result, not one made up from the echo
+    assert outcome.result.verdict == "interrupted" and outcome.result.stdout == "so far\n"
