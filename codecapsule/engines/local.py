@@ -54,6 +54,7 @@ class LocalEngine:
 
     ``bwrap=False`` / ``cgroups=False`` (or ``CODECAPSULE_BWRAP=0`` / ``CODECAPSULE_CGROUPS=0``) turn isolation
     layers off — for trusted code or machines where they misbehave; :meth:`info` always reports what is in force.
+    ``warm=False`` (``CODECAPSULE_WARM=0``, ``Settings.warm``) turns the warm paths off: every job compiles cold.
     """
 
     name = "local"
@@ -66,8 +67,11 @@ class LocalEngine:
         bwrap: bool | None = None,
         cgroups: bool | None = None,
         workdir_size: int = WORKDIR_SIZE,
+        warm: bool | None = None,
     ) -> None:
         self.defaults = defaults
+        #: the warm paths (a javac that stays up, CDS, PCH, compile cache); None = ``CODECAPSULE_WARM`` (default on)
+        self.warm = _env_flag("CODECAPSULE_WARM") if warm is None else warm
         self.workroot = workroot
         self.workdir_size = workdir_size
         self.caps = SandboxCaps.detect(
