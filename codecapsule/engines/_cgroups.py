@@ -212,38 +212,66 @@ def _alive(pid: int) -> bool:
     return state is not None and state[0] not in ("Z", "X")
 
 
-def detect() -> CgroupSupport | None:
-    """Cgroup support for per-run groups, or None (not root / no delegation / no cgroupfs)."""
+def detect(parent: str | None = None) -> CgroupSupport | None:
+    """Cgroup support for per-run groups, or None (no cgroupfs, no controllers, nothing we may write).
+
+    Runs get their groups under this process's own group — or, for a normal user, under the top of the subtree
+    delegated to them (systemd's ``Delegate=`` hands ``user@UID.service`` to its user by ownership), or under
+    ``parent`` (a cgroup path as in /proc/self/cgroup, the same in every v1 hierarchy) when one is given."""
     if (_ROOT / "cgroup.controllers").exists():  # pure v2
         own = _own_path("")
-        if own is None:
+        if own is None and parent is None:
             return None
-        parent = _ROOT / own.lstrip("/")
+        base = _base(_ROOT, own or "/", parent)
         try:
-            controllers = (parent / "cgroup.subtree_control").read_text().split()
+            controllers = (base / "cgroup.subtree_control").read_text().split()
         except OSError:
             return None
         if not {"memory", "pids"} <= set(controllers):
             return None
-        return _probe(CgroupSupport(2, parent, parent, cpu_parent=parent if "cpu" in controllers else None))
+        return _probe(CgroupSupport(2, base, base, cpu_parent=base if "cpu" in controllers else None))
     mem_own, pids_own = _own_path("memory"), _own_path("pids")
-    if mem_own is None or pids_own is None:
+    if (mem_own is None or pids_own is None) and parent is None:
         return None
-    mem = _ROOT / "memory" / mem_own.lstrip("/")
-    pids = _ROOT / "pids" / pids_own.lstrip("/")
-    if not (mem / "memory.limit_in_bytes").exists() or (not (pids / "pids.max").exists() and pids_own != "/"):
+    mem = _base(_ROOT / "memory", mem_own or "/", parent)
+    pids = _base(_ROOT / "pids", pids_own or "/", parent)
+    if not (mem / "memory.limit_in_bytes").exists() or (not (pids / "pids.max").exists() and pids != _ROOT / "pids"):
         return None
     cpu_own = _own_path("cpuacct")
-    cpuacct = _ROOT / "cpuacct" / cpu_own.lstrip("/") if cpu_own is not None else None
+    cpuacct = _base(_ROOT / "cpuacct", cpu_own, parent) if cpu_own is not None else None
     if cpuacct is not None and not (cpuacct / "cpuacct.usage").exists():
         cpuacct = None
     cpu_own = _own_path("cpu")
-    cpu = _ROOT / "cpu" / cpu_own.lstrip("/") if cpu_own is not None else None
+    cpu = _base(_ROOT / "cpu", cpu_own, parent) if cpu_own is not None else None
     if cpu is not None and not (cpu / "cpu.cfs_quota_us").exists():
         cpu = None
     if cpu is not None and cpuacct is not None and cpu.resolve() == cpuacct.resolve():
         cpu = cpuacct  # co-mounted cpu,cpuacct: one directory serves both
     return _probe(CgroupSupport(1, mem, pids, cpuacct, cpu))
+
+
+def _base(mount: Path, own: str, parent: str | None) -> Path:
+    """Where a hierarchy's run groups go: ``parent``, else our own group (root), else our delegated subtree."""
+    if parent is not None:
+        return mount / parent.strip("/")
+    here = mount / own.lstrip("/")
+    if os.geteuid() == 0:
+        return here
+    return delegated_top(mount, here) or here
+
+
+def delegated_top(mount: Path, here: Path) -> Path | None:
+    """The topmost group from ``here`` up that this user owns: where the subtree delegated to them starts."""
+    uid, top = os.geteuid(), None
+    group = here
+    while group != mount and mount in group.parents:
+        try:
+            if group.stat().st_uid != uid:
+                break
+        except OSError:
+            break
+        top, group = group, group.parent
+    return top
 
 
 def sweep(support: CgroupSupport) -> int:

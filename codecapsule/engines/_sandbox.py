@@ -81,7 +81,9 @@ class SandboxCaps:
     perl: str | None = None  # the sandbox's PID 1 that reports the program's raw wait status (see _LAUNCHER)
 
     @classmethod
-    def detect(cls, *, use_bwrap: bool = True, use_cgroups: bool = True) -> SandboxCaps:
+    def detect(
+        cls, *, use_bwrap: bool = True, use_cgroups: bool = True, cgroup_parent: str | None = None
+    ) -> SandboxCaps:
         root = os.geteuid() == 0
         setpriv = _find("setpriv") if root else None
         uid = _uids.UidPool().first if setpriv else None
@@ -115,7 +117,7 @@ class SandboxCaps:
             # root: then everything reparented to us from a run has the sandbox uid and is told apart by it)
             with contextlib.suppress(OSError, AttributeError):
                 ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        return replace(found, cgroups=_cgroups.detect() if use_cgroups else None)
+        return replace(found, cgroups=_cgroups.detect(cgroup_parent) if use_cgroups else None)
 
     def uid_prefix(self) -> list[str]:
         """``setpriv`` to the sandbox uid, or nothing when we are not root."""
@@ -164,8 +166,10 @@ class SandboxCaps:
                 f"v{cg.version} per run: memory (OOM events), processes"
                 + (", CPU accounting over all processes" if cg.version == 2 or cg.cpuacct_parent else "")
                 + (", at most 1 CPU (quota)" if cg.cpu_parent else ", no CPU quota")
+                + ("" if self.root else f", in the group delegated to you ({cg.memory_parent})")
                 if cg is not None
                 else "none: CPU time is limited per process, memory by address space/heap flags"
+                + ("" if self.root else " (no cgroup is delegated to your user: see CODECAPSULE_CGROUP_PARENT)")
             ),
             "disk": (
                 "work directory is a size-limited tmpfs (quota counted against the run's memory)"

@@ -54,6 +54,8 @@ class LocalEngine:
 
     ``bwrap=False`` / ``cgroups=False`` (or ``CODECAPSULE_BWRAP=0`` / ``CODECAPSULE_CGROUPS=0``) turn isolation
     layers off — for trusted code or machines where they misbehave; :meth:`info` always reports what is in force.
+    ``cgroup_parent`` (or ``CODECAPSULE_CGROUP_PARENT``) names the cgroup, delegated to this user, under which runs
+    get their groups (a path as in /proc/self/cgroup); by default a normal user's delegated subtree is found.
     ``warm=False`` (``CODECAPSULE_WARM=0``, ``Settings.warm``) turns the warm paths off: every job compiles cold.
     """
 
@@ -66,6 +68,7 @@ class LocalEngine:
         workroot: str | None = None,
         bwrap: bool | None = None,
         cgroups: bool | None = None,
+        cgroup_parent: str | None = None,
         workdir_size: int = WORKDIR_SIZE,
         warm: bool | None = None,
     ) -> None:
@@ -74,10 +77,19 @@ class LocalEngine:
         self.warm = _env_flag("CODECAPSULE_WARM") if warm is None else warm
         self.workroot = workroot
         self.workdir_size = workdir_size
+        use_cgroups = _env_flag("CODECAPSULE_CGROUPS") if cgroups is None else cgroups
+        parent = cgroup_parent if cgroup_parent is not None else os.environ.get("CODECAPSULE_CGROUP_PARENT") or None
         self.caps = SandboxCaps.detect(
             use_bwrap=_env_flag("CODECAPSULE_BWRAP") if bwrap is None else bwrap,
-            use_cgroups=_env_flag("CODECAPSULE_CGROUPS") if cgroups is None else cgroups,
+            use_cgroups=use_cgroups,
+            cgroup_parent=parent,
         )
+        if use_cgroups and parent is not None and self.caps.cgroups is None:
+            raise ConfigurationError(
+                f"cannot create run cgroups under {parent!r} (CODECAPSULE_CGROUP_PARENT / cgroup_parent): it must be "
+                "a cgroup delegated to this user (owned by them, with the memory and pids controllers); "
+                "fix its ownership, or unset it to run without per-run cgroups."
+            )
         if self.caps.sandbox_uid is not None and workroot is not None and not _workdir.reachable_by_others(workroot):
             raise ConfigurationError(
                 f"workroot {workroot!r} cannot be reached by the sandbox's unprivileged uids "
