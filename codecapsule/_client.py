@@ -159,7 +159,7 @@ class _ClientCore:
             if self._local is None:
                 from .engines.local import LocalEngine
 
-                self._local = LocalEngine()
+                self._local = LocalEngine(warm=self.settings.warm)
             return self._local
 
     @property
