@@ -26,7 +26,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, Union, observe, validate
 
 from ._display_budget import DEFAULT_BUDGET, RESULT_VARIABLE, bounded
-from ._errors import CodeCapsuleError, InvalidRequest
+from ._errors import CodeCapsuleError, EngineError, InvalidRequest
 from ._hints import READS_INPUT, hints_for
 from ._languages import LANGUAGES, resolve
 from ._live_display import Echo, LiveOutcome, follow, interrupted_result
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from ._client import Client
+    from ._events import RunStream
     from ._jobs import Job
     from ._results import Result
 
@@ -688,32 +689,27 @@ class Capsule(Magics):
                 raise UsageError(f"--register {name}={var}: {exc}") from None
         return client
 
-    def _execute(self, client: Client, job: Job, spec: dict[str, Any], opts: CellOptions) -> LiveOutcome:
+    def _execute(self, client: Client, job: Job, opts: CellOptions) -> LiveOutcome:
         """Run the cell: a program live (output as it happens, input asked for), SQL as one query. Stop
         (KeyboardInterrupt) ends either with the verdict interrupted instead of a traceback."""
         engine: Any = opts.engine or self.engine
-        stream = None if job.lang.sql else getattr(client, "stream", None)  # Client.stream (issue 13)
         try:
             if job.lang.sql:
                 result = run_cell(client, job, self.shell.user_ns if self.shell is not None else {}, engine)
-            elif stream is None:
-                result = client.run(job, engine=engine)
             else:
                 given_stdin = opts.stdin is not None or opts.stdin_from is not None
                 can_ask = self.interactive and not opts.no_input and not given_stdin
-                options = {k: v for k, v in spec.items() if k not in ("source", "language")}
-                run = stream(job.source, job.language, engine=engine, interactive=not given_stdin, **options)
+                run = _open_stream(client, job, interactive=not given_stdin, engine=engine)
                 return follow(run, language=job.language, ask=input if can_ask else None, echo=Echo(self.output_budget))
         except KeyboardInterrupt:  # the SQL worker stops its query on it; a run stopped before it streamed
             result = interrupted_result(job.language)
         return LiveOutcome(result, echoed=False, unasked=False)
 
     def _run(self, source: str, opts: CellOptions, *, exclude: str | None) -> Result:
-        spec = self._job_spec(source, opts, exclude)
-        job = _to_job(spec)
+        job = self._job(source, opts, exclude)
         try:
             client = self._sql_client(opts) if job.lang.sql else self._client()
-            result, echoed, unasked = self._execute(client, job, spec, opts)
+            result, echoed, unasked = self._execute(client, job, opts)
         except InvalidRequest as exc:
             raise UsageError(str(exc)) from None
         except UsageError:
@@ -776,6 +772,17 @@ def _to_job(spec: dict[str, Any]) -> Job:
         return to_job(spec)
     except InvalidRequest as exc:
         raise UsageError(str(exc)) from None
+
+
+def _open_stream(client: Client, job: Job, *, interactive: bool, engine: Any) -> RunStream:
+    """A live run; interactive where the engine can take typed input. One that cannot (it refuses before
+    anything starts) runs the program with an empty stdin: it sees end-of-input, and the EOF hint says why."""
+    if interactive:
+        try:
+            return client.stream_job(job, interactive=True, engine=engine)
+        except (EngineError, InvalidRequest):
+            pass
+    return client.stream_job(job, interactive=False, engine=engine)
 
 
 def _clear_live_output() -> None:

@@ -1,7 +1,8 @@
 """End to end: a ``%%capsule python`` cell whose program calls ``input()``, in a real JupyterLab driven by
 headless Chromium — the student types the answer into the notebook's input box (``.jp-Stdin-input``).
 
-Needs what tests/test_browser_cells.py needs (Debian's chromium, the built lab extension) and Client.stream.
+Needs what tests/test_browser_cells.py needs (Debian's chromium, the built lab extension) and a local engine
+that takes interactive input.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from codecapsule._client import Client
 from codecapsule._live_display import END_OF_INPUT
 from tests.jupyterlab import ARTIFACTS, CHROMIUM, MS, Lab, chromium_page, run_cell, running_lab, write_notebook
 from tests.test_browser_cells import BUILT, NAME
+from tests.test_kernel_live import needs_input
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-    pytest.mark.skipif(not hasattr(Client, "stream"), reason="needs Client.stream (livecore, issue 13)"),
+    needs_input,
 ]
 
 INPUT_CELL = """\
