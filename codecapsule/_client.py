@@ -162,7 +162,7 @@ class _ClientCore:
             if self._local is None:
                 from .engines.local import LocalEngine
 
-                self._local = LocalEngine()
+                self._local = LocalEngine(warm=self.settings.warm)
             return self._local
 
     def _stream_route(self, job: Job, engine: EngineChoice | None, interactive: bool) -> str:

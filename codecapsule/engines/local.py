@@ -57,6 +57,7 @@ class LocalEngine:
     layers off — for trusted code or machines where they misbehave; :meth:`info` always reports what is in force.
     ``cgroup_parent`` (or ``CODECAPSULE_CGROUP_PARENT``) names the cgroup, delegated to this user, under which runs
     get their groups (a path as in /proc/self/cgroup); by default a normal user's delegated subtree is found.
+    ``warm=False`` (``CODECAPSULE_WARM=0``, ``Settings.warm``) turns the warm paths off: every job compiles cold.
     """
 
     name = "local"
@@ -70,8 +71,11 @@ class LocalEngine:
         cgroups: bool | None = None,
         cgroup_parent: str | None = None,
         workdir_size: int = WORKDIR_SIZE,
+        warm: bool | None = None,
     ) -> None:
         self.defaults = defaults
+        #: the warm paths (a javac that stays up, CDS, PCH, compile cache); None = ``CODECAPSULE_WARM`` (default on)
+        self.warm = _env_flag("CODECAPSULE_WARM") if warm is None else warm
         self.workroot = workroot
         self.workdir_size = workdir_size
         use_cgroups = _env_flag("CODECAPSULE_CGROUPS") if cgroups is None else cgroups

@@ -111,13 +111,23 @@ def test_leaving_the_block_before_the_end_stops_the_run(engine: LocalEngine) -> 
     assert _zombie_children() == []
 
 
-def test_cancel_from_another_thread_before_any_event(engine: LocalEngine) -> None:
-    run = engine.stream(cc.Job.create("import time\ntime.sleep(1000)\n", "python", timeout=60))
+_SLEEPERS = {
+    "python": "import time\ntime.sleep(1000)\n",
+    "c": "#include <unistd.h>\nint main(void){ sleep(1000); return 0; }\n",  # stopped while it compiles
+}
+
+
+@pytest.mark.parametrize("language", list(_SLEEPERS))
+def test_cancel_from_another_thread_before_any_event(engine: LocalEngine, language: str) -> None:
+    run = engine.stream(cc.Job.create(_SLEEPERS[language], language, timeout=60))
     thread = threading.Thread(target=run.cancel)
     thread.start()
     thread.join()
     events = list(run)
-    assert isinstance(events[-1], Finished) and events[-1].result.verdict == cc.Verdict.INTERRUPTED
+    assert isinstance(events[-1], Finished)
+    result = events[-1].result
+    assert result.verdict == cc.Verdict.INTERRUPTED
+    assert (result.compile if language == "c" else result.run).status == "IN"  # type: ignore[union-attr]
 
 
 _SAME_AS_EXECUTE = {
