@@ -169,9 +169,9 @@ class _ClientCore:
         """Where a live run goes: "duckdb", "piston" or "local" (the decision :meth:`run` makes)."""
         piston = self._wants_piston(job, engine)  # refuses engine="piston" for SQL
         route = "duckdb" if job.lang.sql else "piston" if piston else "local"
-        if interactive and route != "local":
+        if interactive and route == "duckdb":
             raise InvalidRequest(
-                "interactive input needs the local engine for now: pass the input as stdin=, or engine='local'."
+                "interactive input is for programs, not SQL: pass the input as stdin=, or use another language."
             )
         return route
 
@@ -276,6 +276,8 @@ class Client(_ClientCore):
         route = self._stream_route(job, engine, interactive)
         if route == "local":
             return self._local_engine().stream(job, interactive=interactive)
+        if route == "piston":
+            return self._piston_engine().stream(job, interactive=interactive)
         return LiveRun(self._replayed(job, route), _crash(job, route), interactive=False)
 
     def execute_many(
@@ -402,6 +404,8 @@ class AsyncClient(_ClientCore):
         route = self._stream_route(job, engine, interactive)
         if route == "local":
             return self._local_engine().astream(job, interactive=interactive)
+        if route == "piston":
+            return self._piston_engine().astream(job, interactive=interactive)
         return AsyncLiveRun(self._replayed(job, route), _crash(job, route), interactive=False)
 
     async def map(

@@ -70,6 +70,8 @@ from .piston_shape import shape
 if TYPE_CHECKING:
     import httpx
 
+    from ._live import AsyncLiveRun, LiveIO, LiveRun
+
 __all__ = ["AsyncPistonEngine", "Package", "PistonEngine", "Runtime"]
 
 log = logging.getLogger("codecapsule.piston")
@@ -296,6 +298,78 @@ class _PistonCore:
         self._names.clear()
         return data if isinstance(data, dict) else {"answer": data}
 
+    # -- live runs (/api/v2/connect): one loop for both engines, on the LiveRun's thread ----------------
+
+    def _live(self, job: Job, interactive: bool, io: LiveIO) -> Result:
+        """The producer of a live run (:mod:`._live`): the messages moved by ``websockets``' sync client, what
+        they mean decided by :class:`.piston_live.LiveSession`."""
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+        from websockets.sync.client import connect
+
+        from .piston_live import RETRY, LiveSession
+
+        while True:
+            session = LiveSession(self, job, interactive, io)
+            try:
+                # our own socket: websockets then never follows a redirect (a 302 to Access's login is an
+                # AccessDenied, as on the execute path, and the Access headers never go to another host)
+                sock = socket.create_connection(session.address, timeout=self.settings.request_timeout)
+            except OSError as exc:
+                raise session.transport_error(exc) from None
+            try:
+                ws = connect(
+                    session.url,
+                    sock=sock,
+                    additional_headers=session.headers,
+                    user_agent_header=None,
+                    open_timeout=self.settings.request_timeout,
+                    max_size=None,
+                    compression=None,
+                )
+            except Exception as exc:
+                sock.close()
+                refused = next((e for e in (exc, exc.__cause__, exc.__context__) if isinstance(e, InvalidStatus)), None)
+                if refused is not None:
+                    answer = refused.response
+                    raise session.handshake_error(
+                        answer.status_code, bytes(answer.body or b""), answer.headers
+                    ) from None
+                if isinstance(exc, OSError | InvalidHandshake | TimeoutError):
+                    raise session.transport_error(exc) from None
+                raise
+            with ws:
+                try:
+                    for message in session.opening():
+                        ws.send(message)
+                    while not session.over:
+                        try:
+                            raw: str | bytes | None = ws.recv(timeout=session.tick)
+                        except TimeoutError:
+                            raw = None
+                        now = time.monotonic()
+                        if raw is not None:
+                            session.on_message(raw, now)
+                        for message in session.due(now):
+                            ws.send(message)
+                except ConnectionClosed as exc:
+                    said = exc.rcvd
+                    session.closed(said.code if said else None, said.reason if said else "")
+            outcome = session.outcome()
+            if outcome != RETRY:
+                assert isinstance(outcome, Result)
+                return outcome
+
+    def _live_run(self, job: Job, interactive: bool, *, asynchronous: bool) -> Any:
+        from .._verdicts import internal_error
+        from ._live import AsyncLiveRun, LiveRun
+
+        kind = AsyncLiveRun if asynchronous else LiveRun
+        return kind(
+            lambda io: self._live(job, interactive, io),
+            lambda exc: internal_error(job, self.name, exc),
+            interactive=interactive,
+        )
+
     def _info(self, runtimes: list[Runtime] | None, note: str | None) -> EngineInfo:
         languages: dict[str, str] = {}
         for rt in runtimes or ():
@@ -482,6 +556,11 @@ class PistonEngine(_PistonCore):
         """Execute ``job`` on the server and judge the answer."""
         return self._drive(self._execute_flow(job))
 
+    def stream(self, job: Job, *, interactive: bool = False) -> LiveRun:
+        """Run ``job`` live over ``/api/v2/connect``: its events as they happen (see :mod:`.piston_live`)."""
+        run: LiveRun = self._live_run(job, interactive, asynchronous=False)
+        return run
+
     def runtimes(self) -> list[Runtime]:
         """The runtimes installed on the server, fetched now (and cached for alias resolution)."""
         return self._drive(self._runtimes_flow())
@@ -574,6 +653,11 @@ class AsyncPistonEngine(_PistonCore):
 
     async def arun(self, job: Job) -> Result:
         return await self._drive(self._execute_flow(job))
+
+    def astream(self, job: Job, *, interactive: bool = False) -> AsyncLiveRun:
+        """:meth:`PistonEngine.stream` for asyncio: the same loop on the run's thread, events handed to the loop."""
+        run: AsyncLiveRun = self._live_run(job, interactive, asynchronous=True)
+        return run
 
     async def aruntimes(self) -> list[Runtime]:
         return await self._drive(self._runtimes_flow())

@@ -24,8 +24,13 @@ toolchains (gcc 12, g++, java 17, python3, node) in a subprocess the way Piston'
   → 400 "... cannot exceed the configured limit of N", ``{"stack": ...}`` for malformed JSON, 415, 404, a 500
   with an empty body for ``../`` names, the runtimes list with aliases and ``runtime`` keys, the packages API.
 
+* ``/api/v2/connect`` (WebSocket, same port, the real protocol through ``websockets``): init within 1 s or
+  close 4001, a second init 4000, ``runtime``/``stage``/``data``/``exit`` in Piston's order, stdin ``data``
+  written to the running stage (the init's ``stdin`` is not, and stdin is never closed), ``signal`` ignored,
+  no output cap, close 4999 when done — and closing the socket does not stop the job (``server.jobs``).
+
 Not emulated: the process limit (PISTON_MAX_PROCESS_COUNT), the network block, isolate's file-system view,
-the "Sandbox keeper received fatal signal 6" line, and the WebSocket endpoint.
+the "Sandbox keeper received fatal signal 6" line.
 
 Fault switches (:class:`Faults`) imitate what a client meets behind Cloudflare: N× 502/503/530 then success,
 429 with Retry-After, slow answers, connection resets, malformed JSON, and Cloudflare Access.
@@ -199,6 +204,7 @@ class PistonTestServer:
         self.faults = Faults()
         self.log: list[RequestRecord] = []
         self.executions: list[Job] = []
+        self.jobs: list[_JobRecord] = []   # every job run (both paths), in order: tests see whether one still runs
         # client (host, port) pairs seen: one per TCP connection
         self.connections: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
@@ -331,29 +337,39 @@ class PistonTestServer:
             return error
         if self.faults.fixed_response is not None:
             return 200, self.faults.fixed_response, {"Content-Type": "application/json; charset=utf-8"}
+        runtime, problem = self._admit(data)
+        if problem is not None:
+            return problem
+        return _json(200, self._run_job(runtime, data))
+
+    def _admit(self, data: Any) -> tuple[dict[str, Any], tuple[int, bytes, dict[str, str]] | None]:
+        """Piston's checks of a job (both paths), in its order; the runtime, or the HTTP answer refusing it."""
         if not isinstance(data, dict):
-            return _message(400, "language is required as a string")
+            return {}, _message(400, "language is required as a string")
         problem = _validate(data, self.config)
         if problem is not None:
-            return _message(400, problem)
+            return {}, _message(400, problem)
         language, version = data["language"], data["version"]
         runtime = self._find_runtime(language, version)
         if runtime is None:
-            return _message(400, f"{language}-{version} runtime is unknown")
+            return {}, _message(400, f"{language}-{version} runtime is unknown")
         files = data["files"]
         if any(".." in str(f.get("name", "")).split("/") for f in files):
-            return 500, b"", {}
+            return {}, (500, b"", {})
         try:
             job = _record(runtime["language"], data)
         except CodeCapsuleError:  # a name Piston cannot write either
-            return 500, b"", {}
+            return {}, (500, b"", {})
         with self._lock:
             self.executions.append(job)
-        return _json(200, self._run_job(runtime, data))
+        return runtime, None
 
     # -- the runtimes: what Piston's package scripts and its isolate box do --------------------------
 
-    def _run_job(self, runtime: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    def _run_job(self, runtime: dict[str, Any], data: dict[str, Any], live: _LiveJob | None = None
+                 ) -> dict[str, Any]:
+        """One job, for both paths: ``live`` (the WebSocket) gets each stage's start, chunks and exit as they
+        happen, feeds stdin while the stage runs (never closing it) and lifts the output cap."""
         language = runtime["language"]
         answer: dict[str, Any] = {"language": language, "version": runtime["version"]}
         lim = {name: data.get(name, self.config[name]) for name in _LIMIT_NAMES}
@@ -362,6 +378,9 @@ class PistonTestServer:
             stdin += "\n"  # Piston always adds a trailing newline, also to an empty stdin
         args = [str(a) for a in data.get("args") or ()]
         jobdir = tempfile.mkdtemp(prefix="fake-piston-job-")
+        record = _JobRecord(language)
+        with self._lock:
+            self.jobs.append(record)
         try:
             code_files = _write_files(jobdir, data["files"])
             script = _SCRIPTS[language]
@@ -370,26 +389,38 @@ class PistonTestServer:
                     os.rename(os.path.join(jobdir, name), os.path.join(jobdir, name + script.extension))
                 answer["compile"] = self._box(
                     ["bash", "-c", script.compile], jobdir, b"", wall_ms=lim["compile_timeout"],
-                    cpu_ms=lim["compile_cpu_time"], memory=lim["compile_memory_limit"])
+                    cpu_ms=lim["compile_cpu_time"], memory=lim["compile_memory_limit"], live=live,
+                    stage_name="compile")
+                if live is not None:
+                    live.exited("compile", answer["compile"])
                 if answer["compile"]["code"] != 0:
                     answer["run"] = dict(answer["compile"])  # the run never happens: `run` copies `compile`
                     return answer
             argv = script.run(jobdir, code_files[0]) + args
             answer["run"] = self._box(argv, jobdir, stdin.encode(), wall_ms=lim["run_timeout"],
-                                      cpu_ms=lim["run_cpu_time"], memory=lim["run_memory_limit"])
+                                      cpu_ms=lim["run_cpu_time"], memory=lim["run_memory_limit"], live=live,
+                                      stage_name="run")
+            if live is not None:
+                live.exited("run", answer["run"])
             return answer
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
+            record.ended.set()
 
     def _box(self, argv: list[str], cwd: str, stdin: bytes, *, wall_ms: int, cpu_ms: int,
-             memory: int) -> dict[str, Any]:
-        """One stage in a "box": wall/CPU/memory limits watched from outside, the output cap per stream."""
+             memory: int, live: _LiveJob | None = None, stage_name: str = "run") -> dict[str, Any]:
+        """One stage in a "box": wall/CPU/memory limits watched from outside, the output cap per stream
+        (none on the live path, which streams each chunk and writes stdin as it arrives)."""
         start = time.monotonic()
         proc = subprocess.Popen([_tool(argv[0]), *argv[1:]], cwd=cwd, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                                 env={"PATH": _PATH, "HOME": cwd, "LANG": "C.UTF-8"})
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
+        cap = self.output_max_size if live is None else math.inf
+        if live is None:
+            threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
+        else:
+            live.stage_started(stage_name, proc.stdin, stdin)
         streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
         kept: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         output = bytearray()
@@ -422,11 +453,13 @@ class PistonTestServer:
                 name = streams[key.fd]
                 if killed is not None:
                     continue
-                if len(kept[name]) + len(chunk) > self.output_max_size:
+                if len(kept[name]) + len(chunk) > cap:
                     kill("OL" if name == "stdout" else "EL")  # the crossing chunk is dropped, not cut
                     continue
                 kept[name] += chunk
                 output += chunk
+                if live is not None:
+                    live.chunk(name, chunk)
             if status is None:
                 pid, raw, ru = os.wait4(proc.pid, os.WNOHANG)
                 if pid:
@@ -449,6 +482,8 @@ class PistonTestServer:
         sel.close()
         for pipe in (proc.stdout, proc.stderr):
             pipe.close()
+        if live is not None:
+            live.stage_ended()
         wall = time.monotonic() - start
         cpu_time = (usage.ru_utime + usage.ru_stime) if usage is not None else 0.0
         if not peak and usage is not None:  # exited before the first sample
@@ -655,6 +690,178 @@ def _validate(data: dict[str, Any], config: dict[str, int]) -> str | None:
     return None
 
 
+@dataclass
+class _JobRecord:
+    """One job the server ran (``server.jobs``): ``ended`` is set when its last process is gone."""
+
+    language: str
+    ended: threading.Event = field(default_factory=threading.Event)
+
+
+# Piston v3.1.1's close codes and reasons on /api/v2/connect (api/src/api/v2.js)
+_CLOSE = {
+    "done": (4999, "Job Completed"),
+    "again": (4000, "Already Initialized"),
+    "no-init": (4001, "Initialization Timeout"),
+    "error": (4002, "Notified Error"),
+    "not-init": (4003, "Not yet Initialized"),
+    "not-stdin": (4004, "Can only write to stdin"),
+    "bad-signal": (4005, "Invalid signal"),
+}
+_INIT_WITHIN = 1.0  # seconds Piston waits for the init message
+_SIGNALS = frozenset(s.name for s in signal.Signals)
+
+
+class _LiveJob:
+    """A job's WebSocket side: stage/data/exit messages as the box sees them; stdin written as it arrives.
+
+    As in v3.1.1, the init's ``stdin`` is not written (only ``data`` messages are) and stdin is never closed."""
+
+    def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
+        self._send = send
+        self._stdin: Any = None
+        self._lock = threading.Lock()
+
+    def stage_started(self, stage: str, pipe: Any, initial: bytes) -> None:
+        with self._lock:
+            self._stdin = pipe
+        self._send({"type": "stage", "stage": stage})
+
+    def chunk(self, stream: str, data: bytes) -> None:
+        self._send({"type": "data", "stream": stream, "data": data.decode("utf-8", "replace")})
+
+    def stage_ended(self) -> None:
+        with self._lock:
+            pipe, self._stdin = self._stdin, None
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+    def exited(self, stage: str, answer: dict[str, Any]) -> None:
+        self._send({"type": "exit", "stage": stage, "code": answer["code"], "signal": answer["signal"]})
+
+    def write_stdin(self, text: str) -> None:
+        with self._lock:
+            if self._stdin is None:
+                return
+            with contextlib.suppress(OSError, ValueError):
+                self._stdin.write(text.encode())
+                self._stdin.flush()
+
+
+class _Connection:
+    """One /api/v2/connect: the real WebSocket protocol (``websockets``' sans-I/O server) over the handler's
+    socket, Piston's message rules on top. The job runs on its own thread: closing the socket does not stop it."""
+
+    def __init__(self, owner: PistonTestServer, handler: _Handler) -> None:
+        from websockets.server import ServerProtocol
+
+        self.owner = owner
+        self.sock: socket.socket = handler.connection
+        self.proto = ServerProtocol(max_size=None)
+        self._lock = threading.Lock()
+        head = f"{handler.command} {handler.path} HTTP/1.1\r\n".encode()
+        head += b"".join(f"{k}: {v}\r\n".encode() for k, v in handler.headers.items()) + b"\r\n"
+        self.proto.receive_data(head)
+        [request] = self.proto.events_received()
+        self.proto.send_response(self.proto.accept(request))
+        self._flush()
+
+    def _flush(self) -> None:
+        for data in self.proto.data_to_send():
+            if data:
+                with contextlib.suppress(OSError):
+                    self.sock.sendall(data)
+
+    def send(self, message: dict[str, Any]) -> None:
+        from websockets.exceptions import InvalidState
+
+        with self._lock, contextlib.suppress(InvalidState):
+            self.proto.send_text(json.dumps(message).encode())
+            self._flush()
+
+    def close(self, why: str) -> None:
+        from websockets.exceptions import InvalidState
+
+        code, reason = _CLOSE[why]
+        with self._lock, contextlib.suppress(InvalidState):
+            self.proto.send_close(code, reason)
+            self._flush()
+
+    def serve(self) -> None:
+        from websockets.frames import Opcode
+
+        deadline = time.monotonic() + _INIT_WITHIN
+        live: _LiveJob | None = None
+        while True:
+            self.sock.settimeout(max(0.001, deadline - time.monotonic()) if live is None else None)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                if live is None and self.proto.close_sent is None:
+                    self.close("no-init")
+                    deadline = time.monotonic() + 5.0  # read on: the client answers the close
+                    continue
+                return
+            except OSError:
+                return
+            with self._lock:
+                if data:
+                    self.proto.receive_data(data)
+                else:
+                    self.proto.receive_eof()
+                frames = self.proto.events_received()
+                self._flush()  # pongs and the close answer
+            for frame in frames:
+                if frame.opcode is Opcode.TEXT:
+                    live = self._message(frame.data, live)
+            if not data or self.proto.close_rcvd is not None:
+                return
+
+    def _message(self, raw: bytes, live: _LiveJob | None) -> _LiveJob | None:
+        try:
+            message = json.loads(raw)
+        except json.JSONDecodeError:
+            return live
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "init":
+            if live is not None:
+                self.close("again")
+                return live
+            return self._start(message)
+        if live is None:
+            self.close("not-init")
+            return None
+        if kind == "data":
+            if message.get("stream") != "stdin":
+                self.close("not-stdin")
+            else:
+                live.write_stdin(str(message.get("data", "")))
+        elif kind == "signal" and message.get("signal") not in _SIGNALS:
+            self.close("bad-signal")
+        # a valid `signal` has no effect in v3.1.1: the job runs on to its timeout
+        return live
+
+    def _start(self, data: dict[str, Any]) -> _LiveJob | None:
+        owner = self.owner
+        runtime, problem = owner._admit(data)
+        if problem is not None:
+            status, body, _ = problem
+            text = json.loads(body).get("message", "") if body else f"Internal error ({status})"
+            self.send({"type": "error", "message": text})
+            self.close("error")
+            return None
+        live = _LiveJob(self.send)
+        self.send({"type": "runtime", "language": runtime["language"], "version": runtime["version"]})
+
+        def run() -> None:
+            owner._run_job(runtime, data, live)
+            self.close("done")
+
+        threading.Thread(target=run, name="piston-test-live-job", daemon=True).start()
+        return live
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256   # the default backlog of 5 drops connections when a batch opens 16+ at once
@@ -714,6 +921,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(record, status, _CLOUDFLARE_BODIES.get(status, "error").encode(), extra)
             if faults.service_time > 0 and path.startswith("/api/"):
                 threading.Event().wait(faults.service_time)  # simulated work, not synchronisation
+            if path == "/api/v2/connect" and headers.get("upgrade", "").lower() == "websocket":
+                record.status = 101
+                record.answered = time.monotonic()
+                self.close_connection = True
+                return _Connection(owner, self).serve()
             status, payload, extra = owner.handle(self.command, path, headers, body)
             record.executed = path == "/api/v2/execute" and status == 200 and faults.fixed_response is None
             self._send(record, status, payload, extra)
