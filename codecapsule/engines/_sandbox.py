@@ -426,10 +426,20 @@ def _chain_command(
 
 
 def _release_sandbox(
-    caps: SandboxCaps, limits: StageLimits, cgroup: _cgroups.RunCgroup | None, info_r: int, block_w: int
+    caps: SandboxCaps,
+    limits: StageLimits,
+    cgroup: _cgroups.RunCgroup | None,
+    info_r: int,
+    block_w: int,
+    monitor_pid: int,
 ) -> int | None:
     """Read the sandbox's pid from bwrap, confine it, and let it start the program; returns a pidfd of the
     sandbox's init (it exits only once every process of the namespace is gone)."""
+    if cgroup is not None:
+        # The first move into a cgroup after an idle spell waits for an RCU grace period (~3-10 ms on cgroup v1,
+        # measured): pay it now, while setpriv and bwrap start, by moving bwrap itself (its sandbox is cloned
+        # into the group). Moving the sandbox's init below then costs microseconds and covers a clone that raced.
+        _join(cgroup, monitor_pid)
     data = b""
     while b"}" not in data:
         chunk = os.read(info_r, 4096)
@@ -440,14 +450,18 @@ def _release_sandbox(
     if caps.sandbox_uid is not None and os.stat(f"/proc/{pid}").st_uid != caps.sandbox_uid:
         raise SandboxError(f"the sandbox runs as uid {os.stat(f'/proc/{pid}').st_uid}, not {caps.sandbox_uid}")
     if cgroup is not None:
-        for procs in cgroup.procs_files:
-            Path(procs).write_text(str(pid))
+        _join(cgroup, pid)
     if not (caps.uid_prefix() and caps.prlimit) and not caps.perl:  # else set by the launcher or the prlimit hop
         for res, soft, hard in _rlimits(caps, limits, cgroup):
             resource.prlimit(pid, res, (soft, hard))
     init_fd = os.pidfd_open(pid)
     os.write(block_w, b"1")
     return init_fd
+
+
+def _join(cgroup: _cgroups.RunCgroup, pid: int) -> None:
+    for procs in cgroup.procs_files:
+        Path(procs).write_text(str(pid))
 
 
 _SIGNAL_TEXT = {
@@ -579,7 +593,7 @@ def _spawn(
         status_w = -1
         os.close(block[0])
         try:
-            init_fd = _release_sandbox(caps, limits, cgroup, status_r, block[1])
+            init_fd = _release_sandbox(caps, limits, cgroup, status_r, block[1], proc.pid)
         except (OSError, ValueError, KeyError, SandboxError) as exc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
