@@ -41,7 +41,7 @@ from typing import IO
 
 from .._errors import SandboxError
 from .._results import Stage
-from . import _cgroups, _seccomp, _uids
+from . import _cgroups, _seccomp, _standby, _uids
 
 _READ = 65536
 SANDBOX_WORKDIR = "/box"
@@ -79,6 +79,7 @@ class SandboxCaps:
     seccomp: bytes | None = None  # the BPF filter bwrap loads (None: no filter)
     disable_userns: bool = False  # bwrap forbids further user namespaces inside (--disable-userns)
     perl: str | None = None  # the sandbox's PID 1 that reports the program's raw wait status (see _LAUNCHER)
+    standby: bool = False  # start stages through launchers prepared ahead inside their cgroup (``_standby``)
 
     @classmethod
     def detect(
@@ -431,11 +432,12 @@ def _release_sandbox(
     cgroup: _cgroups.RunCgroup | None,
     info_r: int,
     block_w: int,
-    monitor_pid: int,
+    monitor_pid: int | None,
 ) -> int | None:
     """Read the sandbox's pid from bwrap, confine it, and let it start the program; returns a pidfd of the
-    sandbox's init (it exits only once every process of the namespace is gone)."""
-    if cgroup is not None:
+    sandbox's init (it exits only once every process of the namespace is gone). ``monitor_pid`` None: bwrap
+    started inside the run's cgroup (a standby), so its sandbox was cloned into the group."""
+    if cgroup is not None and monitor_pid is not None:
         # The first move into a cgroup after an idle spell waits for an RCU grace period (~3-10 ms on cgroup v1,
         # measured): pay it now, while setpriv and bwrap start, by moving bwrap itself (its sandbox is cloned
         # into the group). Moving the sandbox's init below then costs microseconds and covers a clone that raced.
@@ -449,7 +451,7 @@ def _release_sandbox(
     pid = int(json.loads(data[: data.index(b"}") + 1])["child-pid"])
     if caps.sandbox_uid is not None and os.stat(f"/proc/{pid}").st_uid != caps.sandbox_uid:
         raise SandboxError(f"the sandbox runs as uid {os.stat(f'/proc/{pid}').st_uid}, not {caps.sandbox_uid}")
-    if cgroup is not None:
+    if cgroup is not None and monitor_pid is not None:
         _join(cgroup, pid)
     if not (caps.uid_prefix() and caps.prlimit) and not caps.perl:  # else set by the launcher or the prlimit hop
         for res, soft, hard in _rlimits(caps, limits, cgroup):
@@ -525,17 +527,27 @@ def run_stage(
 ) -> Stage:
     """Run ``argv`` in ``workdir`` under the sandbox and limits; always returns a Stage (never leaves processes)."""
     cgroup = None
+    standby = None
     if caps.cgroups is not None and (limits.memory is not None or limits.processes is not None):
+        # the sandbox's own helpers (sh, bwrap and its reaper) need a few process slots of their own
+        procs = limits.processes + 4 if limits.processes is not None else None
+        standby = _standby.take(caps.perl, caps.cgroups, caps.seccomp) if caps.bwrap and caps.standby else None
+        if standby is not None:
+            try:
+                standby.cgroup.set_limits(limits.memory, procs)
+                cgroup = standby.cgroup
+            except OSError:
+                standby.discard()
+                standby = None
         try:
-            # the sandbox's own helpers (sh, bwrap and its reaper) need a few process slots of their own
-            procs = limits.processes + 4 if limits.processes is not None else None
-            cgroup = caps.cgroups.create(limits.memory, procs, cpus=1.0)
+            if cgroup is None:
+                cgroup = caps.cgroups.create(limits.memory, procs, cpus=1.0)
         except OSError as exc:
             raise SandboxError(
                 f"could not create a cgroup for the run ({exc}); set CODECAPSULE_CGROUPS=0 to run without one."
             ) from exc
     try:
-        return _run(caps, argv, env, workdir, stdin, limits, roots, cgroup)
+        return _run(caps, argv, env, workdir, stdin, limits, roots, cgroup, standby)
     finally:
         if cgroup is not None:
             cgroup.remove()
@@ -592,15 +604,7 @@ def _spawn(
         os.close(status_w)
         status_w = -1
         os.close(block[0])
-        try:
-            init_fd = _release_sandbox(caps, limits, cgroup, status_r, block[1], proc.pid)
-        except (OSError, ValueError, KeyError, SandboxError) as exc:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            with _WAITED_LOCK:
-                _WAITED.discard(proc.pid)
-            raise SandboxError(f"could not confine the sandbox: {exc}") from exc
+        init_fd = _confine(proc, caps, limits, cgroup, status_r, block[1], proc.pid)
         spawned_ok = True
         return _Spawned(proc, init_fd, status_r, exit_r if caps.perl else None)
     finally:
@@ -614,6 +618,67 @@ def _spawn(
                 os.close(exit_r)
 
 
+def _spawn_standby(
+    standby: _standby.Standby,
+    caps: SandboxCaps,
+    argv: list[str],
+    env: dict[str, str],
+    workdir: str,
+    stdin: bytes,
+    limits: StageLimits,
+    roots: tuple[str, ...],
+) -> _Spawned:
+    """Start the program through a standby (already in the run's cgroup, its pipes made): the same command as
+    ``_spawn``'s, with the standby's fd numbers."""
+    cgroup = standby.cgroup
+    rl = _rlimits(caps, limits, cgroup)
+    cmd = _bwrap_command(
+        caps, argv, workdir, roots, standby.status_w, standby.block_r, standby.seccomp_fd, rl, standby.exit_w
+    )
+    cgroup.start_accounting()  # the standby's own start-up is not the program's CPU time
+    proc = standby.proc
+    spawned_ok = False
+    try:
+        try:
+            standby.start(cmd, env, workdir, stdin)
+        except OSError as exc:
+            _abandon(proc)
+            raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
+        init_fd = _confine(proc, caps, limits, cgroup, standby.status_r, standby.block_w, None)
+        spawned_ok = True
+    finally:
+        os.close(standby.block_w)
+        if not spawned_ok:
+            os.close(standby.status_r)
+            os.close(standby.exit_r)
+    return _Spawned(proc, init_fd, standby.status_r, standby.exit_r)
+
+
+def _confine(
+    proc: subprocess.Popen[bytes],
+    caps: SandboxCaps,
+    limits: StageLimits,
+    cgroup: _cgroups.RunCgroup | None,
+    status_r: int,
+    block_w: int,
+    monitor_pid: int | None,
+) -> int | None:
+    """``_release_sandbox``, or kill what was started and raise SandboxError."""
+    try:
+        return _release_sandbox(caps, limits, cgroup, status_r, block_w, monitor_pid)
+    except (OSError, ValueError, KeyError, SandboxError) as exc:
+        _abandon(proc)
+        raise SandboxError(f"could not confine the sandbox: {exc}") from exc
+
+
+def _abandon(proc: subprocess.Popen[bytes]) -> None:
+    """Kill and reap a launch that never got its program started."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    waited_done(proc.pid)
+
+
 def _popen(
     cmd: list[str], stdin: IO[bytes], env: dict[str, str], cwd: str, fds: tuple[int, ...]
 ) -> subprocess.Popen[bytes]:
@@ -625,6 +690,12 @@ def _popen(
     with _WAITED_LOCK:
         _WAITED.add(proc.pid)
     return proc
+
+
+def waited_done(pid: int) -> None:
+    """``pid`` (spawned by ``_popen``) has been waited for: ``_reap`` may take a process with that pid again."""
+    with _WAITED_LOCK:
+        _WAITED.discard(pid)
 
 
 # Children a stage runner waits for itself (bwrap monitors, chain programs): _reap never takes these.
@@ -823,9 +894,13 @@ def _run(
     limits: StageLimits,
     roots: tuple[str, ...],
     cgroup: _cgroups.RunCgroup | None,
+    standby: _standby.Standby | None = None,
 ) -> Stage:
     started = time.monotonic()
-    spawned = _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
+    if standby is not None:
+        spawned = _spawn_standby(standby, caps, argv, env, workdir, stdin, limits, roots)
+    else:
+        spawned = _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
     proc, init_fd = spawned.proc, spawned.init_fd
     pidfd = os.pidfd_open(proc.pid)
     cpu_enforced = cgroup is not None and cgroup.cpu_time() is not None
