@@ -632,15 +632,17 @@ def _spawn_standby(
     ``_spawn``'s, with the standby's fd numbers."""
     cgroup = standby.cgroup
     rl = _rlimits(caps, limits, cgroup)
+    # the standby becomes the sandbox uid itself (as setpriv would) and execs bwrap: no setpriv in the command
     cmd = _bwrap_command(
-        caps, argv, workdir, roots, standby.status_w, standby.block_r, standby.seccomp_fd, rl, standby.exit_w
-    )
+        replace(caps, setpriv=None), argv, workdir, roots, standby.status_w, standby.block_r, standby.seccomp_fd,
+        rl, standby.exit_w,
+    )  # fmt: skip
     cgroup.start_accounting()  # the standby's own start-up is not the program's CPU time
     proc = standby.proc
     spawned_ok = False
     try:
         try:
-            standby.start(cmd, env, workdir, stdin)
+            standby.start(cmd, env, workdir, stdin, caps.sandbox_uid if caps.setpriv is not None else None)
         except OSError as exc:
             _abandon(proc)
             raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc

@@ -4,10 +4,12 @@ path (``standby=False``, also the fallback) keeps every hostile case's safe outc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ import codecapsule as cc
 from codecapsule.engines import _standby
 from codecapsule.engines.local import LocalEngine
 
-from .hostile import CASES
+from .hostile import CASES, marker, running
 from .unprivileged import SLOW
 
 ENV_AND_IO = (
@@ -133,3 +135,54 @@ def _cold() -> LocalEngine:
     if not _COLD:
         _COLD.append(LocalEngine(standby=False))
     return _COLD[0]
+
+
+def _monitor_credentials(engine: LocalEngine) -> list[str]:
+    """Seen from the host while the program sleeps: the uid/gid/groups/capability lines of bwrap's monitor (the
+    process a standby, or setpriv, became)."""
+    tag = marker()
+    src = f"import os\nos.execv('/bin/sleep', ['sleep', '{tag}'])"
+    box: list[cc.Result] = []
+    t = threading.Thread(target=lambda: box.append(engine.run(cc.Job.create(src, "python", timeout=3))))
+    t.start()
+    lines: list[str] = []
+    while t.is_alive() and not lines:
+        for pid in running(tag):
+            chain = [pid]
+            with contextlib.suppress(OSError, ValueError):
+                while len(chain) < 6:
+                    stat = Path(f"/proc/{chain[-1]}/stat").read_text()
+                    chain.append(int(stat[stat.rindex(")") + 2 :].split()[1]))
+            for ancestor in chain:
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{ancestor}/comm").read_text().strip() == "bwrap":
+                        status = Path(f"/proc/{ancestor}/status").read_text().splitlines()
+                        wanted = ("Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapAmb:")
+                        lines = [line.split(":", 1)[0] + ":" + " ".join(line.split()[1:]) for line in status
+                                 if line.startswith(wanted)]  # fmt: skip
+                        break
+    t.join()
+    assert lines, "bwrap's monitor was never seen"
+    return lines
+
+
+def test_a_standby_drops_root_exactly_as_setpriv_does(engine: LocalEngine) -> None:
+    if engine.caps.sandbox_uid is None:
+        pytest.skip("only as root does the launch switch to the sandbox uid")
+    ready(engine)
+    warm = _monitor_credentials(engine)
+    cold = _monitor_credentials(_cold())
+
+    def ids(lines: list[str]) -> list[str]:
+        return [line.split(":")[0] + ":" + ("uid" if line.startswith(("Uid", "Gid")) else line.split(":")[1])
+                for line in lines]  # fmt: skip
+
+    assert ids(warm) == ids(cold), (warm, cold)  # the per-run uid differs; the rest is identical
+    for line in warm:
+        key, value = line.split(":", 1)
+        if key in ("Uid", "Gid"):
+            assert len(set(value.split())) == 1 and value.split()[0] != "0", line  # real = effective = saved
+        elif key == "Groups":
+            assert value == "", line
+        else:
+            assert int(value, 16) == 0, line
