@@ -147,9 +147,10 @@ def test_info_says_which_isolation_is_in_force(engine: LocalEngine) -> None:
     assert ("no filter" in notes["seccomp"]) == (caps.seccomp is None)
     assert ("none" in notes["cgroup"]) == (caps.cgroups is None)
     assert ("tmpfs" in notes["disk"]) == caps.root
+    assert ("standbys" in notes["launch"]) == caps.uses_standby
 
 
-FACTS = ("uid", "seccomp", "cgroup", "disk", "verdicts")
+FACTS = ("uid", "seccomp", "cgroup", "disk", "launch", "verdicts")
 
 
 # -- hostile programs, in every mode ------------------------------------------------------------------

@@ -177,6 +177,13 @@ class SandboxCaps:
                 if self.root
                 else "file-size limit per file only (no quota without root)"
             ),
+            "launch": (
+                "stages start through standbys prepared ahead inside their cgroup (CODECAPSULE_STANDBY=0: cold)"
+                if self.uses_standby
+                else "each stage starts cold (its sandbox is moved into its cgroup as it starts)"
+                if self.bwrap and cg is not None
+                else "each stage starts cold"
+            ),
             "verdicts": (
                 (
                     "memory_limit from the cgroup's OOM events"
@@ -190,6 +197,11 @@ class SandboxCaps:
                 )
             ),
         }
+
+    @property
+    def uses_standby(self) -> bool:
+        """Whether stages start through standbys (``_standby``): under bubblewrap with cgroups and perl."""
+        return self.standby and self.bwrap is not None and self.cgroups is not None and self.perl is not None
 
     def describe(self) -> str:
         parts = []
@@ -531,7 +543,7 @@ def run_stage(
     if caps.cgroups is not None and (limits.memory is not None or limits.processes is not None):
         # the sandbox's own helpers (sh, bwrap and its reaper) need a few process slots of their own
         procs = limits.processes + 4 if limits.processes is not None else None
-        standby = _standby.take(caps.perl, caps.cgroups, caps.seccomp) if caps.bwrap and caps.standby else None
+        standby = _standby.take(caps.perl, caps.cgroups, caps.seccomp) if caps.uses_standby else None
         if standby is not None:
             try:
                 standby.cgroup.set_limits(limits.memory, procs)
