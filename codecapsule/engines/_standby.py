@@ -250,6 +250,21 @@ def release_all() -> None:
         pool.close()
 
 
+def _forget_after_fork() -> None:
+    """In a forked child: the standbys are the parent's children, not ours; drop our copies of their pipes."""
+    global _pools_lock
+    for pool in _pools.values():
+        for standby in pool.ready:
+            for fd in (standby.control_w, standby.status_r, standby.block_w, standby.exit_r):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 @atexit.register
 def _close_all() -> None:
     global _closing

@@ -186,3 +186,36 @@ def test_a_standby_drops_root_exactly_as_setpriv_does(engine: LocalEngine) -> No
             assert value == "", line
         else:
             assert int(value, 16) == 0, line
+
+
+def test_a_forked_child_starts_its_own_standbys(engine: LocalEngine) -> None:
+    """After fork() the parent's standbys are not the child's children: the child must not take them."""
+    engine.run(cc.Job.create("print(1)", "python"))
+    parents = ready(engine)
+    assert parents
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one run, its verdict on the pipe, then out without the parent's atexit hooks
+        code = 1
+        try:
+            r = engine.run(cc.Job.create("print(40 + 2)", "python"))
+            os.write(write_end, f"{r.verdict} {r.stdout.strip()}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as got:
+        answer = got.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and answer == "ok 42", answer
+    assert [_state(pid) for pid in parents] == ["S"] * len(parents)  # still waiting: the child left them alone
+    r = engine.run(cc.Job.create("print(43)", "python"))  # the parent's standbys still serve the parent
+    assert r.verdict == "ok" and r.stdout == "43\n", r
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat[stat.rindex(")") + 2 :].split()[0]
