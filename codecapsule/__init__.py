@@ -125,20 +125,28 @@ async def aexecute(
     timeout: float | str | None = None,
     memory: int | str | None = None,
 ) -> Result:
-    """The asynchronous :func:`execute` (a short-lived AsyncClient sharing nothing with other calls)."""
-    async with AsyncClient() as client:
-        return await client.execute(
-            source,
-            language,
-            stdin=stdin,
-            args=args,
-            files=files,
-            version=version,
-            limits=limits,
-            expect=expect,
-            timeout=timeout,
-            memory=memory,
-        )
+    """The asynchronous :func:`execute`. SQL runs in the default client's session (the one :func:`execute` uses:
+    one DuckDB worker, started once, tables kept across calls), its round trip in a thread so the event loop
+    runs on; other languages use a short-lived AsyncClient (its HTTP client belongs to this event loop)."""
+    client = default_client()
+    job = client.job(
+        source,
+        language,
+        stdin=stdin,
+        args=args,
+        files=files,
+        version=version,
+        limits=limits,
+        expect=expect,
+        timeout=timeout,
+        memory=memory,
+    )
+    if job.lang.sql:
+        import asyncio  # not at module level: scripts that never go async skip its import cost
+
+        return await asyncio.to_thread(client.run, job)
+    async with AsyncClient() as short_lived:
+        return await short_lived.run(job)
 
 
 def execute_many(

@@ -110,3 +110,23 @@ def test_unsandboxed_connection_is_an_explicit_opt_out(tmp_path: Path) -> None:
         r = c.execute(f"SELECT sum(x) AS s FROM read_csv('{csv_file}')", "sql")
         assert r.table is not None and r.table.rows == ((3,),)
         assert "NOT sandboxed" in c.sql.info().isolation
+
+
+async def test_module_aexecute_keeps_the_default_clients_sql_session() -> None:
+    # one worker for every aexecute() (and execute()) call: the table of one call is there for the next
+    created = await cc.aexecute("CREATE OR REPLACE TABLE aexecute_session AS SELECT 42 AS x", "sql")
+    assert created.ok, created.error
+    again = await cc.aexecute("SELECT x FROM aexecute_session", "sql")
+    assert again.table is not None and again.table.rows == ((42,),)
+    assert cc.execute("SELECT x FROM aexecute_session", "sql").table.rows == ((42,),)  # type: ignore[union-attr]
+
+
+async def test_async_client_runs_concurrent_sql_on_its_one_session() -> None:
+    import asyncio
+
+    async with cc.AsyncClient() as client:
+        assert (await client.execute("CREATE TABLE n AS SELECT range AS i FROM range(10)", "sql")).ok
+        results = await asyncio.gather(
+            *(client.execute(f"SELECT count(*) AS c FROM n WHERE i < {k}", "sql") for k in range(8))
+        )
+    assert [r.table.rows if r.table else r.error for r in results] == [((k,),) for k in range(8)]

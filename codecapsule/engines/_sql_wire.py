@@ -54,19 +54,30 @@ def write_message(fd: int, header: dict[str, Any], body: Buffer = b"") -> None:
 
 
 class Reader:
-    """Reads framed messages from a pipe; one ``os.read`` usually brings a whole small answer."""
+    """Reads framed messages from a pipe; one read usually brings a whole small answer, parsed from one buffer."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._buffer = bytearray()
+        # every read of the pipe lands here first: a fresh 64 KB bytes object per read would cost a malloc, a
+        # shrink and a free on both sides of every round trip
+        self._chunk = bytearray(_SMALL)
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+
+    def _fill(self) -> int:
+        """Append what one read of the pipe brings to the buffer: its size (0: the other side closed the pipe)."""
+        got = os.readv(self.fd, [self._chunk])
+        self._buffer += memoryview(self._chunk)[:got]
+        return got
 
     def readable(self, deadline: float) -> bool:
         """True when a message has started (or the pipe closed) before the ``time.monotonic()`` deadline."""
         if self._buffer:
             return True
-        if not select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        if not self._poll.poll(max(0.0, deadline - time.monotonic()) * 1000):  # milliseconds, rounded up
             return False
-        self._buffer += os.read(self.fd, 1 << 16)  # cannot block now; usually the whole answer (EOF: empty)
+        self._fill()  # cannot block now; usually the whole answer (EOF: nothing, and read() says so)
         return True
 
     def _take(self, n: int, deadline: float | None) -> bytearray:
@@ -79,15 +90,14 @@ class Reader:
         while have < n:
             if deadline is not None:
                 wait = deadline - time.monotonic()
-                if wait <= 0 or not select.select([self.fd], [], [], wait)[0]:
+                if wait <= 0 or not self._poll.poll(wait * 1000):
                     raise WireTimeout("no answer before the deadline")
             if n - have < _SMALL:  # small: read ahead into the buffer (often the whole next message)
-                chunk = os.read(self.fd, _SMALL)
-                if not chunk:
+                if not self._fill():
                     raise WireError("the other side closed the pipe")
-                take = min(len(chunk), n - have)
-                view[have : have + take] = chunk[:take]
-                self._buffer += chunk[take:]
+                take = min(len(self._buffer), n - have)
+                view[have : have + take] = self._buffer[:take]
+                del self._buffer[:take]
                 have += take
             else:
                 got = os.readv(self.fd, [view[have:]])
@@ -98,14 +108,30 @@ class Reader:
 
     def read(self, deadline: float | None = None) -> tuple[dict[str, Any], Buffer]:
         """The next message; ``deadline`` is a ``time.monotonic()`` instant (None: wait for ever)."""
+        if not self._buffer and deadline is None:
+            self._fill()  # blocking: usually brings the whole message (EOF: _take below says so)
+        buffer = self._buffer
+        if len(buffer) >= _FRAME.size:  # the usual small message, already whole in the buffer: no copies
+            head_len, body_len = _FRAME.unpack_from(buffer)
+            end = _FRAME.size + head_len + body_len
+            if head_len <= MAX_HEADER and len(buffer) >= end:
+                header = _header(buffer[_FRAME.size : _FRAME.size + head_len])
+                whole: Buffer = buffer[end - body_len : end] if body_len else b""
+                del buffer[:end]
+                return header, whole
         head_len, body_len = _FRAME.unpack(self._take(_FRAME.size, deadline))
         if head_len > MAX_HEADER:
             raise WireError(f"a header of {head_len} bytes: the stream is out of step")
-        header = json.loads(self._take(head_len, deadline))
-        if not isinstance(header, dict):
-            raise WireError("a header that is not a JSON object")
+        header = _header(self._take(head_len, deadline))
         body: Buffer = self._take(body_len, deadline) if body_len else b""
         return header, body
+
+
+def _header(data: bytearray) -> dict[str, Any]:
+    header = json.loads(data)
+    if not isinstance(header, dict):
+        raise WireError("a header that is not a JSON object")
+    return header
 
 
 def arrow_to_bytes(table: Any) -> Buffer:

@@ -13,6 +13,7 @@ here); the query text never decides a verdict.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import resource
@@ -21,6 +22,7 @@ import threading
 import time
 from typing import Any
 
+from . import _sql_plans
 from ._sql_wire import SEQ as _SEQ
 from ._sql_wire import Buffer, Reader, WireError, arrow_to_bytes, bytes_to_arrow, write_message
 
@@ -41,6 +43,8 @@ _OBJECT = re.compile(
     r"(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(?P<name>[\w.\"]+)",
     re.IGNORECASE,
 )
+# PREPARE, EXECUTE and DEALLOCATE (a DROP) — the statements that could replace or drop the statement cache's own
+_PLAN_KINDS = frozenset({"PREPARE", "EXECUTE", "DROP"})
 _JSON_EXACT = frozenset({int, str, bool, type(None)})  # values JSON carries back unchanged (not float: NaN)
 _VERB = {"CREATE": "created", "DROP": "dropped", "ALTER": "altered"}
 _COUNTED = {"INSERT": "inserted", "UPDATE": "updated", "DELETE": "deleted"}
@@ -126,6 +130,7 @@ class Worker:
         conn.execute("SELECT 1").fetchall()  # DuckDB's threads exist from here on
         self.kept: dict[int, Any] = {}  # result id → the whole result as a pyarrow Table
         self.next_id = 1
+        self.plans = _sql_plans.Plans(conn, duckdb)
 
     # -- one request ----------------------------------------------------------------------------------
 
@@ -165,7 +170,8 @@ class Worker:
             self.interrupter.running(0)
         if not answer.get("ok"):
             self._release()
-        answer["done"] = done
+        if done:
+            answer["done"] = done
         answer["wall"] = time.perf_counter() - started
         return answer, rows
 
@@ -185,6 +191,10 @@ class Worker:
         return "XX"
 
     def _run(self, sql: str, params_body: Buffer, head: int, done: list[str]) -> tuple[dict[str, Any], Buffer]:
+        if not params_body:
+            prepared = self._run_prepared(sql, head)
+            if prepared is not None:
+                return prepared
         params: dict[str, Any] = {}
         if params_body:
             table = bytes_to_arrow(params_body)
@@ -193,33 +203,54 @@ class Worker:
         if self.sandbox:
             for statement in statements:
                 reason = REFUSED.get(statement.type.name)
+                if statement.type.name in _PLAN_KINDS and _sql_plans.PREFIX in statement.query.lower():
+                    reason = "the names of CodeCapsule's prepared statements are its own: choose another name"
                 if reason is not None:
                     raise _Refused(f"{statement.query.strip().rstrip(';')}: refused — {reason}.")
         cursor: Any = None
+        description: Any = None
         for i, statement in enumerate(statements):
             names = statement.named_parameters
             bound = {k: params[k] for k in names if k in params}
             cursor = self.conn.execute(statement, bound) if names else self.conn.execute(statement)
             kind = statement.type.name
             last = i == len(statements) - 1
-            if not last or not _has_rows(kind, cursor.description):
+            description = cursor.description
+            if not last or not _has_rows(kind, description):
                 count = None
-                if cursor.description is not None:
+                if description is not None:
                     first = cursor.fetchmany(1)
                     count = int(first[0][0]) if kind in _COUNTED and first else None
                 done.append(describe(kind, statement.query, count))
                 cursor = None
         if cursor is None:
             return {"ok": True, "table": None}, b""
-        return self._fetch(cursor, head)
+        answer = self._fetch(cursor, description, head)
+        if answer[0]["ok"] and len(statements) == 1 and kind == "SELECT" and not names:
+            self.plans.ran(sql, statements[0].query)  # after the fetch: a PREPARE ends the pending result
+        return answer
 
-    def _fetch(self, cursor: Any, head: int) -> tuple[dict[str, Any], Buffer]:
+    def _run_prepared(self, sql: str, head: int) -> tuple[dict[str, Any], Buffer] | None:
+        """The answer from ``sql``'s prepared statement; None when there is none, or when it failed to run (the
+        plain path then answers, with DuckDB's own message)."""
+        plan = self.plans.get(sql)
+        if plan is None:
+            return None
+        try:
+            cursor = self.conn.execute(plan)
+        except (self.duckdb.InterruptException, self.duckdb.OutOfMemoryException):
+            raise  # the time or memory limit: the same verdict on either path, never run twice
+        except self.duckdb.Error:
+            self.plans.drop(sql)
+            return None
+        return self._fetch(cursor, cursor.description, head)
+
+    def _fetch(self, cursor: Any, description: Any, head: int) -> tuple[dict[str, Any], Buffer]:
         """The first ``head`` rows for the answer; the whole result kept here when there are more.
 
         The head comes through ``fetchmany`` (DuckDB's own Python values, the cheapest path for the usual small
         result); only a larger result is streamed on as Arrow batches, and only up to the kept-results budget.
         """
-        description = cursor.description
         meta: dict[str, Any] = {"columns": [str(d[0]) for d in description], "types": [str(d[1]) for d in description]}
         first = cursor.fetchmany(head + 1)
         columns = [list(c) for c in zip(*first[:head], strict=True)] or [[] for _ in description]
@@ -376,6 +407,7 @@ def main() -> None:
             write_message(fd_out, {"ok": False, "error": str(exc)})
             return
         _cap_address_space(int(header.get("address_space_extra") or 0))
+        gc.freeze()  # the modules and the set-up are never garbage: collections scan only what queries make
         write_message(fd_out, {"ok": True, "version": worker.duckdb.__version__, "pid": os.getpid()})
         while True:
             header, body = reader.read()
