@@ -651,20 +651,22 @@ def _spawn_standby(
     )  # fmt: skip
     cgroup.start_accounting()  # the standby's own start-up is not the program's CPU time
     proc = standby.proc
-    spawned_ok = False
     try:
-        try:
-            standby.start(cmd, env, workdir, stdin, caps.sandbox_uid if caps.setpriv is not None else None)
-        except OSError as exc:
-            _abandon(proc)
-            raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
+        standby.start(cmd, env, workdir, stdin, caps.sandbox_uid if caps.setpriv is not None else None)
+    except OSError:
+        # it died after it was taken (killed from outside): start cold, in the group it was given
+        _abandon(proc)
+        for fd in (standby.status_r, standby.exit_r, standby.block_w):
+            os.close(fd)
+        return _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
+    try:
         init_fd = _confine(proc, caps, limits, cgroup, standby.status_r, standby.block_w, None)
-        spawned_ok = True
+    except SandboxError:
+        os.close(standby.status_r)
+        os.close(standby.exit_r)
+        raise
     finally:
         os.close(standby.block_w)
-        if not spawned_ok:
-            os.close(standby.status_r)
-            os.close(standby.exit_r)
     return _Spawned(proc, init_fd, standby.status_r, standby.exit_r)
 
 
