@@ -653,21 +653,34 @@ def _spawn_standby(
     proc = standby.proc
     try:
         standby.start(cmd, env, workdir, stdin, caps.sandbox_uid if caps.setpriv is not None else None)
-    except OSError:
-        # it died after it was taken (killed from outside): start cold, in the group it was given
-        _abandon(proc)
-        for fd in (standby.status_r, standby.exit_r, standby.block_w):
-            os.close(fd)
-        return _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
-    try:
         init_fd = _confine(proc, caps, limits, cgroup, standby.status_r, standby.block_w, None)
+    except OSError:
+        init_fd, killed = None, True  # its control pipe broke: it is gone
     except SandboxError:
         os.close(standby.status_r)
         os.close(standby.exit_r)
         raise
+    else:
+        killed = init_fd is None and _killed(proc.pid)
     finally:
         os.close(standby.block_w)
+    if killed:
+        # it died after it was taken (killed from outside) before bwrap started: start cold, in the group it was
+        # given. (A failure of bwrap itself is an exit, not a signal: that one is reported, not retried.)
+        _abandon(proc)
+        os.close(standby.status_r)
+        os.close(standby.exit_r)
+        return _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
     return _Spawned(proc, init_fd, standby.status_r, standby.exit_r)
+
+
+def _killed(pid: int) -> bool:
+    """Whether our child ``pid`` died by a signal; waits for it to end, but leaves it to be reaped."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return info is not None and info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
 
 
 def _confine(
