@@ -129,15 +129,19 @@ class _Pool:
 
     def take(self) -> Standby | None:
         with self.lock:
-            got = self.ready.pop() if self.ready else None
+            # the oldest first: the one surely done moving into its group; any that died waiting (killed from
+            # outside) are discarded on the way
+            got = None
+            while self.ready and got is None:
+                got = self.ready.pop(0)
+                if got.proc.poll() is not None:
+                    got.discard()
+                    got = None
             refill = self.preparing + len(self.ready) < _READY_MAX
             if refill:
                 self.preparing += 1
         if refill:
             threading.Thread(target=self._prepare, name="codecapsule-standby", daemon=True).start()
-        if got is not None and got.proc.poll() is not None:
-            got.discard()  # died while waiting (killed from outside): start the usual way
-            return None
         return got
 
     def _prepare(self) -> None:
