@@ -20,6 +20,7 @@ from . import _errors as errors
 from ._client import AsyncClient, Client, JobLike
 from ._errors import *  # noqa: F403 - the exception tree is part of the public API
 from ._errors import __all__ as _error_names
+from ._events import AsyncRunStream, Finished, InputWanted, Output, RunStream, StageStarted
 from ._jobs import File, Job, Limits
 from ._languages import LANGUAGES
 from ._results import Result, Stage, Table, Verdict
@@ -36,17 +37,23 @@ __version__ = "0.1.0"
 __all__ = [
     "LANGUAGES",
     "AsyncClient",
+    "AsyncRunStream",
     "Client",
     "Cluster",
     "ClusterSpec",
     "File",
+    "Finished",
     "Grade",
     "Gradebook",
+    "InputWanted",
     "Job",
     "Limits",
+    "Output",
     "Result",
+    "RunStream",
     "Settings",
     "Stage",
+    "StageStarted",
     "Table",
     "TestCase",
     "TestResult",

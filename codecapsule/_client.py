@@ -7,9 +7,10 @@ decision (``_ClientCore``); only the I/O differs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidRequest, NoEndpointConfigured
@@ -21,6 +22,8 @@ from ._settings import EngineChoice, Settings
 from ._verdicts import error_result, internal_error
 
 if TYPE_CHECKING:
+    from ._events import AsyncRunStream, RunStream
+    from .engines._live import Producer
     from .engines.base import EngineInfo
     from .engines.duckdb import DuckDBEngine
     from .engines.local import LocalEngine
@@ -159,8 +162,36 @@ class _ClientCore:
             if self._local is None:
                 from .engines.local import LocalEngine
 
-                self._local = LocalEngine()
+                self._local = LocalEngine(warm=self.settings.warm)
             return self._local
+
+    def _stream_route(self, job: Job, engine: EngineChoice | None, interactive: bool) -> str:
+        """Where a live run goes: "duckdb", "piston" or "local" (the decision :meth:`run` makes)."""
+        piston = self._wants_piston(job, engine)  # refuses engine="piston" for SQL
+        route = "duckdb" if job.lang.sql else "piston" if piston else "local"
+        if interactive and route != "local":
+            raise InvalidRequest(
+                "interactive input needs the local engine for now: pass the input as stdin=, or engine='local'."
+            )
+        return route
+
+    def _replayed(self, job: Job, route: str) -> Producer:
+        """A live run for an engine without a live path: the Result, replayed once it is there (runs on the live
+        run's thread, with a sync engine: a Piston run from the async client gets one of its own)."""
+        from .engines._live import result_producer
+
+        if route == "duckdb":
+            duck = self._duckdb_engine()
+            return result_producer(lambda: duck.run(job))
+        settings = self.settings
+
+        def on_piston() -> Result:
+            from .engines.piston import PistonEngine
+
+            with contextlib.closing(PistonEngine(settings)) as piston:
+                return piston.run(job)
+
+        return result_producer(on_piston)
 
     @property
     def sql(self) -> DuckDBEngine:
@@ -222,6 +253,30 @@ class Client(_ClientCore):
         if piston:
             return self._piston_engine().run(job)
         return self._local_engine().run(job)
+
+    def stream(
+        self,
+        source: str,
+        language: str,
+        *,
+        interactive: bool = False,
+        engine: EngineChoice | None = None,
+        **kwargs: Any,
+    ) -> RunStream:
+        """Run one program live: iterate for its events (``StageStarted``, ``Output``, ..., ``Finished(result)``
+        last); ``cancel()`` or leaving the ``with`` block stops it (verdict interrupted, output so far kept). Takes
+        :meth:`execute`'s arguments. On the local engine output comes as the program writes it; Piston and SQL
+        runs are replayed when they finish."""
+        return self.stream_job(self.job(source, language, **kwargs), interactive=interactive, engine=engine)
+
+    def stream_job(self, job: Job, *, interactive: bool = False, engine: EngineChoice | None = None) -> RunStream:
+        """:meth:`stream` for a prepared Job."""
+        from .engines._live import LiveRun
+
+        route = self._stream_route(job, engine, interactive)
+        if route == "local":
+            return self._local_engine().stream(job, interactive=interactive)
+        return LiveRun(self._replayed(job, route), _crash(job, route), interactive=False)
 
     def execute_many(
         self,
@@ -328,6 +383,27 @@ class AsyncClient(_ClientCore):
             return await self._piston_engine().arun(job)
         return await asyncio.to_thread(self._local_engine().run, job)
 
+    def stream(
+        self,
+        source: str,
+        language: str,
+        *,
+        interactive: bool = False,
+        engine: EngineChoice | None = None,
+        **kwargs: Any,
+    ) -> AsyncRunStream:
+        """:meth:`Client.stream` for asyncio: ``async with client.stream(...) as run: async for event in run``."""
+        return self.stream_job(self.job(source, language, **kwargs), interactive=interactive, engine=engine)
+
+    def stream_job(self, job: Job, *, interactive: bool = False, engine: EngineChoice | None = None) -> AsyncRunStream:
+        """:meth:`stream` for a prepared Job."""
+        from .engines._live import AsyncLiveRun
+
+        route = self._stream_route(job, engine, interactive)
+        if route == "local":
+            return self._local_engine().astream(job, interactive=interactive)
+        return AsyncLiveRun(self._replayed(job, route), _crash(job, route), interactive=False)
+
     async def map(
         self,
         jobs: Iterable[JobLike],
@@ -373,6 +449,11 @@ class AsyncClient(_ClientCore):
 
     async def uninstall(self, language: str, version: str) -> dict[str, Any]:
         return await self._piston_engine().auninstall(language, version)
+
+
+def _crash(job: Job, engine: str) -> Callable[[BaseException], Result]:
+    """What a live run's Finished carries when its producer failed: the internal_error Result a batch gives."""
+    return lambda exc: internal_error(job, engine, exc)
 
 
 def _unbuildable(item: JobLike, exc: Exception) -> Result:

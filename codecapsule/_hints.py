@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from ._results import Result
 
-__all__ = ["HINTS", "Hint", "hints_for"]
+__all__ = ["HINTS", "READS_INPUT", "Hint", "hints_for"]
+
+# What a cell shows when its program wanted input nobody could type (the live view's note and the EOF hint).
+READS_INPUT = "this program reads input: pass --stdin, or run the cell interactively"
 
 _ANY_VERDICT: frozenset[str] = frozenset()  # the hint applies to any verdict, ok included
 
@@ -55,8 +58,7 @@ HINTS: tuple[Hint, ...] = (
             r"invalid literal for int\(\) with base 10: ''|could not convert string to float: ''"
         ),
         None,
-        "The program reads input, but none was given (or less than it reads): pass it with --stdin \"…\" on the "
-        "%%capsule line, stdin=\"…\" from Python, or pipe it into codecapsule run.",
+        READS_INPUT + " (from Python: stdin=\"…\"; codecapsule run: --stdin or a pipe).",
     ),
     Hint(
         frozenset({"c", "c++"}),

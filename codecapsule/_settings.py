@@ -16,6 +16,8 @@
 | ``CODECAPSULE_MAX_ROWS``              | rows of a SQL result kept for display (default 1000)          |
 | ``CODECAPSULE_RETRIES``               | Piston retries on transient failures (default 3)              |
 | ``CODECAPSULE_REQUEST_TIMEOUT``       | seconds to wait for a Piston answer beyond the job's limits   |
+| ``CODECAPSULE_WARM``                  | ``0`` to turn the local engine's warm paths off (warm javac,  |
+|                                       | Java CDS archive, C/C++ precompiled headers, compile cache)   |
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ class Settings:
     max_rows: int = 1000
     retries: int = 3
     request_timeout: float = 30.0
+    # the local engine's warm paths: a javac that stays up, the run JVM's CDS archive, precompiled headers and the
+    # compile cache. Off (False) = every job compiles cold, as the first job of a process does; Results are the same.
+    warm: bool = True
 
     def __post_init__(self) -> None:
         if self.engine not in _ENGINES:
@@ -149,7 +154,7 @@ class Settings:
             name = f"CODECAPSULE_{f.name.upper()}"
             if f.name == "sql_data":
                 values[f.name] = tuple(d for d in raw.split(os.pathsep) if d)
-            elif f.name in ("database_read_only", "sql_sandbox"):
+            elif f.name in ("database_read_only", "sql_sandbox", "warm"):
                 values[f.name] = _bool(raw, name)
             elif f.name in ("max_rows", "retries"):
                 try:

@@ -29,6 +29,8 @@ def run_verdict(run: Stage, limits: Limits, *, memory_from_text: bool = True) ->
         return Verdict.TIME_LIMIT
     if run.status in ("OL", "EL"):
         return Verdict.OUTPUT_LIMIT
+    if run.status == "IN":
+        return Verdict.INTERRUPTED
     if run.status == "ML":
         return Verdict.MEMORY_LIMIT
     if not stage_failed(run):
@@ -142,7 +144,7 @@ def judge(
             job.language,
             version,
             engine,
-            Verdict.COMPILE_ERROR,
+            Verdict.INTERRUPTED if compile.status == "IN" else Verdict.COMPILE_ERROR,
             compile=compile,
             run=None,
             expected=job.expect,

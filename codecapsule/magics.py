@@ -13,8 +13,10 @@ codecapsule`` never imports it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
@@ -23,8 +25,11 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, Union, observe, validate
 
-from ._errors import CodeCapsuleError, InvalidRequest
+from ._display_budget import DEFAULT_BUDGET, RESULT_VARIABLE, bounded
+from ._errors import CodeCapsuleError, EngineError, InvalidRequest
+from ._hints import READS_INPUT, hints_for
 from ._languages import LANGUAGES, resolve
+from ._live_display import Echo, LiveOutcome, follow, interrupted_result
 from ._magic_options import check_option_names, clean_help, install_config_magic
 from ._render import render_html, render_text
 from ._results import Verdict
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from ._client import Client
+    from ._events import RunStream
     from ._jobs import Job
     from ._results import Result
 
@@ -108,6 +114,7 @@ class CellOptions(NamedTuple):
     register: tuple[tuple[str, str], ...] = ()  # (SQL name, notebook variable)
     data: tuple[str, ...] = ()  # SQL: directories of course data to allow (read-only)
     tests: str | None = None  # grade the cell against this YAML test file
+    no_input: bool = False  # the program sees end-of-input instead of asking in the input box
 
 
 def _split(line: str) -> list[str]:
@@ -215,6 +222,7 @@ def parse_cell_line(line: str) -> CellOptions:
         register=tuple(register),
         data=tuple(ns.data or ()),
         tests=ns.tests,
+        no_input=ns.no_input,
     )
 
 
@@ -315,6 +323,14 @@ _CELL_ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         },
     ),
     (
+        ("--no-input",),
+        {
+            "action": "store_true",
+            "help": "Do not ask for input in the input box: a program that reads stdin sees end-of-input "
+            "(default: ask, unless Capsule.interactive is False).",
+        },
+    ),
+    (
         ("--tests",),
         {
             "metavar": "FILE",
@@ -387,6 +403,16 @@ class Capsule(Magics):
     raise_on_failure = Bool(
         False,
         help="Raise when a program's verdict is not ok (for scripted grading), as --raise does for one cell.",
+    ).tag(config=True)
+    interactive = Bool(
+        True,
+        help="Ask for a program's input in the notebook's input box when no --stdin is given. False (grading "
+        "notebooks): the program sees end-of-input, as with --no-input on every cell.",
+    ).tag(config=True)
+    output_budget = Int(
+        DEFAULT_BUDGET,
+        help="Bytes of each output stream a cell's display keeps (head and tail); the whole output stays in "
+        "_capsule_result while the kernel runs.",
     ).tag(config=True)
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
@@ -592,8 +618,10 @@ class Capsule(Magics):
         raise UsageError(f"{what}: {var!r} is a {type(value).__name__}; use a str (or a list of lines).")
 
     def _job(self, source: str, opts: CellOptions, exclude: str | None) -> Job:
-        from ._client import to_job
+        return _to_job(self._job_spec(source, opts, exclude))
 
+    def _job_spec(self, source: str, opts: CellOptions, exclude: str | None) -> dict[str, Any]:
+        """The cell as ``execute()``/``stream()`` keyword arguments (source and language included)."""
         stdin = opts.stdin
         if opts.stdin_from is not None:
             stdin = self._text_from(opts.stdin_from, "--stdin-from")
@@ -609,22 +637,17 @@ class Capsule(Magics):
                 files[saved.name] = saved.source
         timeout = opts.timeout if opts.timeout is not None else self.timeout
         memory = opts.memory if opts.memory is not None else self.memory
-        try:
-            return to_job(
-                {
-                    "source": source,
-                    "language": opts.language,
-                    "stdin": stdin or "",
-                    "args": opts.args,
-                    "files": files,
-                    "version": opts.version,
-                    "expect": expect,
-                    "timeout": timeout,
-                    "memory": memory,
-                }
-            )
-        except InvalidRequest as exc:
-            raise UsageError(str(exc)) from None
+        return {
+            "source": source,
+            "language": opts.language,
+            "stdin": stdin or "",
+            "args": opts.args,
+            "files": files,
+            "version": opts.version,
+            "expect": expect,
+            "timeout": timeout,
+            "memory": memory,
+        }
 
     def _sql_saved(self, names: Sequence[str], exclude: str | None = None) -> list[SavedFile]:
         found = [self._saved(name) for name in names]
@@ -666,15 +689,27 @@ class Capsule(Magics):
                 raise UsageError(f"--register {name}={var}: {exc}") from None
         return client
 
+    def _execute(self, client: Client, job: Job, opts: CellOptions) -> LiveOutcome:
+        """Run the cell: a program live (output as it happens, input asked for), SQL as one query. Stop
+        (KeyboardInterrupt) ends either with the verdict interrupted instead of a traceback."""
+        engine: Any = opts.engine or self.engine
+        try:
+            if job.lang.sql:
+                result = run_cell(client, job, self.shell.user_ns if self.shell is not None else {}, engine)
+            else:
+                given_stdin = opts.stdin is not None or opts.stdin_from is not None
+                can_ask = self.interactive and not opts.no_input and not given_stdin
+                run = _open_stream(client, job, interactive=not given_stdin, engine=engine)
+                return follow(run, language=job.language, ask=input if can_ask else None, echo=Echo(self.output_budget))
+        except KeyboardInterrupt:  # the SQL worker stops its query on it; a run stopped before it streamed
+            result = interrupted_result(job.language)
+        return LiveOutcome(result, echoed=False, unasked=False)
+
     def _run(self, source: str, opts: CellOptions, *, exclude: str | None) -> Result:
         job = self._job(source, opts, exclude)
         try:
             client = self._sql_client(opts) if job.lang.sql else self._client()
-            engine = opts.engine or self.engine
-            if job.lang.sql:
-                result = run_cell(client, job, self.shell.user_ns if self.shell is not None else {}, engine)
-            else:
-                result = client.run(job, engine=engine)  # type: ignore[arg-type]
+            result, echoed, unasked = self._execute(client, job, opts)
         except InvalidRequest as exc:
             raise UsageError(str(exc)) from None
         except UsageError:
@@ -702,9 +737,15 @@ class Capsule(Magics):
                 )
         elif verdict != "ok" and (opts.raise_on_failure or self.raise_on_failure):
             failure = f"the program {result.verdict.description} ({verdict})."
-        self._show(result, job, note)
-        if opts.out is not None and self.shell is not None:
-            self.shell.user_ns[opts.out] = result
+        if unasked and not any(hint.startswith(READS_INPUT) for hint in hints_for(result, job.source)):
+            result = dataclasses.replace(result, notes=(*result.notes, READS_INPUT))
+        if echoed:
+            _clear_live_output()  # the final view replaces the live one: the notebook keeps the output once
+        self._show(bounded(result, max(1, self.output_budget)), job, note)
+        if self.shell is not None:
+            self.shell.user_ns[RESULT_VARIABLE] = result  # the whole output, while the kernel lives
+            if opts.out is not None:
+                self.shell.user_ns[opts.out] = result
         if failure is not None:
             raise UnexpectedVerdict(failure, result=result, expected=opts.expect_verdict)
         return result
@@ -722,6 +763,35 @@ class Capsule(Magics):
             "source": job.source,  # hints look at the program (void main, ...)
         }
         _display({"text/html": render_html(result, **options), "text/plain": render_text(result, **options)})
+
+
+def _to_job(spec: dict[str, Any]) -> Job:
+    from ._client import to_job
+
+    try:
+        return to_job(spec)
+    except InvalidRequest as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _open_stream(client: Client, job: Job, *, interactive: bool, engine: Any) -> RunStream:
+    """A live run; interactive where the engine can take typed input. One that cannot (it refuses before
+    anything starts) runs the program with an empty stdin: it sees end-of-input, and the EOF hint says why."""
+    if interactive:
+        try:
+            return client.stream_job(job, interactive=True, engine=engine)
+        except (EngineError, InvalidRequest):
+            pass
+    return client.stream_job(job, interactive=False, engine=engine)
+
+
+def _clear_live_output() -> None:
+    from IPython import display as ipd
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    clear: Any = ipd.clear_output
+    clear(wait=True)  # cleared when the final view arrives: no flicker
 
 
 def _display(bundle: dict[str, str]) -> None:

@@ -118,7 +118,7 @@ def test_expect_prints_the_comparison(tmp_path: Path) -> None:
 
 def test_hints_are_printed_for_beginners_mistakes(tmp_path: Path) -> None:
     p = cli("run", "-l", "python", "-c", "n = int(input())\nprint(n)")
-    assert p.returncode == 1 and "Hint: The program reads input, but none was given" in p.stderr
+    assert p.returncode == 1 and "Hint: this program reads input: pass --stdin" in p.stderr
 
 
 def test_doctor_without_a_cluster_says_local_engine_only() -> None:

@@ -52,6 +52,15 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         cc.Settings.from_env()
 
 
+def test_the_warm_setting_reaches_the_local_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cc.Settings.from_env({}).warm is True
+    assert cc.Settings.from_env({"CODECAPSULE_WARM": "0"}).warm is False
+    with pytest.raises(cc.ConfigurationError, match="CODECAPSULE_WARM"):
+        cc.Settings.from_env({"CODECAPSULE_WARM": "lukewarm"})
+    with cc.Client(settings=cc.Settings(engine="local", warm=False)) as c:
+        assert c._local_engine().warm is False
+
+
 def test_half_a_service_token_is_a_configuration_error() -> None:
     with pytest.raises(cc.ConfigurationError, match="both"):
         cc.Settings(access_client_id="only-the-id")

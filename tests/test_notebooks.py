@@ -7,14 +7,14 @@ cell tags the notebooks carry.
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.kernels import write_python_kernelspec
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -29,17 +29,7 @@ NOTEBOOK_FILES = sorted(NOTEBOOKS.glob("*.ipynb"))
 def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A python3 kernelspec that starts *this* interpreter, found first on JUPYTER_PATH."""
     root = tmp_path_factory.mktemp("jupyter")
-    spec = root / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(
-        json.dumps(
-            {
-                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                "display_name": "Python 3 (codecapsule tests)",
-                "language": "python",
-            }
-        )
-    )
+    write_python_kernelspec(root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JUPYTER_PATH", str(root))
         for var in ("CODECAPSULE_PISTON_URL", "CODECAPSULE_ENGINE"):

@@ -29,6 +29,7 @@ from codecapsule.widgets import ScalingPanel
 from tests.cluster import conftest as cluster_fixtures
 from tests.fakes.arm import FakeARM
 from tests.fakes.cloudflare import FakeCloudflare
+from tests.kernels import write_python_kernelspec
 
 # The Cluster-on-fakes fixtures live in tests/cluster/conftest.py, which pytest applies only below
 # tests/cluster/. Re-export all of them here (arm, cloudflare, piston, spec, cluster, cluster_env, ...).
@@ -478,17 +479,7 @@ def test_admin_notebook_shows_the_panel_when_the_environment_names_a_cluster(
 ) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    kernels = tmp_path / "jupyter-path" / "kernels" / "python3"
-    kernels.mkdir(parents=True)
-    (kernels / "kernel.json").write_text(
-        json.dumps(
-            {
-                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                "display_name": "Python 3 (codecapsule tests)",
-                "language": "python",
-            }
-        )
-    )
+    write_python_kernelspec(tmp_path / "jupyter-path")
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter-path"))
     for name, value in cluster_env.items():
         if name not in {"PATH", "HOME"}:

@@ -37,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal, Protocol
 
 from .._errors import SandboxError
 from .._results import Stage
@@ -47,6 +47,20 @@ _READ = 65536
 SANDBOX_WORKDIR = "/box"
 _CPU_POLL = 0.02  # seconds between reads of the run's CPU accounting while it runs
 _PR_SET_CHILD_SUBREAPER = 36
+
+
+class StageSink(Protocol):
+    """Live hooks of one stage (``Client.stream``): each chunk as the capture loop read and kept it (after the
+    output cap, so the chunks add up to the Stage's output exactly), and a way to be told to stop."""
+
+    @property
+    def wake_fd(self) -> int:
+        """Readable when the run may have been cancelled (then ``stopped()`` says)."""
+        ...
+
+    def stopped(self) -> bool: ...
+
+    def chunk(self, stream: Literal["stdout", "stderr"], data: bytes) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -536,8 +550,10 @@ def run_stage(
     stdin: bytes,
     limits: StageLimits,
     roots: tuple[str, ...] = (),
+    sink: StageSink | None = None,
 ) -> Stage:
-    """Run ``argv`` in ``workdir`` under the sandbox and limits; always returns a Stage (never leaves processes)."""
+    """Run ``argv`` in ``workdir`` under the sandbox and limits; always returns a Stage (never leaves processes).
+    ``sink`` (live runs only) gets the output as it is read and can stop the stage (status ``IN``)."""
     cgroup = None
     standby = None
     if caps.cgroups is not None and (limits.memory is not None or limits.processes is not None):
@@ -559,7 +575,7 @@ def run_stage(
                 f"could not create a cgroup for the run ({exc}); set CODECAPSULE_CGROUPS=0 to run without one."
             ) from exc
     try:
-        return _run(caps, argv, env, workdir, stdin, limits, roots, cgroup, standby)
+        return _run(caps, argv, env, workdir, stdin, limits, roots, cgroup, sink=sink, standby=standby)
     finally:
         if cgroup is not None:
             cgroup.remove()
@@ -571,7 +587,8 @@ class _Captured:
     out: bytearray
     err: bytearray
     combined: bytearray
-    # why we stopped the program: "TO" (wall clock), "CPU" (CPU time of the run), "OL"/"EL" (stdout/stderr cap)
+    # why we stopped the program: "TO" (wall clock), "CPU" (CPU time of the run), "OL"/"EL" (stdout/stderr cap),
+    # "IN" (the live run was cancelled)
     reason: str | None
 
 
@@ -759,13 +776,15 @@ def _capture(
     limits: StageLimits,
     deadline: float,
     cgroup: _cgroups.RunCgroup | None,
+    sink: StageSink | None = None,
 ) -> _Captured:
     """Read stdout and stderr as streams until the program has exited and its output is drained, the deadline
-    passes, the run's CPU time goes over its limit, or a stream goes over the output cap (the prefix is kept).
-    A grandchild that keeps the pipes open does not hold the result back once the program itself is done."""
+    passes, the run's CPU time goes over its limit, a stream goes over the output cap (the prefix is kept), or
+    the live run's ``sink`` says stop. A grandchild that keeps the pipes open does not hold the result back once
+    the program itself is done."""
     assert proc.stdout is not None and proc.stderr is not None
     got = _Captured(bytearray(), bytearray(), bytearray(), None)
-    streams = {proc.stdout.fileno(): (got.out, "OL"), proc.stderr.fileno(): (got.err, "EL")}
+    streams = {proc.stdout.fileno(): (got.out, "OL", "stdout"), proc.stderr.fileno(): (got.err, "EL", "stderr")}
     watch_cpu = cgroup is not None and limits.cpu is not None and cgroup.cpu_time() is not None
     exited = False
     with selectors.DefaultSelector() as sel:
@@ -773,10 +792,15 @@ def _capture(
             os.set_blocking(fd, False)
             sel.register(fd, selectors.EVENT_READ)
         sel.register(pidfd, selectors.EVENT_READ)
+        if sink is not None:
+            sel.register(sink.wake_fd, selectors.EVENT_READ)
         while streams or not exited:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 got.reason = "TO"
+                return got
+            if sink is not None and not exited and sink.stopped():
+                got.reason = "IN"
                 return got
             if watch_cpu and not exited:
                 assert cgroup is not None and limits.cpu is not None
@@ -792,7 +816,11 @@ def _capture(
                 if key.fd == pidfd:
                     exited = True
                     sel.unregister(pidfd)
+                    if sink is not None:
+                        sel.unregister(sink.wake_fd)  # the program is done: a cancel now changes nothing
                     continue
+                if sink is not None and key.fd == sink.wake_fd:
+                    continue  # looked at on the next turn
                 try:
                     chunk = os.read(key.fd, _READ)
                 except BlockingIOError:
@@ -801,10 +829,12 @@ def _capture(
                     sel.unregister(key.fd)
                     del streams[key.fd]
                     continue
-                buf, over = streams[key.fd]
+                buf, over, name = streams[key.fd]
                 room = max(limits.output - len(buf), 0)
                 buf += chunk[:room]
                 got.combined += chunk[:room]
+                if sink is not None and room:
+                    sink.chunk(name, chunk[:room])  # type: ignore[arg-type]
                 if len(chunk) > room:
                     got.reason = over
                     return got
@@ -841,6 +871,8 @@ def classify(
         return "TO", f"Time limit exceeded (wall clock, {wall:.3g} s)", None, "SIGKILL"
     if reason == "CPU":
         return "TO", f"Time limit exceeded (CPU time, {limits.cpu:g} s)", None, "SIGKILL"
+    if reason == "IN":
+        return "IN", "Interrupted (stopped before it finished)", None, "SIGKILL"
     if reason in ("OL", "EL"):
         stream = "stdout" if reason == "OL" else "stderr"
         return reason, f"{stream} length exceeded (output limit {limits.output} bytes)", None, "SIGKILL"
@@ -923,6 +955,8 @@ def _run(
     limits: StageLimits,
     roots: tuple[str, ...],
     cgroup: _cgroups.RunCgroup | None,
+    *,
+    sink: StageSink | None = None,
     standby: _standby.Standby | None = None,
 ) -> Stage:
     started = time.monotonic()
@@ -934,7 +968,7 @@ def _run(
     pidfd = os.pidfd_open(proc.pid)
     cpu_enforced = cgroup is not None and cgroup.cpu_time() is not None
     try:
-        got = _capture(proc, pidfd, limits, started + effective_wall(limits, cpu_enforced), cgroup)
+        got = _capture(proc, pidfd, limits, started + effective_wall(limits, cpu_enforced), cgroup, sink)
         if got.reason is not None:
             _kill(caps, proc, pidfd, cgroup)
         else:

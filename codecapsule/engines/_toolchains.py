@@ -36,6 +36,11 @@ _INSTALL_HINT = {
 _JVM_FAST = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-Xshare:auto")
 
 
+# javac's compile profile. -proc:none: no annotation processing, so a processor the job ships (a class plus
+# META-INF/services/javax.annotation.processing.Processor) never runs code inside the compiler.
+JAVAC_FLAGS: tuple[str, ...] = ("-proc:none", "-encoding", "UTF-8", "-d", ".")
+
+
 def _which(name: str) -> str | None:
     found = shutil.which(name, path=_SYSTEM_PATH)
     return os.path.realpath(found) if found else None
@@ -167,7 +172,7 @@ def compile_plan(tc: Toolchain, job: Job, workdir: str) -> StagePlan | None:
     if job.language == "java":
         sources = [n for n in names if n.endswith(".java")]
         jflags = [f"-J{f}" for f in _JVM_FAST]
-        return StagePlan([tc.executables["javac"], *jflags, "-encoding", "UTF-8", "-d", ".", *sources], env)
+        return StagePlan([tc.executables["javac"], *jflags, *JAVAC_FLAGS, *sources], env)
     return None
 
 

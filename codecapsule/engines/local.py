@@ -11,20 +11,21 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from .._errors import ConfigurationError, EngineError
 from .._jobs import Job, Limits
 from .._results import Result, Stage
-from .._verdicts import judge, stage_failed
+from .._verdicts import internal_error, judge, stage_failed
 from . import _cgroups, _uids, _workdir
-from ._python_boot import split_compile_outcome
+from ._python_boot import COMPILED, SYNTAX, split_compile_outcome
 from ._sandbox import SandboxCaps, StageLimits, run_stage
 from ._toolchains import RESERVES_ADDRESS_SPACE, Toolchain, compile_plan, find, program_stdin, run_plan
 from .base import EngineInfo
 
 if TYPE_CHECKING:
     from ._compiled import CompiledArtifact
+    from ._live import AsyncLiveRun, LiveIO, LiveRun, Producer, StageOutput
 
 #: What the local engine applies where a job leaves a limit unset.
 DEFAULT_LIMITS = Limits(
@@ -58,6 +59,7 @@ class LocalEngine:
     prepared ahead inside its cgroup (see ``_standby``; same isolation and results, slower start).
     ``cgroup_parent`` (or ``CODECAPSULE_CGROUP_PARENT``) names the cgroup, delegated to this user, under which runs
     get their groups (a path as in /proc/self/cgroup); by default a normal user's delegated subtree is found.
+    ``warm=False`` (``CODECAPSULE_WARM=0``, ``Settings.warm``) turns the warm paths off: every job compiles cold.
     """
 
     name = "local"
@@ -72,8 +74,11 @@ class LocalEngine:
         cgroup_parent: str | None = None,
         workdir_size: int = WORKDIR_SIZE,
         standby: bool | None = None,
+        warm: bool | None = None,
     ) -> None:
         self.defaults = defaults
+        #: the warm paths (a javac that stays up, CDS, PCH, compile cache); None = ``CODECAPSULE_WARM`` (default on)
+        self.warm = _env_flag("CODECAPSULE_WARM") if warm is None else warm
         self.workroot = workroot
         self.workdir_size = workdir_size
         use_cgroups = _env_flag("CODECAPSULE_CGROUPS") if cgroups is None else cgroups
@@ -130,48 +135,92 @@ class LocalEngine:
         with self.run_caps() as caps:
             return self._run(job, tc, limits, caps)
 
-    def _run(self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps) -> Result:
+    def stream(self, job: Job, *, interactive: bool = False) -> LiveRun:
+        """Run ``job`` live: its events as they happen (see ``_events``); ``cancel()`` kills every process of the
+        run the way a time limit does and ends the stream with verdict interrupted and the output so far.
+        ``interactive`` is not supported by the local engine yet: the program reads the job's stdin."""
+        from ._live import LiveRun
+
+        return LiveRun(self._producer(job, interactive), lambda exc: internal_error(job, self.name, exc))
+
+    def astream(self, job: Job, *, interactive: bool = False) -> AsyncLiveRun:
+        """:meth:`stream` for asyncio (the same run on a thread, its events handed to the event loop)."""
+        from ._live import AsyncLiveRun
+
+        return AsyncLiveRun(self._producer(job, interactive), lambda exc: internal_error(job, self.name, exc))
+
+    def _producer(self, job: Job, interactive: bool) -> Producer:
+        if job.lang.sql:
+            raise EngineError("SQL runs in the DuckDB engine, not the local engine.")
+        if interactive:
+            raise EngineError(
+                "interactive input is not available on the local engine yet: pass the input as stdin= instead."
+            )
+        tc = self.toolchain(job.language)  # a missing toolchain raises here, before any thread starts
+        limits = job.limits.over(self.defaults)
+
+        def producer(io: LiveIO) -> Result:
+            with self.run_caps() as caps:
+                return self._run(job, tc, limits, caps, live=io)
+
+        return producer
+
+    def _run(self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps, *, live: LiveIO | None = None) -> Result:
         work = _workdir.WorkDir(self.workroot, size=self.workdir_size, owner=caps.sandbox_uid)
         try:
             work.write((f.name, f.data) for f in job.files)
-            compiled = self.compile_stage(job, tc, limits, caps, work.path)
+            compiled = self.compile_stage(job, tc, limits, caps, work.path, live=live)
             if compiled is not None and stage_failed(compiled):
                 return self.judge_stages(job, tc, limits, caps, compiled, None)
-            return self.run_program(job, tc, limits, caps, work.path, compiled)
+            return self.run_program(job, tc, limits, caps, work.path, compiled, live=live)
         finally:
             work.remove()
 
     # The two stages and the verdict, shared by run() and compile-once runs (_compiled.py).
 
-    def compile_stage(self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps, workdir: str) -> Stage | None:
+    def compile_stage(
+        self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps, workdir: str, *, live: LiveIO | None = None
+    ) -> Stage | None:
         """Compile the files in ``workdir`` (None for interpreted languages)."""
         plan = compile_plan(tc, job, caps.inner_workdir(workdir))
         if plan is None:
             return None
-        return run_stage(
-            caps,
-            plan.argv,
-            env=plan.env,
-            workdir=workdir,
-            stdin=b"",
-            roots=tc.roots,
-            limits=compile_stage_limits(limits, job.language),
-        )
+        with _live_stage(live, "compile") as sink:
+            return run_stage(
+                caps,
+                plan.argv,
+                env=plan.env,
+                workdir=workdir,
+                stdin=b"",
+                roots=tc.roots,
+                limits=compile_stage_limits(limits, job.language),
+                sink=sink,
+            )
 
     def run_program(
-        self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps, workdir: str, compiled: Stage | None
+        self,
+        job: Job,
+        tc: Toolchain,
+        limits: Limits,
+        caps: SandboxCaps,
+        workdir: str,
+        compiled: Stage | None,
+        *,
+        live: LiveIO | None = None,
     ) -> Result:
         """Run the program in ``workdir`` (already compiled) with the job's stdin and args, and judge it."""
         plan = run_plan(tc, job, caps.inner_workdir(workdir), _heap_hint(limits.memory, caps))
-        ran = run_stage(
-            caps,
-            plan.argv,
-            env=plan.env,
-            workdir=workdir,
-            stdin=_stdin_bytes(job.stdin),
-            roots=tc.roots,
-            limits=run_stage_limits(limits, job.language),
-        )
+        with _live_stage(live, "run", python=job.language == "python") as sink:
+            ran = run_stage(
+                caps,
+                plan.argv,
+                env=plan.env,
+                workdir=workdir,
+                stdin=_stdin_bytes(job.stdin),
+                roots=tc.roots,
+                limits=run_stage_limits(limits, job.language),
+                sink=sink,
+            )
         compiled, run = split_compile_outcome(job.language, compiled, ran)  # a SyntaxError did not compile
         return self.judge_stages(job, tc, limits, caps, compiled, run)
 
@@ -258,6 +307,23 @@ def run_stage_limits(limits: Limits, language: str) -> StageLimits:
         file_size=limits.file_size,
         limit_address_space=language not in RESERVES_ADDRESS_SPACE,
     )
+
+
+@contextlib.contextmanager
+def _live_stage(
+    live: LiveIO | None, stage: Literal["compile", "run"], *, python: bool = False
+) -> Iterator[StageOutput | None]:
+    """A live run's stage: announced, its output streamed, a character cut at the end flushed (None otherwise)."""
+    if live is None:
+        yield None
+        return
+    # a Python run starts with its bootstrap's compile check: its first stderr line says which stage it was
+    sink = live.stage_sink(stage, _PYTHON_STAGE_MARKERS if python and stage == "run" else None)
+    yield sink
+    sink.flush()
+
+
+_PYTHON_STAGE_MARKERS: dict[bytes, Literal["compile", "run"]] = {COMPILED.encode(): "run", SYNTAX.encode(): "compile"}
 
 
 def _stdin_bytes(stdin: str) -> bytes:
