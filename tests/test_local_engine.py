@@ -147,9 +147,10 @@ def test_info_says_which_isolation_is_in_force(engine: LocalEngine) -> None:
     assert ("no filter" in notes["seccomp"]) == (caps.seccomp is None)
     assert ("none" in notes["cgroup"]) == (caps.cgroups is None)
     assert ("tmpfs" in notes["disk"]) == caps.root
+    assert ("standbys" in notes["launch"]) == caps.uses_standby
 
 
-FACTS = ("uid", "seccomp", "cgroup", "disk", "verdicts")
+FACTS = ("uid", "seccomp", "cgroup", "disk", "launch", "verdicts")
 
 
 # -- hostile programs, in every mode ------------------------------------------------------------------
@@ -271,6 +272,9 @@ def test_a_workroot_the_sandbox_uid_cannot_reach_is_refused(tmp_path: Path) -> N
 @pytest.fixture(scope="module", autouse=True)
 def _no_cgroups_left() -> Iterator[None]:
     yield
+    from codecapsule.engines import _standby
+
+    _standby.release_all()  # launchers waiting for the next stage hold a group each: released, it must go too
     for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/memory")):
         if root.exists():
             assert not list(root.rglob(f"codecapsule-{os.getpid()}-*")), "a run's cgroup was left behind"

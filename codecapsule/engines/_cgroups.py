@@ -48,44 +48,33 @@ class CgroupSupport:
             group = self.memory_parent / name
             group.mkdir()
             run = RunCgroup(self, (group,))
-            if memory is not None:
-                _write(group / "memory.max", memory)
-                _write_try(group / "memory.swap.max", 0)
-            if processes is not None:
-                _write(group / "pids.max", processes)
-            if cpus is not None and self.cpu_parent is not None:
-                _write(group / "cpu.max", f"{int(cpus * _PERIOD_US)} {_PERIOD_US}")
-            return run
-        mem, pids = self.memory_parent / name, self.pids_parent / name
-        mem.mkdir()
+        else:
+            mem, pids = self.memory_parent / name, self.pids_parent / name
+            mem.mkdir()
+            try:
+                pids.mkdir()
+            except OSError:
+                mem.rmdir()
+                raise
+            dirs = [mem, pids]
+            if self.cpuacct_parent is not None:
+                try:
+                    (self.cpuacct_parent / name).mkdir()
+                    dirs.append(self.cpuacct_parent / name)
+                except OSError:
+                    pass  # CPU time then comes from rusage
+            if cpus is not None and self.cpu_parent is not None and self.cpu_parent != self.cpuacct_parent:
+                try:
+                    (self.cpu_parent / name).mkdir()
+                    dirs.append(self.cpu_parent / name)
+                except OSError:
+                    pass  # no quota: the CPU-time limit still holds
+            run = RunCgroup(self, tuple(dirs))
         try:
-            pids.mkdir()
+            run.set_limits(memory, processes, cpus)
         except OSError:
-            mem.rmdir()
+            run.remove()
             raise
-        dirs = [mem, pids]
-        if self.cpuacct_parent is not None:
-            try:
-                (self.cpuacct_parent / name).mkdir()
-                dirs.append(self.cpuacct_parent / name)
-            except OSError:
-                pass  # CPU time then comes from rusage
-        if cpus is not None and self.cpu_parent is not None and self.cpu_parent != self.cpuacct_parent:
-            try:
-                (self.cpu_parent / name).mkdir()
-                dirs.append(self.cpu_parent / name)
-            except OSError:
-                pass  # no quota: the CPU-time limit still holds
-        run = RunCgroup(self, tuple(dirs))
-        if cpus is not None and self.cpu_parent is not None:
-            quota_dir = self.cpu_parent / name
-            _write_try(quota_dir / "cpu.cfs_period_us", _PERIOD_US)
-            _write_try(quota_dir / "cpu.cfs_quota_us", int(cpus * _PERIOD_US))
-        if memory is not None:
-            _write(mem / "memory.limit_in_bytes", memory)
-            _write_try(mem / "memory.memsw.limit_in_bytes", memory)  # no escaping into swap
-        if processes is not None:
-            _write(pids / "pids.max", processes)
         return run
 
 
@@ -107,6 +96,37 @@ class RunCgroup:
     def __init__(self, support: CgroupSupport, dirs: tuple[Path, ...]) -> None:
         self.support = support
         self.dirs = dirs
+
+        self._cpu_base = 0.0  # CPU time used before the stage began (a prepared launcher's own start-up)
+
+    def set_limits(self, memory: int | None, processes: int | None, cpus: float | None = None) -> None:
+        """Set (or tighten) the group's limits; also on a group a process already waits in (``_standby``)."""
+        name = self.dirs[0].name
+        if self.support.version == 2:
+            group = self.dirs[0]
+            if memory is not None:
+                _write(group / "memory.max", memory)
+                _write_try(group / "memory.swap.max", 0)
+            if processes is not None:
+                _write(group / "pids.max", processes)
+            if cpus is not None and self.support.cpu_parent is not None:
+                _write(group / "cpu.max", f"{int(cpus * _PERIOD_US)} {_PERIOD_US}")
+            return
+        mem, pids = self.dirs[0], self.dirs[1]
+        if cpus is not None and self.support.cpu_parent is not None:
+            quota_dir = self.support.cpu_parent / name
+            _write_try(quota_dir / "cpu.cfs_period_us", _PERIOD_US)
+            _write_try(quota_dir / "cpu.cfs_quota_us", int(cpus * _PERIOD_US))
+        if memory is not None:
+            _write(mem / "memory.limit_in_bytes", memory)
+            _write_try(mem / "memory.memsw.limit_in_bytes", memory)  # no escaping into swap
+        if processes is not None:
+            _write(pids / "pids.max", processes)
+
+    def start_accounting(self) -> None:
+        """From now on ``cpu_time`` counts the stage's CPU only (not what ran in the group before it began)."""
+        self._cpu_base = 0.0
+        self._cpu_base = self.cpu_time() or 0.0
 
     @property
     def procs_files(self) -> tuple[str, ...]:
@@ -130,10 +150,10 @@ class RunCgroup:
                 for line in (self.dirs[0] / "cpu.stat").read_text().splitlines():
                     key, _, value = line.partition(" ")
                     if key == "usage_usec":
-                        return int(value) / 1e6
+                        return int(value) / 1e6 - self._cpu_base
                 return None
             acct = [d for d in self.dirs if d.parent == self.support.cpuacct_parent]
-            return int((acct[0] / "cpuacct.usage").read_text()) / 1e9 if acct else None
+            return int((acct[0] / "cpuacct.usage").read_text()) / 1e9 - self._cpu_base if acct else None
         except (OSError, ValueError):
             return None
 

@@ -41,7 +41,7 @@ from typing import IO, Literal, Protocol
 
 from .._errors import SandboxError
 from .._results import Stage
-from . import _cgroups, _seccomp, _uids
+from . import _cgroups, _seccomp, _standby, _uids
 
 _READ = 65536
 SANDBOX_WORKDIR = "/box"
@@ -93,6 +93,7 @@ class SandboxCaps:
     seccomp: bytes | None = None  # the BPF filter bwrap loads (None: no filter)
     disable_userns: bool = False  # bwrap forbids further user namespaces inside (--disable-userns)
     perl: str | None = None  # the sandbox's PID 1 that reports the program's raw wait status (see _LAUNCHER)
+    standby: bool = False  # start stages through launchers prepared ahead inside their cgroup (``_standby``)
 
     @classmethod
     def detect(
@@ -190,6 +191,13 @@ class SandboxCaps:
                 if self.root
                 else "file-size limit per file only (no quota without root)"
             ),
+            "launch": (
+                "stages start through standbys prepared ahead inside their cgroup (CODECAPSULE_STANDBY=0: cold)"
+                if self.uses_standby
+                else "each stage starts cold (its sandbox is moved into its cgroup as it starts)"
+                if self.bwrap and cg is not None
+                else "each stage starts cold"
+            ),
             "verdicts": (
                 (
                     "memory_limit from the cgroup's OOM events"
@@ -203,6 +211,11 @@ class SandboxCaps:
                 )
             ),
         }
+
+    @property
+    def uses_standby(self) -> bool:
+        """Whether stages start through standbys (``_standby``): under bubblewrap with cgroups and perl."""
+        return self.standby and self.bwrap is not None and self.cgroups is not None and self.perl is not None
 
     def describe(self) -> str:
         parts = []
@@ -440,10 +453,21 @@ def _chain_command(
 
 
 def _release_sandbox(
-    caps: SandboxCaps, limits: StageLimits, cgroup: _cgroups.RunCgroup | None, info_r: int, block_w: int
+    caps: SandboxCaps,
+    limits: StageLimits,
+    cgroup: _cgroups.RunCgroup | None,
+    info_r: int,
+    block_w: int,
+    monitor_pid: int | None,
 ) -> int | None:
     """Read the sandbox's pid from bwrap, confine it, and let it start the program; returns a pidfd of the
-    sandbox's init (it exits only once every process of the namespace is gone)."""
+    sandbox's init (it exits only once every process of the namespace is gone). ``monitor_pid`` None: bwrap
+    started inside the run's cgroup (a standby), so its sandbox was cloned into the group."""
+    if cgroup is not None and monitor_pid is not None:
+        # The first move into a cgroup after an idle spell waits for an RCU grace period (~3-10 ms on cgroup v1,
+        # measured): pay it now, while setpriv and bwrap start, by moving bwrap itself (its sandbox is cloned
+        # into the group). Moving the sandbox's init below then costs microseconds and covers a clone that raced.
+        _join(cgroup, monitor_pid)
     data = b""
     while b"}" not in data:
         chunk = os.read(info_r, 4096)
@@ -453,15 +477,19 @@ def _release_sandbox(
     pid = int(json.loads(data[: data.index(b"}") + 1])["child-pid"])
     if caps.sandbox_uid is not None and os.stat(f"/proc/{pid}").st_uid != caps.sandbox_uid:
         raise SandboxError(f"the sandbox runs as uid {os.stat(f'/proc/{pid}').st_uid}, not {caps.sandbox_uid}")
-    if cgroup is not None:
-        for procs in cgroup.procs_files:
-            Path(procs).write_text(str(pid))
+    if cgroup is not None and monitor_pid is not None:
+        _join(cgroup, pid)
     if not (caps.uid_prefix() and caps.prlimit) and not caps.perl:  # else set by the launcher or the prlimit hop
         for res, soft, hard in _rlimits(caps, limits, cgroup):
             resource.prlimit(pid, res, (soft, hard))
     init_fd = os.pidfd_open(pid)
     os.write(block_w, b"1")
     return init_fd
+
+
+def _join(cgroup: _cgroups.RunCgroup, pid: int) -> None:
+    for procs in cgroup.procs_files:
+        Path(procs).write_text(str(pid))
 
 
 _SIGNAL_TEXT = {
@@ -527,17 +555,27 @@ def run_stage(
     """Run ``argv`` in ``workdir`` under the sandbox and limits; always returns a Stage (never leaves processes).
     ``sink`` (live runs only) gets the output as it is read and can stop the stage (status ``IN``)."""
     cgroup = None
+    standby = None
     if caps.cgroups is not None and (limits.memory is not None or limits.processes is not None):
+        # the sandbox's own helpers (sh, bwrap and its reaper) need a few process slots of their own
+        procs = limits.processes + 4 if limits.processes is not None else None
+        standby = _standby.take(caps.perl, caps.cgroups, caps.seccomp) if caps.uses_standby else None
+        if standby is not None:
+            try:
+                standby.cgroup.set_limits(limits.memory, procs)
+                cgroup = standby.cgroup
+            except OSError:
+                standby.discard()
+                standby = None
         try:
-            # the sandbox's own helpers (sh, bwrap and its reaper) need a few process slots of their own
-            procs = limits.processes + 4 if limits.processes is not None else None
-            cgroup = caps.cgroups.create(limits.memory, procs, cpus=1.0)
+            if cgroup is None:
+                cgroup = caps.cgroups.create(limits.memory, procs, cpus=1.0)
         except OSError as exc:
             raise SandboxError(
                 f"could not create a cgroup for the run ({exc}); set CODECAPSULE_CGROUPS=0 to run without one."
             ) from exc
     try:
-        return _run(caps, argv, env, workdir, stdin, limits, roots, cgroup, sink=sink)
+        return _run(caps, argv, env, workdir, stdin, limits, roots, cgroup, sink=sink, standby=standby)
     finally:
         if cgroup is not None:
             cgroup.remove()
@@ -595,15 +633,7 @@ def _spawn(
         os.close(status_w)
         status_w = -1
         os.close(block[0])
-        try:
-            init_fd = _release_sandbox(caps, limits, cgroup, status_r, block[1])
-        except (OSError, ValueError, KeyError, SandboxError) as exc:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            with _WAITED_LOCK:
-                _WAITED.discard(proc.pid)
-            raise SandboxError(f"could not confine the sandbox: {exc}") from exc
+        init_fd = _confine(proc, caps, limits, cgroup, status_r, block[1], proc.pid)
         spawned_ok = True
         return _Spawned(proc, init_fd, status_r, exit_r if caps.perl else None)
     finally:
@@ -617,6 +647,84 @@ def _spawn(
                 os.close(exit_r)
 
 
+def _spawn_standby(
+    standby: _standby.Standby,
+    caps: SandboxCaps,
+    argv: list[str],
+    env: dict[str, str],
+    workdir: str,
+    stdin: bytes,
+    limits: StageLimits,
+    roots: tuple[str, ...],
+) -> _Spawned:
+    """Start the program through a standby (already in the run's cgroup, its pipes made): the same command as
+    ``_spawn``'s, with the standby's fd numbers."""
+    cgroup = standby.cgroup
+    rl = _rlimits(caps, limits, cgroup)
+    # the standby becomes the sandbox uid itself (as setpriv would) and execs bwrap: no setpriv in the command
+    cmd = _bwrap_command(
+        replace(caps, setpriv=None), argv, workdir, roots, standby.status_w, standby.block_r, standby.seccomp_fd,
+        rl, standby.exit_w,
+    )  # fmt: skip
+    cgroup.start_accounting()  # the standby's own start-up is not the program's CPU time
+    proc = standby.proc
+    try:
+        standby.start(cmd, env, workdir, stdin, caps.sandbox_uid if caps.setpriv is not None else None)
+        init_fd = _confine(proc, caps, limits, cgroup, standby.status_r, standby.block_w, None)
+    except OSError:
+        init_fd, killed = None, True  # its control pipe broke: it is gone
+    except SandboxError:
+        os.close(standby.status_r)
+        os.close(standby.exit_r)
+        raise
+    else:
+        killed = init_fd is None and _killed(proc.pid)
+    finally:
+        os.close(standby.block_w)
+    if killed:
+        # it died after it was taken (killed from outside) before bwrap started: start cold, in the group it was
+        # given. (A failure of bwrap itself is an exit, not a signal: that one is reported, not retried.)
+        _abandon(proc)
+        os.close(standby.status_r)
+        os.close(standby.exit_r)
+        return _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
+    return _Spawned(proc, init_fd, standby.status_r, standby.exit_r)
+
+
+def _killed(pid: int) -> bool:
+    """Whether our child ``pid`` died by a signal; waits for it to end, but leaves it to be reaped."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return info is not None and info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
+
+
+def _confine(
+    proc: subprocess.Popen[bytes],
+    caps: SandboxCaps,
+    limits: StageLimits,
+    cgroup: _cgroups.RunCgroup | None,
+    status_r: int,
+    block_w: int,
+    monitor_pid: int | None,
+) -> int | None:
+    """``_release_sandbox``, or kill what was started and raise SandboxError."""
+    try:
+        return _release_sandbox(caps, limits, cgroup, status_r, block_w, monitor_pid)
+    except (OSError, ValueError, KeyError, SandboxError) as exc:
+        _abandon(proc)
+        raise SandboxError(f"could not confine the sandbox: {exc}") from exc
+
+
+def _abandon(proc: subprocess.Popen[bytes]) -> None:
+    """Kill and reap a launch that never got its program started."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    waited_done(proc.pid)
+
+
 def _popen(
     cmd: list[str], stdin: IO[bytes], env: dict[str, str], cwd: str, fds: tuple[int, ...]
 ) -> subprocess.Popen[bytes]:
@@ -628,6 +736,12 @@ def _popen(
     with _WAITED_LOCK:
         _WAITED.add(proc.pid)
     return proc
+
+
+def waited_done(pid: int) -> None:
+    """``pid`` (spawned by ``_popen``) has been waited for: ``_reap`` may take a process with that pid again."""
+    with _WAITED_LOCK:
+        _WAITED.discard(pid)
 
 
 # Children a stage runner waits for itself (bwrap monitors, chain programs): _reap never takes these.
@@ -843,9 +957,13 @@ def _run(
     cgroup: _cgroups.RunCgroup | None,
     *,
     sink: StageSink | None = None,
+    standby: _standby.Standby | None = None,
 ) -> Stage:
     started = time.monotonic()
-    spawned = _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
+    if standby is not None:
+        spawned = _spawn_standby(standby, caps, argv, env, workdir, stdin, limits, roots)
+    else:
+        spawned = _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
     proc, init_fd = spawned.proc, spawned.init_fd
     pidfd = os.pidfd_open(proc.pid)
     cpu_enforced = cgroup is not None and cgroup.cpu_time() is not None

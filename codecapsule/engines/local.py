@@ -55,6 +55,8 @@ class LocalEngine:
 
     ``bwrap=False`` / ``cgroups=False`` (or ``CODECAPSULE_BWRAP=0`` / ``CODECAPSULE_CGROUPS=0``) turn isolation
     layers off — for trusted code or machines where they misbehave; :meth:`info` always reports what is in force.
+    ``standby=False`` (or ``CODECAPSULE_STANDBY=0``) starts every stage cold instead of through a launcher
+    prepared ahead inside its cgroup (see ``_standby``; same isolation and results, slower start).
     ``cgroup_parent`` (or ``CODECAPSULE_CGROUP_PARENT``) names the cgroup, delegated to this user, under which runs
     get their groups (a path as in /proc/self/cgroup); by default a normal user's delegated subtree is found.
     ``warm=False`` (``CODECAPSULE_WARM=0``, ``Settings.warm``) turns the warm paths off: every job compiles cold.
@@ -71,6 +73,7 @@ class LocalEngine:
         cgroups: bool | None = None,
         cgroup_parent: str | None = None,
         workdir_size: int = WORKDIR_SIZE,
+        standby: bool | None = None,
         warm: bool | None = None,
     ) -> None:
         self.defaults = defaults
@@ -85,6 +88,8 @@ class LocalEngine:
             use_cgroups=use_cgroups,
             cgroup_parent=parent,
         )
+        # launchers prepared ahead inside their cgroup (_standby): off only to measure or rule them out
+        self.caps = replace(self.caps, standby=_env_flag("CODECAPSULE_STANDBY") if standby is None else standby)
         if use_cgroups and parent is not None and self.caps.cgroups is None:
             raise ConfigurationError(
                 f"cannot create run cgroups under {parent!r} (CODECAPSULE_CGROUP_PARENT / cgroup_parent): it must be "
