@@ -162,7 +162,8 @@ class _ClientCore:
             if self._local is None:
                 from .engines.local import LocalEngine
 
-                self._local = LocalEngine(warm=self.settings.warm)
+                s = self.settings
+                self._local = LocalEngine(warm=s.warm, cache_dir=s.cache_dir, compile_cache_size=s.compile_cache_size)
             return self._local
 
     def _stream_route(self, job: Job, engine: EngineChoice | None, interactive: bool) -> str:

@@ -18,6 +18,11 @@
 | ``CODECAPSULE_REQUEST_TIMEOUT``       | seconds to wait for a Piston answer beyond the job's limits   |
 | ``CODECAPSULE_WARM``                  | ``0`` to turn the local engine's warm paths off (warm javac,  |
 |                                       | Java CDS archive, C/C++ precompiled headers, compile cache)   |
+| ``CODECAPSULE_CACHE_DIR``             | the local engine's cache directory (C/C++ compile cache and   |
+|                                       | precompiled headers); default /var/cache/codecapsule as root, |
+|                                       | else $XDG_CACHE_HOME/codecapsule (~/.cache/codecapsule)       |
+| ``CODECAPSULE_COMPILE_CACHE_SIZE``    | the C/C++ compile cache's bound, e.g. ``"256MB"`` (default);  |
+|                                       | least recently used entries are evicted past it               |
 """
 
 from __future__ import annotations
@@ -43,6 +48,30 @@ def _bool(value: str, name: str) -> bool:
     if v in _FALSE:
         return False
     raise ConfigurationError(f"{name}={value!r}: use 1/0, true/false, yes/no or on/off.")
+
+
+#: The C/C++ compile cache's default bound (least recently used entries go first past it).
+DEFAULT_COMPILE_CACHE_SIZE = 256 * 1024 * 1024
+
+
+def local_cache_dir(env: Mapping[str, str] | None = None) -> str:
+    """The local engine's cache directory: ``CODECAPSULE_CACHE_DIR``, else a per-machine default."""
+    env = os.environ if env is None else env
+    if env.get("CODECAPSULE_CACHE_DIR"):
+        return os.path.abspath(env["CODECAPSULE_CACHE_DIR"])
+    if os.geteuid() == 0:  # the sandbox's uids must traverse to the precompiled headers: not under /root
+        return "/var/cache/codecapsule"
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "codecapsule")
+
+
+def local_cache_size(env: Mapping[str, str] | None = None) -> int:
+    """The compile cache's bound in bytes: ``CODECAPSULE_COMPILE_CACHE_SIZE``, else the default."""
+    env = os.environ if env is None else env
+    raw = env.get("CODECAPSULE_COMPILE_CACHE_SIZE")
+    if not raw:
+        return DEFAULT_COMPILE_CACHE_SIZE
+    return parse_size(raw, name="CODECAPSULE_COMPILE_CACHE_SIZE")
 
 
 def sql_directories(value: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> tuple[str, ...]:
@@ -81,6 +110,8 @@ class Settings:
     # the local engine's warm paths: a javac that stays up, the run JVM's CDS archive, precompiled headers and the
     # compile cache. Off (False) = every job compiles cold, as the first job of a process does; Results are the same.
     warm: bool = True
+    cache_dir: str | None = None  # the local engine's cache directory (None: see local_cache_dir)
+    compile_cache_size: int = DEFAULT_COMPILE_CACHE_SIZE  # bytes; the C/C++ compile cache's bound
 
     def __post_init__(self) -> None:
         if self.engine not in _ENGINES:
@@ -106,6 +137,7 @@ class Settings:
             object.__setattr__(self, "memory", parse_size(self.memory, name="memory"))
         object.__setattr__(self, "sql_memory", parse_size(self.sql_memory, name="sql_memory"))
         object.__setattr__(self, "sql_data", sql_directories(self.sql_data))
+        object.__setattr__(self, "compile_cache_size", parse_size(self.compile_cache_size, name="compile_cache_size"))
         if self.max_rows < 1:
             raise InvalidRequest(f"max_rows must be at least 1, not {self.max_rows}.")
         if self.retries < 0:
@@ -163,7 +195,7 @@ class Settings:
                     raise ConfigurationError(f"{name}={raw!r} must be a whole number.") from None
             elif f.name in ("request_timeout", "timeout"):
                 values[f.name] = parse_duration(raw, name=name)
-            elif f.name in ("memory", "sql_memory"):
+            elif f.name in ("memory", "sql_memory", "compile_cache_size"):
                 values[f.name] = parse_size(raw, name=name)
             else:
                 values[f.name] = raw

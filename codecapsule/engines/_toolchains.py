@@ -144,6 +144,51 @@ def source_prelude(name: str) -> str:
 
 LINK_FLAGS: dict[str, tuple[str, ...]] = {"c": ("-lm",), "c++": ()}
 _COMPILERS = {"c": "gcc", "c++": "g++"}
+# the compiler proper behind each driver (its identity is part of a compile cache key and a PCH manifest)
+_COMPILER_PROPER = {"c": "cc1", "c++": "cc1plus"}
+_HEADER_LANGUAGE = {"c": "c-header", "c++": "c++-header"}
+
+
+def compile_flags(language: str) -> tuple[str, ...]:
+    """The flags every C/C++ compile gets: the profile and its warnings (a precompiled header is built with the
+    same, or gcc would not use it)."""
+    return (*COMPILE_PROFILE[language], *WARNING_FLAGS, "-pipe")
+
+
+def compiler(tc: Toolchain, language: str) -> str:
+    return tc.executables[_COMPILERS[language]]
+
+
+_IDENTITIES: dict[tuple[str, str], dict[str, object]] = {}
+
+
+def compiler_identity(tc: Toolchain, language: str) -> dict[str, object]:
+    """What tells one C/C++ toolchain from another: its version and the driver's and compiler proper's files
+    (looked up once per process, as the toolchain itself is)."""
+    cc = compiler(tc, language)
+    known = _IDENTITIES.get((cc, tc.version))
+    if known is not None:
+        return known
+    proper = subprocess.run(
+        [cc, f"-print-prog-name={_COMPILER_PROPER[language]}"], capture_output=True, text=True, timeout=20,
+        env={"PATH": _SYSTEM_PATH},
+    ).stdout.strip()  # fmt: skip
+    files: dict[str, list[int] | None] = {}
+    for path in (cc, proper):
+        try:
+            info = os.stat(path)
+            files[os.path.realpath(path)] = [info.st_size, info.st_mtime_ns, info.st_ino]
+        except OSError:
+            files[path] = None
+    identity: dict[str, object] = {"version": tc.version, "files": files}
+    _IDENTITIES[(cc, tc.version)] = identity
+    return identity
+
+
+def pch_build_plan(tc: Toolchain, language: str, header: str, output: str, workdir: str) -> StagePlan:
+    """The command that precompiles ``header`` (an absolute path) into ``output`` with the compile profile's flags."""
+    argv = [compiler(tc, language), *compile_flags(language), "-x", _HEADER_LANGUAGE[language], header, "-o", output]
+    return StagePlan(argv, _base_env(workdir))
 
 
 def program_stdin(stdin: str) -> str:
@@ -166,9 +211,8 @@ def compile_plan(tc: Toolchain, job: Job, workdir: str) -> StagePlan | None:
     names = [f.name for f in job.files]
     if job.language in COMPILE_PROFILE:
         sources = [n for n in names if is_compiled_source(job.language, n)]
-        cc = tc.executables[_COMPILERS[job.language]]
-        flags = COMPILE_PROFILE[job.language]
-        return StagePlan([cc, *flags, *WARNING_FLAGS, "-pipe", "-o", "main", *sources, *LINK_FLAGS[job.language]], env)
+        cc = compiler(tc, job.language)
+        return StagePlan([cc, *compile_flags(job.language), "-o", "main", *sources, *LINK_FLAGS[job.language]], env)
     if job.language == "java":
         sources = [n for n in names if n.endswith(".java")]
         jflags = [f"-J{f}" for f in _JVM_FAST]

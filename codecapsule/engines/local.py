@@ -16,16 +16,18 @@ from typing import TYPE_CHECKING, Literal
 from .._errors import ConfigurationError, EngineError
 from .._jobs import Job, Limits
 from .._results import Result, Stage
+from .._settings import local_cache_dir, local_cache_size
 from .._verdicts import internal_error, judge, stage_failed
 from . import _cgroups, _uids, _workdir
 from ._python_boot import COMPILED, SYNTAX, split_compile_outcome
-from ._sandbox import SandboxCaps, StageLimits, run_stage
-from ._toolchains import RESERVES_ADDRESS_SPACE, Toolchain, compile_plan, find, program_stdin, run_plan
+from ._sandbox import SandboxCaps, StageLimits, StageSink, run_stage
+from ._toolchains import COMPILE_PROFILE, RESERVES_ADDRESS_SPACE, Toolchain, compile_plan, find, program_stdin, run_plan
 from .base import EngineInfo
 
 if TYPE_CHECKING:
     from ._compiled import CompiledArtifact
     from ._live import AsyncLiveRun, LiveIO, LiveRun, Producer, StageOutput
+    from ._warm_compile import WarmCompiler
 
 #: What the local engine applies where a job leaves a limit unset.
 DEFAULT_LIMITS = Limits(
@@ -60,6 +62,8 @@ class LocalEngine:
     ``cgroup_parent`` (or ``CODECAPSULE_CGROUP_PARENT``) names the cgroup, delegated to this user, under which runs
     get their groups (a path as in /proc/self/cgroup); by default a normal user's delegated subtree is found.
     ``warm=False`` (``CODECAPSULE_WARM=0``, ``Settings.warm``) turns the warm paths off: every job compiles cold.
+    ``cache_dir`` / ``compile_cache_size`` (``CODECAPSULE_CACHE_DIR`` / ``CODECAPSULE_COMPILE_CACHE_SIZE``) place
+    and bound the C/C++ compile cache and precompiled headers.
     """
 
     name = "local"
@@ -75,10 +79,16 @@ class LocalEngine:
         workdir_size: int = WORKDIR_SIZE,
         standby: bool | None = None,
         warm: bool | None = None,
+        cache_dir: str | None = None,
+        compile_cache_size: int | None = None,
     ) -> None:
         self.defaults = defaults
         #: the warm paths (a javac that stays up, CDS, PCH, compile cache); None = ``CODECAPSULE_WARM`` (default on)
         self.warm = _env_flag("CODECAPSULE_WARM") if warm is None else warm
+        #: where the C/C++ compile cache and precompiled headers live, and the cache's bound (see _warm_compile)
+        self.cache_dir = cache_dir or local_cache_dir()
+        self.compile_cache_size = compile_cache_size if compile_cache_size is not None else local_cache_size()
+        self._warm_compiler: WarmCompiler | Literal[False] | None = None
         self.workroot = workroot
         self.workdir_size = workdir_size
         use_cgroups = _env_flag("CODECAPSULE_CGROUPS") if cgroups is None else cgroups
@@ -185,17 +195,33 @@ class LocalEngine:
         plan = compile_plan(tc, job, caps.inner_workdir(workdir))
         if plan is None:
             return None
-        with _live_stage(live, "compile") as sink:
+        stage_limits = compile_stage_limits(limits, job.language)
+
+        def run(argv: list[str], roots: tuple[str, ...], sink: StageSink | None) -> Stage:
             return run_stage(
-                caps,
-                plan.argv,
-                env=plan.env,
-                workdir=workdir,
-                stdin=b"",
-                roots=tc.roots,
-                limits=compile_stage_limits(limits, job.language),
+                caps, argv, env=plan.env, workdir=workdir, stdin=b"", roots=tc.roots + roots, limits=stage_limits,
                 sink=sink,
-            )
+            )  # fmt: skip
+
+        warm = self.warm_compiler(caps) if job.language in COMPILE_PROFILE else None
+        with _live_stage(live, "compile") as sink:
+            if warm is not None:
+                return warm.compile(job, tc, caps, plan, stage_limits, workdir, run, sink)
+            return run(plan.argv, (), sink)
+
+    def warm_compiler(self, caps: SandboxCaps) -> WarmCompiler | None:
+        """The C/C++ compile cache and PCH store, or None: warm off, a run could reach them, or no usable dir."""
+        from ._warm_compile import WarmCompiler, sandboxed_builder, usable
+
+        if not self.warm or not usable(caps):
+            return None
+        with self._lock:
+            if self._warm_compiler is None:
+                try:
+                    self._warm_compiler = WarmCompiler(self.cache_dir, self.compile_cache_size, sandboxed_builder(self))
+                except OSError:
+                    self._warm_compiler = False  # a cache dir we cannot create or own: compile cold
+            return self._warm_compiler or None
 
     def run_program(
         self,
