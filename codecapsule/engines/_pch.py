@@ -104,6 +104,13 @@ class PchStore:
 
     def ready(self, tc: Toolchain, language: str) -> Ready | None:
         """The verified PCH for this toolchain, or None (then a build is started in the background, once)."""
+        found = self.verified(tc, language)
+        if found is None:
+            self._start_build(tc, language, self._id(tc, language))
+        return found
+
+    def verified(self, tc: Toolchain, language: str) -> Ready | None:
+        """The PCH for this toolchain if it is there and everything its manifest says holds (else it is removed)."""
         pid = self._id(tc, language)
         with self._lock:
             known = self._ready.get(pid)
@@ -118,9 +125,7 @@ class PchStore:
         if found is not None:
             with self._lock:
                 self._ready[pid] = found
-            return found
-        self._start_build(tc, language, pid)
-        return None
+        return found
 
     def wait_ready(self, tc: Toolchain, language: str) -> Ready | None:
         """Build the PCH now if it is missing (on this thread) and return it (None if it cannot be built)."""
