@@ -68,12 +68,16 @@ class Ready:
     include_dir: str  # what goes after -I
     header_path: str  # the real header the PCH was built from
     digest: str  # the .gch's SHA-256 (part of a compile cache key)
-    stat: tuple[int, int, int, int]  # the .gch's (inode, size, mtime_ns, uid) when it was verified
+    stat: tuple[tuple[int, ...], ...]  # the .gch's and the manifest's stat (_stat_of) when they were verified
 
 
-def _stat_of(path: str) -> tuple[int, int, int, int]:
-    info = os.stat(path, follow_symlinks=False)
-    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_uid)
+def _stat_of(*paths: str) -> tuple[tuple[int, ...], ...]:
+    """What a later use compares to decide whether to verify again: any write, replacement or chmod changes it."""
+    out = []
+    for path in paths:
+        info = os.stat(path, follow_symlinks=False)
+        out.append((info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_uid, info.st_mode))
+    return tuple(out)
 
 
 def _trusted(path: str) -> bool:
@@ -117,7 +121,7 @@ class PchStore:
         if known is not None:
             gch = os.path.join(known.include_dir, PCH_HEADERS[language][0] + ".gch")
             with contextlib.suppress(OSError):
-                if _stat_of(gch) == known.stat:
+                if _stat_of(gch, self._manifest_path(pid)) == known.stat:
                     return known
             with self._lock:
                 self._ready.pop(pid, None)
@@ -166,7 +170,8 @@ class PchStore:
                 and _sha256(gch) == manifest["sha256"]
             )
             if ok:
-                return Ready(include, manifest["header_path"], manifest["sha256"], _stat_of(gch))
+                stat = _stat_of(gch, self._manifest_path(pid))
+                return Ready(include, manifest["header_path"], manifest["sha256"], stat)
         except (OSError, ValueError, KeyError, TypeError):
             pass
         with contextlib.suppress(OSError):
