@@ -189,6 +189,22 @@ PROGRAMS: tuple[Program, ...] = (
         stdout="42\n",
     ),
     Program("cpp-compile-error", "c++", "int main(){ return undefined; }\n", "compile_error"),
+    # -- <bits/stdc++.h>: the local engine's warm path precompiles it; diagnostics stay a cold compile's ------
+    Program(
+        "cpp-bits-warning",
+        "c++",
+        "#include <bits/stdc++.h>\nusing namespace std;\nint main(){\n    int unused;\n"
+        "    vector<int> v{3, 1, 2};\n    sort(v.begin(), v.end());\n    cout << v[0] << endl;\n}\n",
+        "ok",
+        stdout="1\n",
+    ),
+    Program(
+        "cpp-bits-compile-error",
+        "c++",
+        "#include <bits/stdc++.h>\nstruct S {};\nint main(){\n    std::vector<S> v;\n"
+        "    std::sort(v.begin(), v.end());\n    return missing;\n}\n",
+        "compile_error",
+    ),
     # -- the compile profile's warnings (-Wall) on both engines, naming the student's file and line ------------
     Program(
         "c-warnings",

@@ -84,6 +84,49 @@ def test_compile_profile_warns_alike(name: str, results: dict[str, tuple[Result,
     assert ".c.c" not in there.compile.stderr and ".cpp.cpp" not in there.compile.stderr
 
 
+_COMPILED = [p for p in PROGRAMS if p.language in ("c", "c++")]
+
+
+@pytest.fixture(scope="module")
+def warm_and_cold() -> Iterator[dict[str, tuple[Result, Result, Result]]]:
+    """Every C/C++ corpus program on a warm engine (its PCH built first) twice — a compile, then a cache hit —
+    and on a cold one (``warm=False``), two at a time."""
+    warm, cold = LocalEngine(), LocalEngine(warm=False)
+    compiler = warm.warm_compiler(warm.caps)
+    assert compiler is not None, "the warm path must be available where the corpus runs"
+    assert compiler.pch.wait_ready(warm.toolchain("c++"), "c++") is not None
+
+    def three(p: Program) -> tuple[str, tuple[Result, Result, Result]]:
+        job = Job.create(p.source, p.language, files=p.files or None, stdin=p.stdin or "", memory=p.memory, timeout=10)
+        return p.name, (warm.run(job), warm.run(job), cold.run(job))
+
+    with ThreadPoolExecutor(2) as pool:
+        yield dict(pool.map(three, _COMPILED))
+
+
+@pytest.mark.parametrize("program", _COMPILED, ids=[p.name for p in _COMPILED])
+def test_warm_and_cold_compiles_give_the_same_result(
+    program: Program, warm_and_cold: dict[str, tuple[Result, Result, Result]]
+) -> None:
+    """PCH and compile cache on or off: the same verdict, output, and every warning and error byte for byte."""
+    first, hit, cold = warm_and_cold[program.name]
+    for warm in (first, hit):
+        facts = f"\nwarm: {warm!r}\ncold: {cold!r}"
+        assert warm.verdict == cold.verdict == program.verdict, facts
+        assert (warm.stdout, warm.exit_code) == (cold.stdout, cold.exit_code), facts
+        assert warm.compile is not None and cold.compile is not None
+        assert (warm.compile.stderr, warm.compile.stdout, warm.compile.status, warm.compile.exit_code) == (
+            cold.compile.stderr,
+            cold.compile.stdout,
+            cold.compile.status,
+            cold.compile.exit_code,
+        ), facts
+        if program.verdict != "memory_limit":
+            assert warm.stderr == cold.stderr, facts
+    if program.verdict in ("ok", "compile_error"):
+        assert hit.compile is not None and hit.compile.cpu_time == 0.0  # the second compile was a cache hit
+
+
 def _without_job_dir(result: Result) -> str:
     """Python's stderr without the engine's job directory (``/box/`` in the sandbox, Piston's own job dir)."""
     m = re.search(r'File "(/[^"]*/)main\.py"', result.stderr)

@@ -1,0 +1,142 @@
+"""C/C++ warm compiles (precompiled header, compile cache) vs the bare toolchain: ratios measured in the same run.
+
+Cases (issue #12):
+  1. ``#include <bits/stdc++.h>`` hello, a new program every time (no cache hit: the precompiled header is what
+     is measured) vs bare ``g++ -std=c++17 -O2`` + run.                                       target ≤ 0.3×
+  2. re-running an unchanged C program (a cache hit) vs bare gcc (the compile profile's flags) + run. target ≤ 0.5×
+  3. N distinct C++ submissions (half ``<bits/stdc++.h>``, half ``<iostream>``/``<vector>``) run at concurrency =
+     cores: wall time vs the sum of their bare compile + run times / cores.                     target ≤ 1.1×
+
+The engine starts from an empty cache directory; the one-time PCH build is timed and reported apart. Bare runs
+use ``subprocess.run`` in a plain temporary directory, no sandbox. Cases 1–2 alternate bare and engine runs so
+machine noise hits both. ``--cold`` adds the same cases on a ``warm=False`` engine (today's behaviour).
+
+    python -m bench.bench_compile [--runs 5] [--submissions 20 | --full] [--cold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from codecapsule import Job
+from codecapsule.engines._toolchains import compile_plan, run_plan
+from codecapsule.engines._workdir import remove_tree
+from codecapsule.engines.local import LocalEngine
+
+TARGETS = {"bits": 0.3, "rerun": 0.5, "concurrent": 1.1}
+
+
+def bits_program(n: int) -> str:
+    return (
+        "#include <bits/stdc++.h>\n"
+        f'int main() {{ std::vector<int> v{{{n}, 1}}; std::cout << "hello " << v[0] << "\\n"; }}\n'
+    )
+
+
+def iostream_program(n: int) -> str:
+    return (
+        "#include <iostream>\n#include <vector>\n#include <algorithm>\n"
+        f"int main() {{ std::vector<int> v{{3, {n}, 1}}; std::sort(v.begin(), v.end());"
+        ' std::cout << "hello " << v[2] << "\\n"; }\n'
+    )
+
+
+C_PROGRAM = '#include <stdio.h>\nint main(void){ printf("hello %d\\n", 42); return 0; }\n'
+
+
+def bare(engine: LocalEngine, job: Job, extra: tuple[str, ...] = ()) -> float:
+    """The engine's own compile and run commands (plus ``extra`` flags), no sandbox; the wall time."""
+    tc = engine.toolchain(job.language)
+    workdir = tempfile.mkdtemp(prefix="bench-bare-")
+    try:
+        for f in job.files:
+            (Path(workdir) / f.name).write_bytes(f.data)
+        started = time.perf_counter()
+        plan = compile_plan(tc, job, workdir)
+        assert plan is not None
+        subprocess.run(
+            [plan.argv[0], *extra, *plan.argv[1:]], cwd=workdir, env=plan.env, capture_output=True, check=True
+        )
+        runp = run_plan(tc, job, workdir, None)
+        out = subprocess.run(runp.argv, cwd=workdir, env=runp.env, capture_output=True, check=True)
+        elapsed = time.perf_counter() - started
+        assert out.stdout.startswith(b"hello "), out
+        return elapsed
+    finally:
+        shutil.rmtree(workdir)
+
+
+def on_engine(engine: LocalEngine, job: Job) -> float:
+    started = time.perf_counter()
+    result = engine.run(job)
+    elapsed = time.perf_counter() - started
+    assert result.ok and result.stdout.startswith("hello "), result
+    return elapsed
+
+
+def row(name: str, base: float, measured: float, target: float | None) -> None:
+    ratio = measured / base
+    flag = "" if target is None else ("ok" if ratio <= target else "OVER")
+    shown = f"{target:6.2f}x" if target is not None else "      -"
+    print(f"{name:<34} {base * 1000:9.0f} {measured * 1000:9.0f} {ratio:6.2f}x {shown} {flag}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--submissions", type=int, default=20)
+    parser.add_argument("--full", action="store_true", help="200 submissions (the issue's figure)")
+    parser.add_argument("--cold", action="store_true", help="also measure a warm=False engine")
+    args = parser.parse_args()
+    submissions = 200 if args.full else args.submissions
+    cores = os.cpu_count() or 1
+    root = tempfile.mkdtemp(prefix="bench-compile-cache-")
+    os.chmod(root, 0o755)  # the sandbox's uids read the precompiled headers from here
+    try:
+        engine = LocalEngine(cache_dir=root)
+        warm = engine.warm_compiler(engine.caps)
+        started = time.perf_counter()
+        ready = warm.pch.wait_ready(engine.toolchain("c++"), "c++") if warm is not None else None
+        print(f"isolation: {engine.caps.level}; cores: {cores}; runs per side: {args.runs}")
+        print(f"one-time PCH build: {time.perf_counter() - started:.1f} s ({'ready' if ready else 'NOT AVAILABLE'})")
+        engines = [("warm", engine)] + ([("cold (warm=False)", LocalEngine(warm=False))] if args.cold else [])
+        print(f"{'case':<34} {'bare ms':>9} {'eng ms':>9} {'ratio':>7} {'target':>7}")
+        serial = 0
+        for label, eng in engines:
+            b, s = [], []
+            for _ in range(args.runs):
+                serial += 1
+                b.append(bare(eng, Job.create(bits_program(serial), "c++"), ("-O2",)))
+                serial += 1
+                s.append(on_engine(eng, Job.create(bits_program(serial), "c++")))
+            row(f"1. bits/stdc++.h hello [{label}]", statistics.median(b), statistics.median(s), TARGETS["bits"])
+            job = Job.create(C_PROGRAM, "c")
+            on_engine(eng, job)  # the first run compiles (and, warm, stores)
+            b, s = [], []
+            for _ in range(args.runs * 3):
+                b.append(bare(eng, job))
+                s.append(on_engine(eng, job))
+            row(f"2. unchanged C re-run [{label}]", statistics.median(b), statistics.median(s), TARGETS["rerun"])
+        jobs = [
+            Job.create((bits_program if n % 2 else iostream_program)(100_000 + n), "c++") for n in range(submissions)
+        ]
+        bare_sum = sum(bare(engine, j) for j in jobs)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(cores) as pool:
+            list(pool.map(lambda j: on_engine(engine, j), jobs))
+        wall = time.perf_counter() - started
+        row(f"3. {submissions} distinct C++ at {cores} [warm]", bare_sum / cores, wall, TARGETS["concurrent"])
+    finally:
+        remove_tree(root)
+
+
+if __name__ == "__main__":
+    main()
