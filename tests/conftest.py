@@ -9,10 +9,11 @@ import pytest
 pytest_plugins = ["tests.piston_fixtures"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def engine_cache_dir() -> Iterator[str]:
     """The local engine's cache directory for the session (compile cache, precompiled headers): never the machine's
-    own, and in /tmp so the sandbox's uids can reach its precompiled headers (pytest's tmp dirs are 0700)."""
+    own, and in /tmp so the sandbox's uids can reach its precompiled headers (pytest's tmp dirs are 0700). Set in
+    the environment for the whole session, so module-scoped engines (made before any test's own set-up) use it."""
     import os
     import tempfile
 
@@ -20,7 +21,13 @@ def engine_cache_dir() -> Iterator[str]:
 
     path = tempfile.mkdtemp(prefix="capsule-engine-cache-")
     os.chmod(path, 0o755)
+    before = os.environ.get("CODECAPSULE_CACHE_DIR")
+    os.environ["CODECAPSULE_CACHE_DIR"] = path
     yield path
+    if before is None:
+        os.environ.pop("CODECAPSULE_CACHE_DIR", None)
+    else:
+        os.environ["CODECAPSULE_CACHE_DIR"] = before
     remove_tree(path)
 
 

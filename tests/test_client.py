@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +60,21 @@ def test_the_warm_setting_reaches_the_local_engine(monkeypatch: pytest.MonkeyPat
         cc.Settings.from_env({"CODECAPSULE_WARM": "lukewarm"})
     with cc.Client(settings=cc.Settings(engine="local", warm=False)) as c:
         assert c._local_engine().warm is False
+
+
+def test_the_cache_settings_reach_the_local_engine(tmp_path: Path) -> None:
+    from codecapsule._settings import DEFAULT_COMPILE_CACHE_SIZE, local_cache_dir, local_cache_size
+
+    assert cc.Settings.from_env({}).compile_cache_size == DEFAULT_COMPILE_CACHE_SIZE == local_cache_size({})
+    env = {"CODECAPSULE_COMPILE_CACHE_SIZE": "10MB", "CODECAPSULE_CACHE_DIR": str(tmp_path)}
+    settings = cc.Settings.from_env(env, engine="local")
+    assert (settings.compile_cache_size, settings.cache_dir) == (10_000_000, str(tmp_path))
+    assert (local_cache_size(env), local_cache_dir(env)) == (10_000_000, str(tmp_path))
+    with pytest.raises(cc.InvalidLimit, match="CODECAPSULE_COMPILE_CACHE_SIZE"):
+        cc.Settings.from_env({"CODECAPSULE_COMPILE_CACHE_SIZE": "lots"})
+    with cc.Client(settings=settings) as c:
+        engine = c._local_engine()
+        assert (engine.cache_dir, engine.compile_cache_size) == (str(tmp_path), 10_000_000)
 
 
 def test_half_a_service_token_is_a_configuration_error() -> None:

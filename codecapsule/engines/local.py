@@ -269,6 +269,7 @@ class LocalEngine:
                 languages[lang] = "not installed"
                 notes.append(str(exc))
         facts = self.caps.facts()
+        facts["c/c++ compile cache"] = self._warm_fact()
         if self.caps.root and self.workdir_size:
             facts["disk"] += f", {self.workdir_size // (1024 * 1024)} MiB per run"
         return EngineInfo(
@@ -277,6 +278,16 @@ class LocalEngine:
             languages=languages,
             notes=tuple(notes) + tuple(f"{k}: {v}" for k, v in facts.items()),
         )
+
+    def _warm_fact(self) -> str:
+        if not self.warm:
+            return "off (warm=False / CODECAPSULE_WARM=0)"
+        from ._warm_compile import usable
+
+        if not usable(self.caps):
+            return "off (a program could reach it: no bubblewrap and no separate uid), every compile is cold"
+        size = self.compile_cache_size // (1024 * 1024)
+        return f"{self.cache_dir} (at most {size} MiB; precompiled <bits/stdc++.h> under pch/)"
 
     def close(self) -> None:
         pass

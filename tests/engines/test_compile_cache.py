@@ -200,3 +200,24 @@ def test_an_entry_someone_else_can_write_is_not_used(root: str) -> None:
     cache.put("k", Stage(stdout="mine"), [])
     os.chmod(os.path.join(cache.root, "k.entry"), 0o666)
     assert cache.get("k") is None
+
+
+def test_a_live_run_streams_a_hits_diagnostics_as_a_miss_does(engine: LocalEngine) -> None:
+    from codecapsule._events import Finished, Output
+
+    job = Job.create(C_WARNS, "c")
+
+    def streamed() -> tuple[list[tuple[str, str]], Result]:
+        with engine.stream(job) as run:
+            events = list(run)
+        outputs = [(e.stream, e.text) for e in events if isinstance(e, Output)]
+        final = events[-1]
+        assert isinstance(final, Finished)
+        return outputs, final.result
+
+    miss_events, miss = streamed()
+    hit_events, hit = streamed()
+    assert is_hit(hit) and not is_hit(miss)
+    assert "".join(t for s, t in hit_events if s == "stderr") == "".join(t for s, t in miss_events if s == "stderr")
+    assert "warning: unused variable" in "".join(t for _, t in hit_events)
+    same_result(hit, miss)
