@@ -43,6 +43,26 @@ class Entry:
     files: tuple[FileImage, ...]
 
 
+def sweep_temporaries(root: str) -> None:
+    """Remove what a writer killed mid-write left in ``root`` (``.tmp-<pid>-...`` of a process that is gone)."""
+    from ._workdir import pid_alive, remove_path
+
+    with contextlib.suppress(OSError):
+        for item in os.scandir(root):
+            parts = item.name.split("-")
+            if (
+                item.name.startswith(".tmp-")
+                and len(parts) >= 3
+                and parts[1].isdigit()
+                and not pid_alive(int(parts[1]))
+            ):
+                with contextlib.suppress(OSError):
+                    if item.is_dir(follow_symlinks=False):
+                        remove_path(item.path)
+                    else:
+                        os.unlink(item.path)
+
+
 def private_dir(path: str) -> None:
     """Create ``path`` (and parents) as a directory only its owner can enter, and make sure it is one now."""
     os.makedirs(path, mode=0o700, exist_ok=True)
@@ -57,6 +77,7 @@ class CompileCache:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()  # one eviction scan at a time in this process
         private_dir(root)
+        sweep_temporaries(root)
 
     def _path(self, key: str) -> str:
         return os.path.join(self.root, key + _SUFFIX)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from .._jobs import Job
 from . import _workdir
+from ._compile_cache import sweep_temporaries
 from ._toolchains import Toolchain, compile_flags, compiler, compiler_identity
 
 #: language → the header that gets a precompiled header, and how a source that includes it is recognised
@@ -105,6 +106,7 @@ class PchStore:
         self._ready: dict[str, Ready] = {}
         self._building: set[str] = set()
         public_dir(root)
+        sweep_temporaries(root)
 
     def ready(self, tc: Toolchain, language: str) -> Ready | None:
         """The verified PCH for this toolchain, or None (then a build is started in the background, once)."""

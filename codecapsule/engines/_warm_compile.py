@@ -99,7 +99,9 @@ class WarmCompiler:
         else:
             stage = run(plan.argv, (), sink)
         if stage.status in _CACHED_STATUSES and stage.signal is None and not stage.truncated:
-            self.cache.put(key, stage, _outputs(workdir, job) if stage.status is None else ())
+            outputs = _outputs(workdir, job) if stage.status is None else []
+            if outputs is not None:
+                self.cache.put(key, stage, outputs)
         return stage
 
     def _pch_for(self, job: Job, tc: Toolchain, caps: SandboxCaps) -> _pch.Ready | None:
@@ -143,22 +145,26 @@ class WarmCompiler:
         )
 
 
-def _outputs(workdir: str, job: Job) -> list[FileImage]:
-    """The files the compile wrote (regular files that are not the job's own, unchanged, inputs)."""
+def _outputs(workdir: str, job: Job) -> list[FileImage] | None:
+    """The files the compile wrote (regular files that are not the job's own, unchanged, inputs); None when the
+    directory holds something that cannot be read as a plain file (then nothing is stored)."""
     inputs = {f.name: f.data for f in job.files}
     out: list[FileImage] = []
-    for folder, _, names in os.walk(workdir):
-        for name in names:
-            path = os.path.join(folder, name)
-            rel = os.path.relpath(path, workdir)
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            with os.fdopen(fd, "rb") as f:
-                info = os.fstat(f.fileno())
-                if not stat.S_ISREG(info.st_mode):
-                    continue
-                data = f.read()
-            if inputs.get(rel) != data:
-                out.append((rel, data, info.st_mode & 0o777))
+    try:
+        for folder, _, names in os.walk(workdir):
+            for name in names:
+                path = os.path.join(folder, name)
+                rel = os.path.relpath(path, workdir)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                with os.fdopen(fd, "rb") as f:
+                    info = os.fstat(f.fileno())
+                    if not stat.S_ISREG(info.st_mode):
+                        return None
+                    data = f.read()
+                if inputs.get(rel) != data:
+                    out.append((rel, data, info.st_mode & 0o777))
+    except OSError:
+        return None
     return sorted(out)
 
 

@@ -162,7 +162,7 @@ def sweep(root: str | None) -> int:
         return 0
     for entry in entries:
         m = _NAME.match(entry.name)
-        if m is None or _pid_alive(int(m.group(1))):
+        if m is None or pid_alive(int(m.group(1))):
             continue
         with contextlib.suppress(OSError):
             remove_path(entry.path)
@@ -170,7 +170,7 @@ def sweep(root: str | None) -> int:
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 
@@ -221,3 +222,15 @@ def test_a_live_run_streams_a_hits_diagnostics_as_a_miss_does(engine: LocalEngin
     assert "".join(t for s, t in hit_events if s == "stderr") == "".join(t for s, t in miss_events if s == "stderr")
     assert "warning: unused variable" in "".join(t for _, t in hit_events)
     same_result(hit, miss)
+
+
+def test_what_a_killed_writer_left_is_swept(root: str) -> None:
+    folder = os.path.join(root, "sweep")
+    CompileCache(folder, 10**6)
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that is gone
+    for name in (f".tmp-{dead.pid}-abc", f".tmp-{os.getpid()}-def"):
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(b"half an entry")
+    CompileCache(folder, 10**6)
+    assert sorted(os.listdir(folder)) == [f".tmp-{os.getpid()}-def"]  # a live writer's file stays
