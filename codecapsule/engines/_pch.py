@@ -45,7 +45,7 @@ PCH_HEADERS: dict[str, tuple[str, re.Pattern[str]]] = {
 _FORMAT = 1
 _SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
-# builds (argv, output file name) in the sandbox, returning the output's bytes or None when the build failed
+# builds (toolchain, language, header path, output file name) in the sandbox: the output's bytes, None if it failed
 Builder = Callable[[Toolchain, str, str, str], bytes | None]
 
 
@@ -81,7 +81,7 @@ def _stat_of(*paths: str) -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
-def _trusted(path: str) -> bool:
+def trusted(path: str) -> bool:
     """Ours and not writable by anyone else (a directory or file another user could change is never used)."""
     try:
         info = os.lstat(path)
@@ -163,7 +163,7 @@ class PchStore:
             with open(self._manifest_path(pid), "rb") as f:
                 manifest = json.load(f)
             ok = (
-                all(_trusted(p) for p in checked)
+                all(trusted(p) for p in checked)
                 and manifest.get("format") == _FORMAT
                 and manifest.get("compiler") == json.loads(json.dumps(compiler_identity(tc, language)))
                 and manifest.get("flags") == list(compile_flags(language))
@@ -238,9 +238,8 @@ class PchStore:
 
 def _dependencies(tc: Toolchain, language: str, header: str) -> list[str]:
     """The header's real path, then every file it includes (the preprocessor's own dependency list)."""
-    lang = {"c": "c", "c++": "c++"}[language]
     out = subprocess.run(
-        [compiler(tc, language), *compile_flags(language), "-x", lang, "-M", "-"],
+        [compiler(tc, language), *compile_flags(language), "-x", language, "-M", "-"],
         input=f"#include <{header}>\n", capture_output=True, text=True, timeout=60, env={"PATH": _SYSTEM_PATH},
     )  # fmt: skip
     if out.returncode != 0:

@@ -67,6 +67,9 @@ class WarmCompiler:
     """The compile cache under ``root/compile`` and the precompiled headers under ``root/pch``."""
 
     def __init__(self, root: str, max_bytes: int, build: _pch.Builder) -> None:
+        os.makedirs(root, mode=0o755, exist_ok=True)
+        if not _pch.trusted(root):  # another user could swap what is inside: never used (the engine compiles cold)
+            raise PermissionError(f"{root} is not owned by this user or is writable by others")
         self.cache = CompileCache(os.path.join(root, "compile"), max_bytes)
         # the sandbox's uid must reach the PCH store to read it: without that only the cache is used
         self.pch = PchStore(os.path.join(root, "pch"), build)
@@ -92,7 +95,7 @@ class WarmCompiler:
             return replace(hit.stage, wall_time=time.monotonic() - started, cpu_time=0.0, memory=None)
         if ready is not None:
             stage = run([plan.argv[0], "-I", ready.include_dir, *plan.argv[1:]], (ready.include_dir,), None)
-            if _pch.needs_cold_rerun(stage.output + stage.stderr, ready.header_path):
+            if _pch.needs_cold_rerun(stage.stdout + stage.stderr, ready.header_path):
                 stage = run(plan.argv, (), sink)
             else:
                 _replay(sink, stage)

@@ -234,3 +234,11 @@ def test_what_a_killed_writer_left_is_swept(root: str) -> None:
             f.write(b"half an entry")
     CompileCache(folder, 10**6)
     assert sorted(os.listdir(folder)) == [f".tmp-{os.getpid()}-def"]  # a live writer's file stays
+
+
+def test_a_cache_dir_others_can_write_is_not_used(root: str) -> None:
+    os.chmod(root, 0o777)
+    engine = LocalEngine(cache_dir=root)
+    assert engine.run(Job.create(C_OK, "c")).stdout == "hi there\n"  # compiled cold
+    assert os.listdir(root) == []
+    assert "cannot be created, or is not owned" in " ".join(engine.info().notes)
