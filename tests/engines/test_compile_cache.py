@@ -240,8 +240,8 @@ def test_what_a_killed_writer_left_is_swept(root: str) -> None:
 
 
 def test_a_cache_dir_others_can_write_is_not_used(root: str, engine: LocalEngine) -> None:
-    os.chmod(root, 0o777)
-    engine = LocalEngine(cache_dir=root)
-    assert engine.run(Job.create(C_OK, "c")).stdout == "hi there\n"  # compiled cold
+    os.chmod(root, 0o777)  # (the fixture's engine only skips this test where the warm path is off anyway)
+    shared = LocalEngine(cache_dir=root)
+    assert shared.run(Job.create(C_OK, "c")).stdout == "hi there\n"  # compiled cold
     assert os.listdir(root) == []
-    assert "cannot be created, or is not owned" in " ".join(engine.info().notes)
+    assert "cannot be created, or is not owned" in " ".join(shared.info().notes)
