@@ -12,7 +12,7 @@ The engine starts from an empty cache directory; the one-time PCH build is timed
 use ``subprocess.run`` in a plain temporary directory, no sandbox. Cases 1–2 alternate bare and engine runs so
 machine noise hits both. ``--cold`` adds the same cases on a ``warm=False`` engine (today's behaviour).
 
-    python -m bench.bench_compile [--runs 5] [--submissions 20 | --full] [--cold]
+    python -m bench.bench_compile [--runs 5] [--submissions 20 | --full] [--cold] [--cases 1,2,3]
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ def main() -> None:
     parser.add_argument("--submissions", type=int, default=20)
     parser.add_argument("--full", action="store_true", help="200 submissions (the issue's figure)")
     parser.add_argument("--cold", action="store_true", help="also measure a warm=False engine")
+    parser.add_argument("--cases", default="1,2,3", help="which cases to run, e.g. 2 or 1,3")
     args = parser.parse_args()
+    cases = {int(c) for c in args.cases.split(",")}
     submissions = 200 if args.full else args.submissions
     cores = os.cpu_count() or 1
     root = tempfile.mkdtemp(prefix="bench-compile-cache-")
@@ -113,12 +115,15 @@ def main() -> None:
         serial = 0
         for label, eng in engines:
             b, s = [], []
-            for _ in range(args.runs):
+            for _ in range(args.runs if 1 in cases else 0):
                 serial += 1
                 b.append(bare(eng, Job.create(bits_program(serial), "c++"), ("-O2",)))
                 serial += 1
                 s.append(on_engine(eng, Job.create(bits_program(serial), "c++")))
-            row(f"1. bits/stdc++.h hello [{label}]", statistics.median(b), statistics.median(s), TARGETS["bits"])
+            if 1 in cases:
+                row(f"1. bits/stdc++.h hello [{label}]", statistics.median(b), statistics.median(s), TARGETS["bits"])
+            if 2 not in cases:
+                continue
             job = Job.create(C_PROGRAM, "c")
             on_engine(eng, job)  # the first run compiles (and, warm, stores)
             b, s = [], []
@@ -126,6 +131,8 @@ def main() -> None:
                 b.append(bare(eng, job))
                 s.append(on_engine(eng, job))
             row(f"2. unchanged C re-run [{label}]", statistics.median(b), statistics.median(s), TARGETS["rerun"])
+        if 3 not in cases:
+            return
         jobs = [
             Job.create((bits_program if n % 2 else iostream_program)(100_000 + n), "c++") for n in range(submissions)
         ]
