@@ -245,3 +245,21 @@ def test_a_cache_dir_others_can_write_is_not_used(root: str, engine: LocalEngine
     assert shared.run(Job.create(C_OK, "c")).stdout == "hi there\n"  # compiled cold
     assert os.listdir(root) == []
     assert "cannot be created, or is not owned" in " ".join(shared.info().notes)
+
+
+def test_a_compile_cannot_read_another_jobs_entry(engine: LocalEngine, root: str) -> None:
+    engine.run(Job.create(C_WARNS, "c"))
+    (path,) = entries(root)
+    spy = engine.run(Job.create(f'#include "{path}"\nint main(void){{ return 0; }}\n', "c"))
+    assert spy.verdict == "compile_error"
+    assert "No such file or directory" in spy.stderr  # the compile's sandbox has no such path
+
+
+def test_the_same_job_from_two_threads_at_once(engine: LocalEngine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    job = Job.create(C_OK.replace("hi there", "together"), "c")
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: engine.run(job), range(6)))
+    assert [r.stdout for r in results] == ["together\n"] * 6
+    assert any(is_hit(r) for r in results)
