@@ -105,6 +105,7 @@ class PchStore:
         self._lock = threading.Lock()
         self._ready: dict[str, Ready] = {}
         self._building: set[str] = set()
+        self._failed: set[str] = set()  # builds that failed in this process: not tried again in the background
         public_dir(root)
         sweep_temporaries(root)
 
@@ -182,10 +183,19 @@ class PchStore:
 
     def _start_build(self, tc: Toolchain, language: str, pid: str) -> None:
         with self._lock:
-            if pid in self._building:
+            if pid in self._building or pid in self._failed:
                 return
             self._building.add(pid)
-        threading.Thread(target=self.build, args=(tc, language, pid), name="codecapsule-pch", daemon=True).start()
+        threading.Thread(
+            target=self._background_build, args=(tc, language, pid), name="codecapsule-pch", daemon=True
+        ).start()
+
+    def _background_build(self, tc: Toolchain, language: str, pid: str) -> None:
+        try:
+            self.build(tc, language, pid)
+        except Exception:  # a sandbox or disk failure: compiles go on without the PCH, and it is not retried
+            with self._lock:
+                self._failed.add(pid)
 
     def build(self, tc: Toolchain, language: str, pid: str, *, wait: bool = False) -> None:
         """Build the PCH of ``pid`` unless another process is building it (``wait``: then wait for that one)."""
@@ -196,23 +206,25 @@ class PchStore:
                     fcntl.flock(lock_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
                 except BlockingIOError:
                     return  # another process builds it; a later compile finds it
-                if self._verify(tc, language, pid) is None:
-                    self._build_locked(tc, language, pid)
+                if self._verify(tc, language, pid) is None and not self._build_locked(tc, language, pid):
+                    with self._lock:
+                        self._failed.add(pid)
             finally:
                 os.close(lock_fd)
         finally:
             with self._lock:
                 self._building.discard(pid)
 
-    def _build_locked(self, tc: Toolchain, language: str, pid: str) -> None:
+    def _build_locked(self, tc: Toolchain, language: str, pid: str) -> bool:
+        """Build and store the PCH; False if the header or the build failed (compiles then go without it)."""
         header = PCH_HEADERS[language][0]
         depends = _dependencies(tc, language, header)
         if not depends:
-            return
+            return False
         header_path = depends[0]
         data = self._build(tc, language, header_path, os.path.basename(header) + ".gch")
         if data is None:
-            return
+            return False
         tmp = os.path.join(self.root, f".tmp-{os.getpid()}-{secrets.token_hex(6)}")
         gch = os.path.join(tmp, "include", header + ".gch")
         public_dir(os.path.dirname(gch))
@@ -234,6 +246,7 @@ class PchStore:
         if os.path.lexists(final):
             _remove(final)
         os.rename(tmp, final)
+        return True
 
 
 def _dependencies(tc: Toolchain, language: str, header: str) -> list[str]:

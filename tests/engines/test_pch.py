@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -214,5 +215,27 @@ def test_a_pch_spoiled_after_it_was_verified_is_not_used_and_the_compile_still_w
         assert result.compile.stderr == _cold(job).compile.stderr  # type: ignore[union-attr]
         rebuilt = warm.pch.wait_ready(tc, "c++")
         assert rebuilt is not None and os.path.getsize(gch) > 1000  # built again, in the background
+    finally:
+        remove_tree(root)
+
+
+@pytest.mark.parametrize("raises", [False, True], ids=["fails", "raises"])
+def test_a_build_that_fails_is_not_retried_for_every_compile(raises: bool) -> None:
+    from tests.fakes.pch_builders import FailingBuilder
+
+    root = _reachable_tempdir()
+    try:
+        builder = FailingBuilder(raises=raises)
+        store = PchStore(os.path.join(root, "pch"), builder)
+        tc = LocalEngine(warm=False).toolchain("c++")
+        assert store.ready(tc, "c++") is None  # starts the background build
+        assert builder.done.wait(60)
+        deadline = time.monotonic() + 60
+        while store._building and time.monotonic() < deadline:  # the build thread's bookkeeping is done
+            time.sleep(0.01)
+        assert not store._building
+        for _ in range(3):
+            assert store.ready(tc, "c++") is None
+        assert builder.calls == 1 and not store._building
     finally:
         remove_tree(root)
