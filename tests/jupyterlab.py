@@ -110,6 +110,8 @@ def running_lab(
     )
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "IPYTHON", "CODECAPSULE_"))}
+    if "CODECAPSULE_CACHE_DIR" in os.environ:  # the session's engine cache, never the machine's (see conftest)
+        env["CODECAPSULE_CACHE_DIR"] = os.environ["CODECAPSULE_CACHE_DIR"]
     for name in ("CLOUDFLARE_API_TOKEN", "AZURE_SUBSCRIPTION_ID", "CLOUDFLARE_ACCOUNT_ID"):
         env.pop(name, None)
     env.update({k: str(v) for k, v in dirs.items()})

@@ -14,7 +14,8 @@ EXE = [sys.executable, "-m", "codecapsule.cli"]
 
 
 def cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODECAPSULE_")}
+    # none of the developer's settings, but the session's engine cache (never the machine's own: see conftest)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODECAPSULE_") or k == "CODECAPSULE_CACHE_DIR"}
     return subprocess.run(
         [*EXE, *args],
         input=stdin if stdin is not None else "",

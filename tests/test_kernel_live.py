@@ -151,7 +151,7 @@ def live_kernel(root: Path, workdir: Path) -> Iterator[tuple[Any, Any]]:
     """A real ipykernel running this interpreter with this checkout's codecapsule, the extension loaded
     (``root``: a directory for its kernelspec; ``workdir``: its working directory)."""
     write_python_kernelspec(root)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODECAPSULE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODECAPSULE_") or k == "CODECAPSULE_CACHE_DIR"}
     env.update(JUPYTER_PATH=str(root), PYTHONPATH=str(ROOT))
     km = jupyter_client.KernelManager(kernel_name="python3", kernel_spec_manager=_specs(root))
     km.start_kernel(env=env, cwd=str(workdir))
