@@ -42,6 +42,9 @@ _CACHED_STATUSES = frozenset({None, "RE"})
 # Files whose change means the system's headers or libraries may have changed (a package install or upgrade)
 _SYSTEM_STAMPS = ("/var/lib/dpkg/status", "/usr/include", "/usr/local/include", "/usr/lib/gcc")
 
+# Directories bound into every sandbox (``_sandbox._system_binds``): a cache there would be readable by programs
+_SANDBOX_VISIBLE = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/proc", "/dev")
+
 #: The PCH build: a ~100 MB output and a compiler that needs ~10 s of CPU (more on a loaded machine).
 PCH_LIMITS = StageLimits(
     wall=600.0, cpu=600.0, memory=2 * 1024**3, processes=64, output=256 * 1024, file_size=512 * 1024**2,
@@ -67,6 +70,9 @@ class WarmCompiler:
     """The compile cache under ``root/compile`` and the precompiled headers under ``root/pch``."""
 
     def __init__(self, root: str, max_bytes: int, build: _pch.Builder) -> None:
+        real = os.path.realpath(root)
+        if any(real == d or real.startswith(d + "/") for d in _SANDBOX_VISIBLE):
+            raise PermissionError(f"{root} is inside a directory every sandbox sees")
         os.makedirs(root, mode=0o755, exist_ok=True)
         if not _pch.trusted(root):  # another user could swap what is inside: never used (the engine compiles cold)
             raise PermissionError(f"{root} is not owned by this user or is writable by others")

@@ -287,7 +287,10 @@ class LocalEngine:
         if not usable(self.caps):
             return "off (a program could reach it: no bubblewrap and no separate uid), every compile is cold"
         if self._warm_compiler is False:
-            return f"off ({self.cache_dir} cannot be created, or is not owned by this user only), every compile is cold"
+            return (
+                f"off ({self.cache_dir} cannot be created, is not owned by this user only, or is where sandboxes "
+                "see it), every compile is cold"
+            )
         size = self.compile_cache_size // (1024 * 1024)
         return f"{self.cache_dir} (at most {size} MiB; precompiled <bits/stdc++.h> under pch/)"
 

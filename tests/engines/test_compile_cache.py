@@ -244,7 +244,13 @@ def test_a_cache_dir_others_can_write_is_not_used(root: str, engine: LocalEngine
     shared = LocalEngine(cache_dir=root)
     assert shared.run(Job.create(C_OK, "c")).stdout == "hi there\n"  # compiled cold
     assert os.listdir(root) == []
-    assert "cannot be created, or is not owned" in " ".join(shared.info().notes)
+    assert "cannot be created, is not owned by this user only" in " ".join(shared.info().notes)
+
+
+def test_a_cache_dir_every_sandbox_sees_is_not_used(engine: LocalEngine) -> None:
+    visible = LocalEngine(cache_dir="/usr/local/share/codecapsule-cache-test")  # /usr is bound into sandboxes
+    assert visible.run(Job.create(C_OK, "c")).stdout == "hi there\n"  # compiled cold
+    assert not os.path.exists("/usr/local/share/codecapsule-cache-test")
 
 
 def test_a_compile_cannot_read_another_jobs_entry(engine: LocalEngine, root: str) -> None:
