@@ -29,9 +29,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from .._errors import BadRequest, PistonError
+from .._errors import BadRequest, PistonError, ProtocolError
 from .._events import InputWanted, StageName, StreamName
 from .._jobs import Job
+from .._redact import display_url
 from .._results import Result
 from ._python_boot import COMPILED, SYNTAX
 from .piston_protocol import (
@@ -220,8 +221,14 @@ class LiveSession:
             raise error
         if not self.stopped and not self.answer.done:
             problem = error_from_close(self.close_code, self.close_reason, url=self.url)
-            if problem is not None:
-                raise self.engine._redacted(problem)
+            if problem is None:  # "job completed", yet the job's end never came: not a Result to judge
+                problem = ProtocolError(
+                    f"{display_url(self.url)} closed the live connection as 'job completed' before the "
+                    "program's exit was reported: the Result would be incomplete. Run it again; execute() gives "
+                    "the whole result at once.",
+                    url=display_url(self.url),
+                )
+            raise self.engine._redacted(problem)
         notes = self.notes
         if self.stopped or self.answer.over_cap:
             seconds = self.sent.limits.run_timeout or 3.0
