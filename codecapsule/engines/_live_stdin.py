@@ -62,12 +62,12 @@ class LiveStdin:
             except BlockingIOError:
                 return  # the pipe is full: the rest waits until the program reads
             except BrokenPipeError:
-                self.close()  # nobody holds the read end any more (closed, or every reader exited)
+                self._end()  # nobody holds the read end any more (closed, or every reader exited)
                 return
             del self._pending[:written]
             self._activity()
         if self._ending:
-            self.close()
+            self._end()
 
     def output_seen(self) -> None:
         self._activity()
@@ -105,9 +105,13 @@ class LiveStdin:
             fcntl.ioctl(self.write_fd, termios.FIONREAD, count)
         return count[0]
 
-    def close(self) -> None:
-        self.handed_over()
+    def _end(self) -> None:
+        """Close the write end: the program's next read (once the pipe is empty) sees end of input."""
         if self.write_fd >= 0:
             os.close(self.write_fd)
             self.write_fd = -1
         self._pending.clear()
+
+    def close(self) -> None:
+        self.handed_over()
+        self._end()

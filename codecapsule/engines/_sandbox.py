@@ -795,6 +795,7 @@ def _capture(
     cgroup: _cgroups.RunCgroup | None,
     sink: StageSink | None = None,
     feed: LiveStdin | None = None,
+    bwrapped: bool = False,
 ) -> _Captured:
     """Read stdout and stderr as streams until the program has exited and its output is drained, the deadline
     passes, the run's CPU time goes over its limit, a stream goes over the output cap (the prefix is kept), or
@@ -809,7 +810,9 @@ def _capture(
     writing = -1  # the stdin pipe's fd while the selector watches it for room
 
     def run_pids() -> list[int]:
-        return cgroup.pids() if cgroup is not None else _stdin_wait.descendants(proc.pid)
+        pids = cgroup.pids() if cgroup is not None else _stdin_wait.descendants(proc.pid)
+        # bwrap's monitor holds the pipe as its fd 0 too and sleeps in poll(): it is not the program
+        return [pid for pid in pids if pid != proc.pid] if bwrapped else pids
 
     with selectors.DefaultSelector() as sel:
         for fd in streams:
@@ -1010,7 +1013,7 @@ def _run(
     cpu_enforced = cgroup is not None and cgroup.cpu_time() is not None
     try:
         deadline = started + effective_wall(limits, cpu_enforced)
-        got = _capture(proc, pidfd, limits, deadline, cgroup, sink, feed)
+        got = _capture(proc, pidfd, limits, deadline, cgroup, sink, feed, caps.bwrap is not None)
         if got.reason is not None:
             _kill(caps, proc, pidfd, cgroup)
         else:

@@ -25,11 +25,12 @@ PROBE_EVERY = 0.05  # and is looked at no more often than this
 
 _PIPE_READ_WCHANS = frozenset({"pipe_read", "anon_pipe_read"})  # the names differ between kernel versions
 _EPOLL_WCHANS = frozenset({"do_epoll_wait", "ep_poll"})
-_POLL_WCHANS = frozenset({"do_select", "do_sys_poll", "core_sys_select"})  # fd sets /proc does not show
 
-# system call numbers: read, pread64, readv, preadv, preadv2 / epoll_wait, epoll_pwait, epoll_pwait2
+# system call numbers: read, pread64, readv, preadv, preadv2 / epoll_wait, epoll_pwait, epoll_pwait2 / poll,
+# ppoll, select, pselect6 (whose fd sets /proc does not show)
 _READ_CALLS = {"x86_64": frozenset({0, 17, 19, 295, 327}), "aarch64": frozenset({63, 67, 65, 69, 286})}
 _EPOLL_CALLS = {"x86_64": frozenset({232, 281, 441}), "aarch64": frozenset({22, 441})}
+_POLL_CALLS = {"x86_64": frozenset({7, 271, 23, 270}), "aarch64": frozenset({73, 72})}
 
 
 def blocked_reading(pids: Iterable[int], pipe_inode: int) -> bool | None:
@@ -59,7 +60,8 @@ def _task_waits(pid: int, tid: str, pipe_inode: int, machine: str) -> bool | Non
     task = f"/proc/{pid}/task/{tid}"
     try:
         call = Path(f"{task}/syscall").read_text().split()
-        wchan = Path(f"{task}/wchan").read_text().strip()
+        # "poll_schedule_timeout.constprop.0": the compiler's suffix is not part of the name
+        wchan = Path(f"{task}/wchan").read_text().strip().partition(".")[0]
     except FileNotFoundError:
         return False  # the task ended
     except OSError:
@@ -72,7 +74,7 @@ def _task_waits(pid: int, tid: str, pipe_inode: int, machine: str) -> bool | Non
         return _fd_target(pid, first) == ours
     if wchan in _EPOLL_WCHANS and number in _EPOLL_CALLS[machine]:
         return _epoll_watches(pid, first, pipe_inode)
-    if wchan in _POLL_WCHANS and _fd_target(pid, 0) == ours:
+    if wchan not in ("", "0") and number in _POLL_CALLS[machine] and _fd_target(pid, 0) == ours:
         return None
     return False
 
