@@ -60,8 +60,6 @@ def _script() -> str | None:
     for name, number in zip(("SETGROUPS", "SETRESGID", "SETRESUID", "CAPSET"), numbers, strict=True):
         script = script.replace(name, str(number))
     return script
-
-
 _READY_MAX = 4  # standbys kept waiting per sandbox configuration (each: one small process, a cgroup, 8 fds)
 
 
@@ -213,7 +211,9 @@ def _spawn(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None) ->
         raise
     for fd in passed:
         os.close(fd)  # the standby holds them now
-    standby = Standby(proc, cgroup, stdin, control_w, status_r, status_w, block_w, block_r, seccomp_fd, exit_r, exit_w)
+    standby = Standby(
+        proc, cgroup, stdin, control_w, status_r, status_w, block_w, block_r, seccomp_fd, exit_r, exit_w
+    )
     try:
         for procs in cgroup.procs_files:
             Path(procs).write_text(str(proc.pid))  # the slow move, off every stage's path

@@ -54,7 +54,7 @@ def processor_class(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 def test_an_annotation_processor_in_the_job_never_runs(engine: LocalEngine, processor_class: bytes) -> None:
     job = Job.create(
-        'public class Main { public static void main(String[] a) { System.out.println("main ran"); } }',
+        "public class Main { public static void main(String[] a) { System.out.println(\"main ran\"); } }",
         "java",
         files={
             "Proc.class": processor_class,

@@ -151,3 +151,10 @@ def test_every_sandbox_mode_takes_typed_input(workroot: str, mode: str) -> None:
     assert waits(events) == 1 and stdout_before(events, 0) == "who? "
     assert (result.verdict, result.stdout) == ("ok", "who? hello Ada\n")
     assert any(isinstance(e, Output) and e.text == "hello Ada\n" for e in events)
+
+
+def test_a_wait_proc_cannot_see_is_asked_after_the_quiet_time(engine: LocalEngine) -> None:
+    """select() does not show its fd set in /proc: the quiet-time rule (Piston's) asks instead."""
+    source = "import select, sys\nselect.select([sys.stdin], [], [])\nprint('got', sys.stdin.readline().strip())\n"
+    events, result = converse(engine.stream(cc.Job.create(source, "python", timeout=30), interactive=True), ["Ada"])
+    assert waits(events) == 1 and result.stdout == "got Ada\n"

@@ -123,17 +123,12 @@ def test_double_job_outlives_the_closed_socket(server: PistonTestServer) -> None
 
 def test_double_checks_access_on_the_upgrade(server: PistonTestServer) -> None:
     server.faults.require_access = ("id", SECRET)
-    with (
-        pytest.raises(InvalidStatus) as e,
-        connect(
-            ws_url(server.url), additional_headers={"CF-Access-Client-Id": "id", "CF-Access-Client-Secret": "wrong"}
-        ),
-    ):
+    with pytest.raises(InvalidStatus) as e, connect(ws_url(server.url), additional_headers={
+        "CF-Access-Client-Id": "id", "CF-Access-Client-Secret": "wrong"}):
         pass
     assert e.value.response.status_code == 403
-    with connect(
-        ws_url(server.url), additional_headers={"CF-Access-Client-Id": "id", "CF-Access-Client-Secret": SECRET}
-    ) as ws:
+    with connect(ws_url(server.url), additional_headers={"CF-Access-Client-Id": "id",
+                                                         "CF-Access-Client-Secret": SECRET}) as ws:
         ws.send(_init("python", "print(1)"))
         assert _messages(ws)[1] == 4999
 
@@ -174,9 +169,8 @@ def test_interactive_input(engine: PistonEngine, language: str) -> None:
 def test_stop_keeps_the_output_and_says_the_server_finishes_the_job(
     engine: PistonEngine, server: PistonTestServer
 ) -> None:
-    job = Job.create(
-        "import time\nwhile True:\n    print('tick', flush=True)\n    time.sleep(0.05)", "python", timeout=5
-    )
+    job = Job.create("import time\nwhile True:\n    print('tick', flush=True)\n    time.sleep(0.05)", "python",
+                     timeout=5)
     with engine.stream(job) as run:
         for event in run:
             if isinstance(event, Output):
@@ -288,12 +282,7 @@ def both_paths() -> Iterator[dict[str, tuple[Result, Result]]]:
 
         def run(p: Program) -> tuple[str, tuple[Result, Result]]:
             job = Job.create(
-                p.source,
-                p.language,
-                files=p.files or None,
-                stdin=p.stdin or "",
-                memory=p.memory,
-                timeout=10,
+                p.source, p.language, files=p.files or None, stdin=p.stdin or "", memory=p.memory, timeout=10,
                 limits={"output": 65536},
             )
             return p.name, (engine.run(job), _streamed(engine, job))
