@@ -157,4 +157,4 @@ def test_a_wait_proc_cannot_see_is_asked_after_the_quiet_time(engine: LocalEngin
     """select() does not show its fd set in /proc: the quiet-time rule (Piston's) asks instead."""
     source = "import select, sys\nselect.select([sys.stdin], [], [])\nprint('got', sys.stdin.readline().strip())\n"
     events, result = converse(engine.stream(cc.Job.create(source, "python", timeout=30), interactive=True), ["Ada"])
-    assert waits(events) == 1 and result.stdout == "got Ada\n"
+    assert waits(events) >= 1 and result.stdout == "got Ada\n"  # (asked again if it is slow to print)
