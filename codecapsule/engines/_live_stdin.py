@@ -52,7 +52,7 @@ class LiveStdin:
         while (text := self._io.read_input()) is not False:
             if text is END_OF_INPUT:
                 self._ending = True
-            elif isinstance(text, str) and self.write_fd >= 0:
+            elif isinstance(text, str) and self.write_fd >= 0 and not self._ending:  # nothing after the end
                 self._pending += text.encode()
         if self.write_fd < 0:
             return
@@ -61,7 +61,7 @@ class LiveStdin:
                 written = os.write(self.write_fd, self._pending)
             except BlockingIOError:
                 return  # the pipe is full: the rest waits until the program reads
-            except BrokenPipeError:
+            except BrokenPipeError:  # (Python ignores SIGPIPE: a write to a pipe without readers fails instead)
                 self._end()  # nobody holds the read end any more (closed, or every reader exited)
                 return
             del self._pending[:written]

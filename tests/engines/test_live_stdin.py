@@ -45,6 +45,18 @@ def test_a_full_pipe_keeps_the_rest_pending_without_blocking() -> None:
         io._close()
 
 
+def test_text_sent_after_the_end_is_dropped_even_while_the_rest_is_pending() -> None:
+    io, feed = _feed()
+    try:
+        io._put_input(_BIG.decode())
+        io._put_input(None)
+        io._put_input("after the end\n")
+        assert _drain_until_eof(feed) == _BIG
+    finally:
+        feed.close()
+        io._close()
+
+
 def test_end_of_input_closes_the_pipe() -> None:
     io, feed = _feed()
     try:
