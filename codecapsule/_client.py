@@ -265,8 +265,9 @@ class Client(_ClientCore):
     ) -> RunStream:
         """Run one program live: iterate for its events (``StageStarted``, ``Output``, ..., ``Finished(result)``
         last); ``cancel()`` or leaving the ``with`` block stops it (verdict interrupted, output so far kept). Takes
-        :meth:`execute`'s arguments. On the local engine output comes as the program writes it; Piston and SQL
-        runs are replayed when they finish."""
+        :meth:`execute`'s arguments. On the local engine and on Piston output comes as the program writes it; SQL
+        runs are replayed when they finish. ``interactive=True``: ``send()`` types into the running program,
+        ``close_stdin()`` ends its input, ``InputWanted`` says it waits for some."""
         return self.stream_job(self.job(source, language, **kwargs), interactive=interactive, engine=engine)
 
     def stream_job(self, job: Job, *, interactive: bool = False, engine: EngineChoice | None = None) -> RunStream:

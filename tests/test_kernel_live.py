@@ -126,14 +126,9 @@ def run_cell(
     while not idle:
         ready = dict(poller.poll(timeout * 1000))
         assert ready, f"no message from the kernel within {timeout}s; so far: {run.everything[-2000:]}"
-        if kc.stdin_channel.socket in ready:
-            request = kc.get_stdin_msg(timeout=5)
-            run.prompts.append(request["content"]["prompt"])
-            if pending:
-                kc.input(pending.pop(0))
-            else:
-                km.interrupt_kernel()  # Stop while the program waits for input
-        if kc.iopub_channel.socket in ready:
+        # what arrived on iopub is shown before an input box that arrived with it (a front end shows messages
+        # in arrival order; the kernel flushes the output before it asks)
+        while not idle and kc.iopub_channel.msg_ready():
             msg = kc.get_iopub_msg(timeout=5)
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
@@ -142,6 +137,13 @@ def run_cell(
             if msg["msg_type"] == "stream" and on_output is not None:
                 on_output(run)
             idle = msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
+        if kc.stdin_channel.socket in ready:
+            request = kc.get_stdin_msg(timeout=5)
+            run.prompts.append(request["content"]["prompt"])
+            if pending:
+                kc.input(pending.pop(0))
+            else:
+                km.interrupt_kernel()  # Stop while the program waits for input
     run.reply = kc.get_shell_msg(timeout=30)["content"]
     return run
 
@@ -212,8 +214,10 @@ _ADD_TWO_LINES = {
         "node",
         "const rl = require('readline').createInterface({ input: process.stdin });\n"
         "const seen = [];\n"
+        # rl.close() alone leaves Node 20 reading a pipe stdin (measured: it never exits while the pipe is open,
+        # and the engine rightly asks for more): a program done with its input destroys the stream
         "rl.on('line', (line) => { seen.push(Number(line));"
-        " if (seen.length === 2) { console.log(seen[0] + seen[1]); rl.close(); } });\n",
+        " if (seen.length === 2) { console.log(seen[0] + seen[1]); rl.close(); process.stdin.destroy(); } });\n",
     ),
     "java": (
         "javac",

@@ -26,6 +26,7 @@ from .base import EngineInfo
 if TYPE_CHECKING:
     from ._compiled import CompiledArtifact
     from ._live import AsyncLiveRun, LiveIO, LiveRun, Producer, StageOutput
+    from ._live_stdin import LiveStdin
 
 #: What the local engine applies where a job leaves a limit unset.
 DEFAULT_LIMITS = Limits(
@@ -138,41 +139,58 @@ class LocalEngine:
     def stream(self, job: Job, *, interactive: bool = False) -> LiveRun:
         """Run ``job`` live: its events as they happen (see ``_events``); ``cancel()`` kills every process of the
         run the way a time limit does and ends the stream with verdict interrupted and the output so far.
-        ``interactive`` is not supported by the local engine yet: the program reads the job's stdin."""
+        ``interactive``: the program's stdin is a pipe — the job's ``stdin=`` text first, then what ``send()``
+        gives as it arrives; ``close_stdin()`` ends it (the program reads EOF). ``InputWanted("run")`` comes when
+        the program is blocked reading it (measured in /proc, see ``_stdin_wait``). Without a ``run_timeout`` the
+        run may take ``INTERACTIVE_RUN_TIMEOUT`` (someone is typing)."""
         from ._live import LiveRun
 
-        return LiveRun(self._producer(job, interactive), lambda exc: internal_error(job, self.name, exc))
+        return LiveRun(
+            self._producer(job, interactive), lambda exc: internal_error(job, self.name, exc), interactive=interactive
+        )
 
     def astream(self, job: Job, *, interactive: bool = False) -> AsyncLiveRun:
         """:meth:`stream` for asyncio (the same run on a thread, its events handed to the event loop)."""
         from ._live import AsyncLiveRun
 
-        return AsyncLiveRun(self._producer(job, interactive), lambda exc: internal_error(job, self.name, exc))
+        return AsyncLiveRun(
+            self._producer(job, interactive), lambda exc: internal_error(job, self.name, exc), interactive=interactive
+        )
 
     def _producer(self, job: Job, interactive: bool) -> Producer:
         if job.lang.sql:
             raise EngineError("SQL runs in the DuckDB engine, not the local engine.")
-        if interactive:
-            raise EngineError(
-                "interactive input is not available on the local engine yet: pass the input as stdin= instead."
-            )
         tc = self.toolchain(job.language)  # a missing toolchain raises here, before any thread starts
-        limits = job.limits.over(self.defaults)
+        asked = job.limits
+        if interactive and asked.run_timeout is None:
+            from ._live import INTERACTIVE_RUN_TIMEOUT
+
+            asked = replace(asked, run_timeout=INTERACTIVE_RUN_TIMEOUT)
+        limits = asked.over(self.defaults)
 
         def producer(io: LiveIO) -> Result:
             with self.run_caps() as caps:
-                return self._run(job, tc, limits, caps, live=io)
+                return self._run(job, tc, limits, caps, live=io, interactive=interactive)
 
         return producer
 
-    def _run(self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps, *, live: LiveIO | None = None) -> Result:
+    def _run(
+        self,
+        job: Job,
+        tc: Toolchain,
+        limits: Limits,
+        caps: SandboxCaps,
+        *,
+        live: LiveIO | None = None,
+        interactive: bool = False,
+    ) -> Result:
         work = _workdir.WorkDir(self.workroot, size=self.workdir_size, owner=caps.sandbox_uid)
         try:
             work.write((f.name, f.data) for f in job.files)
             compiled = self.compile_stage(job, tc, limits, caps, work.path, live=live)
             if compiled is not None and stage_failed(compiled):
                 return self.judge_stages(job, tc, limits, caps, compiled, None)
-            return self.run_program(job, tc, limits, caps, work.path, compiled, live=live)
+            return self.run_program(job, tc, limits, caps, work.path, compiled, live=live, interactive=interactive)
         finally:
             work.remove()
 
@@ -207,16 +225,21 @@ class LocalEngine:
         compiled: Stage | None,
         *,
         live: LiveIO | None = None,
+        interactive: bool = False,
     ) -> Result:
-        """Run the program in ``workdir`` (already compiled) with the job's stdin and args, and judge it."""
+        """Run the program in ``workdir`` (already compiled) with the job's stdin and args, and judge it;
+        ``interactive`` (a live run): its stdin is fed from ``live`` as the input arrives."""
         plan = run_plan(tc, job, caps.inner_workdir(workdir), _heap_hint(limits.memory, caps))
-        with _live_stage(live, "run", python=job.language == "python") as sink:
+        with (
+            _live_stage(live, "run", python=job.language == "python") as sink,
+            _stage_stdin(job, live if interactive else None) as stdin,
+        ):
             ran = run_stage(
                 caps,
                 plan.argv,
                 env=plan.env,
                 workdir=workdir,
-                stdin=_stdin_bytes(job.stdin),
+                stdin=stdin,
                 roots=tc.roots,
                 limits=run_stage_limits(limits, job.language),
                 sink=sink,
@@ -326,9 +349,21 @@ def _live_stage(
 _PYTHON_STAGE_MARKERS: dict[bytes, Literal["compile", "run"]] = {COMPILED.encode(): "run", SYNTAX.encode(): "compile"}
 
 
-def _stdin_bytes(stdin: str) -> bytes:
-    # The one stdin rule both engines follow (as Piston does): input ends with a newline, also when empty.
-    return program_stdin(stdin).encode()
+@contextlib.contextmanager
+def _stage_stdin(job: Job, live: LiveIO | None) -> Iterator[bytes | LiveStdin]:
+    """The run stage's input: the job's stdin, or (interactive) a pipe fed as the input arrives."""
+    if live is None:
+        # The one stdin rule both engines follow (as Piston does): input ends with a newline, also when empty.
+        yield program_stdin(job.stdin).encode()
+        return
+    from ._live_stdin import LiveStdin
+
+    # typed input is sent as it is, as on Piston's live path: the job's own text gets no newline added
+    feed = LiveStdin(live, job.stdin.encode())
+    try:
+        yield feed
+    finally:
+        feed.close()
 
 
 def _heap_hint(memory: int | None, caps: SandboxCaps) -> int | None:

@@ -34,6 +34,7 @@ from .._events import InputWanted, StageName, StreamName
 from .._jobs import Job
 from .._redact import display_url
 from .._results import Result
+from ._live import INTERACTIVE_RUN_TIMEOUT
 from ._python_boot import COMPILED, SYNTAX
 from .piston_protocol import (
     clamp_to_server,
@@ -62,7 +63,6 @@ if TYPE_CHECKING:
     from .piston import _PistonCore
 
 RETRY: Final = "retry"
-INTERACTIVE_RUN_TIMEOUT = 60.0  # seconds a live interactive job may run on the server (a student typing)
 TICK = 0.05  # how often the loop looks at the user's input and Stop while the server is silent
 _PYTHON_MARKERS: dict[bytes, StageName] = {COMPILED.encode(): "run", SYNTAX.encode(): "compile"}
 _STOP_MESSAGE = "stopped by the user"
