@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.engines.hostile import marker, running
+from tests.fakes.piston import PistonTestServer
 
 EXE = [sys.executable, "-m", "codecapsule.cli"]
 
@@ -153,3 +163,136 @@ def test_cloud_sdk_warnings_stay_off_the_terminal(capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert err == "codecapsule: error: cannot sign in to Azure: run `az login` or set AZURE_CLIENT_ID/...\n"
     assert logging.getLogger("azure").level == logging.NOTSET  # put back afterwards
+
+
+# -- live: output as it comes, Ctrl-C, the terminal's input ------------------------------------------------------
+
+
+@pytest.fixture
+def runs_dir() -> Iterator[Path]:
+    """TMPDIR for the CLI: its runs' work directories appear here (and must be gone afterwards)."""
+    root = tempfile.mkdtemp(prefix="capsule-cli-", dir="/tmp")
+    os.chmod(root, 0o755)  # the sandbox's unprivileged uid must reach its work directory
+    yield Path(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def live_cli(*args: str, tmpdir: Path | None = None, stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODECAPSULE_")}
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
+    return subprocess.Popen([*EXE, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def read_until(proc: subprocess.Popen[bytes], text: bytes) -> bytes:
+    """What the CLI wrote on stdout up to and including ``text`` (it must come within a minute)."""
+    assert proc.stdout is not None
+    got = b""
+    deadline = time.monotonic() + 60
+    while text not in got:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(proc.stdout.fileno(), 4096) if ready else b""
+        assert chunk, f"the CLI's stdout ended or stalled before {text!r}: {got!r}"
+        got += chunk
+    return got
+
+
+def finish(proc: subprocess.Popen[bytes]) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def test_run_shows_the_output_while_the_program_runs(runs_dir: Path) -> None:
+    # the program cannot exit before the test opens the fifo, and the test opens it only once it saw "ready"
+    source = "import os\nos.mkfifo('gate')\nprint('ready', flush=True)\nopen('gate').read()\nprint('done')\n"
+    proc = live_cli("run", "--timeout", "3600", "-l", "python", "-c", source, tmpdir=runs_dir)
+    assert read_until(proc, b"ready\n") == b"ready\n"
+    (gate,) = runs_dir.glob("*/gate")
+    with open(gate, "w") as fifo:  # unblocks the program's read; closing it gives the program EOF
+        fifo.write("go")
+    code, out, err = finish(proc)
+    assert (code, out, err) == (0, "done\n", "")  # "ready" was read above: nothing printed twice
+
+
+def test_live_stderr_names_the_users_file(tmp_path: Path) -> None:
+    (tmp_path / "crash.py").write_text("import sys\nprint('to stderr', file=sys.stderr)\nraise SystemExit(f())\n")
+    code, out, err = finish(live_cli("run", str(tmp_path / "crash.py")))
+    assert code == 1 and out == "" and err.startswith("to stderr\nTraceback")
+    assert f'File "{tmp_path / "crash.py"}", line 3' in err and "main.py" not in err
+
+
+# the program forks a child (its command line carries the mark) and prints once both are up
+FORKS_AND_SLEEPS = (
+    "import subprocess, sys, time\n"
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)', sys.argv[1]])\n"
+    "print('started', flush=True)\n"
+    "time.sleep(1000)\n"
+)
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_stops_the_run_keeps_its_output_and_exits_130(presses: int, runs_dir: Path) -> None:
+    mark = marker()
+    proc = live_cli("run", "--timeout", "3600", "-l", "python", "-c", FORKS_AND_SLEEPS, mark, tmpdir=runs_dir)
+    read_until(proc, b"started\n")
+    assert running(mark), "the forked child runs before Ctrl-C"
+    for _ in range(presses):  # a second Ctrl-C lands while the run is being stopped
+        proc.send_signal(signal.SIGINT)
+    code, out, err = finish(proc)
+    assert (code, out) == (130, "")  # "started" was read above
+    assert "interrupted" in err.splitlines()[-1] and "Traceback" not in err, err
+    assert running(mark) == []
+    assert list(runs_dir.iterdir()) == []  # no work directory left
+
+
+def test_ctrl_c_with_json_prints_the_interrupted_result(runs_dir: Path) -> None:
+    source = "import sys, time\nprint('started', flush=True)\nprint('on stderr', file=sys.stderr, flush=True)\n"
+    source += "open('stderr-written', 'w').close()\ntime.sleep(1000)\n"
+    proc = live_cli("run", "--json", "--timeout", "3600", "-l", "python", "-c", source, tmpdir=runs_dir)
+    deadline = time.monotonic() + 60
+    while not list(runs_dir.glob("*/stderr-written")):
+        assert time.monotonic() < deadline and proc.poll() is None, "the program never got to its sleep"
+        time.sleep(0.02)  # a bounded poll for the file the program writes
+    proc.send_signal(signal.SIGINT)
+    code, out, err = finish(proc)
+    data = json.loads(out)
+    assert (code, err) == (130, "")
+    run = data["run"]
+    assert (data["verdict"], run["stdout"], run["stderr"]) == ("interrupted", "started\n", "on stderr\n")
+
+
+def test_ctrl_c_on_piston_closes_the_connection(piston_server: PistonTestServer) -> None:
+    source = "import time\nprint('tick', flush=True)\ntime.sleep(1000)\n"
+    proc = live_cli("run", "--piston", piston_server.url, "--engine", "piston", "-l", "python", "-c", source)
+    read_until(proc, b"tick\n")
+    proc.send_signal(signal.SIGINT)
+    code, out, err = finish(proc)
+    assert (code, out) == (130, "") and "interrupted" in err and "Traceback" not in err, err
+
+
+def test_a_terminal_types_the_programs_input_on_piston(piston_server: PistonTestServer) -> None:
+    main, terminal = pty.openpty()  # the CLI's stdin is a terminal: what is typed there goes to the program
+    try:
+        source = "n = input('n? ')\nprint(int(n) * 2)\nprint('bye', input('again? '))\n"
+        proc = live_cli(
+            "run", "--piston", piston_server.url, "--engine", "piston", "-l", "python", "-c", source, stdin=terminal
+        )
+        os.close(terminal)
+        assert read_until(proc, b"n? ") == b"n? "  # shown before the program has its input
+        os.write(main, b"21\n")
+        assert read_until(proc, b"again? ") == b"42\nagain? "
+        os.write(main, b"now\n")
+        code, out, err = finish(proc)
+    finally:
+        os.close(main)
+    assert (code, out, err) == (0, "bye now\n", "")
+
+
+def test_a_terminal_without_live_input_on_the_engine_still_runs(tmp_path: Path) -> None:
+    main, terminal = pty.openpty()
+    try:
+        code, out, err = finish(live_cli("run", "--engine", "local", "-l", "python", "-c", "print(7)", stdin=terminal))
+    finally:
+        os.close(terminal)
+        os.close(main)
+    assert (code, out, err) == (0, "7\n", "")
