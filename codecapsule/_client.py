@@ -166,10 +166,14 @@ class _ClientCore:
                 self._local = LocalEngine(warm=self.settings.warm)
             return self._local
 
-    def _stream_route(self, job: Job, engine: EngineChoice | None, interactive: bool) -> str:
-        """Where a live run goes: "duckdb", "piston" or "local" (the decision :meth:`run` makes)."""
+    def engine_for(self, job: Job, engine: EngineChoice | None = None) -> str:
+        """Where ``run(job)`` runs it: "duckdb", "piston" or "local"."""
         piston = self._wants_piston(job, engine)  # refuses engine="piston" for SQL
-        route = "duckdb" if job.lang.sql else "piston" if piston else "local"
+        return "duckdb" if job.lang.sql else "piston" if piston else "local"
+
+    def _stream_route(self, job: Job, engine: EngineChoice | None, interactive: bool) -> str:
+        """Where a live run goes (the decision :meth:`run` makes)."""
+        route = self.engine_for(job, engine)
         if interactive and route == "duckdb":
             raise InvalidRequest(
                 "interactive input is for programs, not SQL: pass the input as stdin=, or use another language."

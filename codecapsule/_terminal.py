@@ -53,6 +53,15 @@ class Echo:
             if newline:
                 _write(sys.stderr, self._named(lines + newline))
 
+    def replay(self, result: Result) -> None:
+        """The output of a run that was not live, stage by stage, once it is over."""
+        for stage_name, stage in (("compile", result.compile), ("run", result.run)):
+            for stream in ("stdout", "stderr"):
+                text = getattr(stage, stream) if stage is not None else ""
+                if text:
+                    self.show(Output(stage_name, stream, text))  # type: ignore[arg-type]
+        self.release()
+
     def release(self) -> None:
         held, self._held = self._held, ""
         if held:
@@ -139,6 +148,22 @@ def _open_stream(client: Client, job: Job, interactive: bool) -> tuple[RunStream
         except EngineError:
             pass  # an engine without live input (the local one, for now): the program reads an empty stdin
     return client.stream_job(job), False
+
+
+def wait_on_terminal(client: Client, job: Job) -> tuple[Result, bool]:
+    """Run ``job`` the plain way (a Piston execute request: its output comes with its answer). Ctrl-C stops the
+    wait; the Result then says interrupted. Returns the Result and whether Ctrl-C stopped it."""
+    from ._results import Stage
+    from ._verdicts import judge
+
+    try:
+        return client.run(job), False
+    except KeyboardInterrupt:
+        stopped = Stage(
+            status="IN",
+            message="Interrupted: stopped waiting for the answer (the server finishes the job within its time limit)",
+        )
+        return judge(job, engine="piston", version=job.version, compile=None, run=stopped, limits=job.limits), True
 
 
 def run_on_terminal(client: Client, job: Job, echo: Echo | None, *, interactive: bool) -> tuple[Result, bool]:

@@ -169,10 +169,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # messages name the user's files (broken.c:3:18), not the engine's (main.c:3:18)
         names = {job.files[0].name: args.file} if args.code is None else {}
         names.update({Path(extra).name: extra for extra in args.with_files or ()})
-        if job.lang.sql:  # a table, printed once the query is done
+        where = client.engine_for(job)
+        if where == "duckdb":  # a table, printed once the query is done
             result, stopped = client.run(job), False
             if not args.json:
                 _print_sql(result)
+        elif where == "piston" and not interactive:
+            # Piston's live path never closes the program's stdin: one reading its input to the end would wait
+            # for its time limit. Input given up front goes the plain way, output shown when the answer comes.
+            from ._terminal import Echo, wait_on_terminal
+
+            result, stopped = wait_on_terminal(client, job)
+            if not args.json:
+                Echo(names).replay(result)
         else:
             from ._terminal import Echo, run_on_terminal
 

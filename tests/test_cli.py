@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -261,22 +262,60 @@ def test_ctrl_c_with_json_prints_the_interrupted_result(runs_dir: Path) -> None:
     assert (data["verdict"], run["stdout"], run["stderr"]) == ("interrupted", "started\n", "on stderr\n")
 
 
-def test_ctrl_c_on_piston_closes_the_connection(piston_server: PistonTestServer) -> None:
-    source = "import time\nprint('tick', flush=True)\ntime.sleep(1000)\n"
-    proc = live_cli("run", "--piston", piston_server.url, "--engine", "piston", "-l", "python", "-c", source)
-    read_until(proc, b"tick\n")
-    proc.send_signal(signal.SIGINT)
-    code, out, err = finish(proc)
-    assert (code, out) == (130, "") and "interrupted" in err and "Traceback" not in err, err
+def piston_cli(
+    server: PistonTestServer, source: str, *args: str, stdin: int = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    """``codecapsule run`` of a Python snippet on the test double."""
+    return live_cli("run", "--piston", server.url, "--engine", "piston", "-l", "python", "-c", source, *args,
+                    stdin=stdin)  # fmt: skip
+
+
+def test_piped_input_on_piston_reaches_its_end(piston_server: PistonTestServer) -> None:
+    # Piston's live path never closes stdin: this program would wait there for its time limit
+    proc = piston_cli(piston_server, "import sys\nprint(sys.stdin.read().split())", stdin=subprocess.PIPE)
+    out, err = proc.communicate(b"1 2\n3\n", timeout=120)
+    assert (proc.returncode, out, err) == (0, b"['1', '2', '3']\n", b"")
+
+
+def test_ctrl_c_while_waiting_for_piston(tmp_path: Path) -> None:
+    # the test double runs the program as a process of this machine, without isolate's file-system view: it
+    # blocks opening a fifo of this test's (found by the mark in its command line) until the test lets it go
+    gate = tmp_path / f"gate-{marker()}"
+    os.mkfifo(gate)
+    with PistonTestServer(run_timeout=600_000, run_cpu_time=600_000) as server:
+        proc = live_cli("run", "--piston", server.url, "--engine", "piston", "--timeout", "600", "-l", "python",
+                        "-c", "import sys\nopen(sys.argv[1]).read()", str(gate))  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while len(running(gate.name)) < 2:  # the CLI itself, and the program on the "server"
+                assert time.monotonic() < deadline and proc.poll() is None, "the program never started on Piston"
+                time.sleep(0.02)  # a bounded poll of the process table
+            proc.send_signal(signal.SIGINT)
+            code, out, err = finish(proc)
+        finally:
+            with contextlib.suppress(OSError):  # ENXIO: the program is not waiting any more
+                os.close(os.open(gate, os.O_WRONLY | os.O_NONBLOCK))  # lets the program end
+    assert (code, out) == (130, "") and "interrupted" in err.splitlines()[-1] and "Traceback" not in err, err
+
+
+def test_ctrl_c_on_a_live_piston_run(piston_server: PistonTestServer) -> None:
+    main, terminal = pty.openpty()  # a terminal: the run is live (its input could be typed)
+    try:
+        proc = piston_cli(piston_server, "import time\nprint('tick', flush=True)\ntime.sleep(1000)\n", stdin=terminal)
+        os.close(terminal)
+        read_until(proc, b"tick\n")  # output shown while the program runs
+        proc.send_signal(signal.SIGINT)
+        code, out, err = finish(proc)
+    finally:
+        os.close(main)
+    assert (code, out) == (130, "") and "interrupted" in err.splitlines()[-1] and "Traceback" not in err, err
 
 
 def test_a_terminal_types_the_programs_input_on_piston(piston_server: PistonTestServer) -> None:
     main, terminal = pty.openpty()  # the CLI's stdin is a terminal: what is typed there goes to the program
     try:
         source = "n = input('n? ')\nprint(int(n) * 2)\nprint('bye', input('again? '))\n"
-        proc = live_cli(
-            "run", "--piston", piston_server.url, "--engine", "piston", "-l", "python", "-c", source, stdin=terminal
-        )
+        proc = piston_cli(piston_server, source, stdin=terminal)
         os.close(terminal)
         assert read_until(proc, b"n? ") == b"n? "  # shown before the program has its input
         os.write(main, b"21\n")
