@@ -261,7 +261,7 @@ class Client(_ClientCore):
         if job.lang.sql:
             return self._duckdb_engine().run(job)
         if piston:
-            return self._piston_engine().run(job)  # nothing of it runs here: an interrupt just closes the request
+            return self._piston_engine().run(job)  # nothing of it runs on this machine: nothing to stop here
         # a live run, because only a live run can be stopped while its processes run (see _interrupt)
         return group.wait(self._local_engine().stream(job))
 
