@@ -102,3 +102,27 @@ def test_ctrl_c_kills_every_process_of_the_run_before_keyboard_interrupt_arrives
             script.kill()
             script.wait()
     assert (script.returncode, out, err) == (0, "", "")
+
+
+def test_an_uncaught_keyboard_interrupt_ends_the_script_as_python_does(tmpdir_for_runs: str) -> None:
+    mark = marker()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODECAPSULE_")}
+    env.update(PROGRAM=PROGRAM, RUN_MARK=mark, TMPDIR=tmpdir_for_runs)
+    script = (
+        "import os, codecapsule\n"
+        "codecapsule.execute(os.environ['PROGRAM'], 'python', args=[os.environ['RUN_MARK']], timeout=3600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait_for(1, f"{mark}-child", proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGINT  # Python's own exit for an uncaught KeyboardInterrupt
+    assert err.endswith("\nKeyboardInterrupt\n") and err.count("Traceback") == 1, err  # nothing else went wrong
+    assert "During handling" not in err and "Exception ignored" not in err and "Exception in thread" not in err
+    assert running(mark) == []
+    assert list(Path(tmpdir_for_runs).iterdir()) == []
