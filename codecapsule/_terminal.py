@@ -77,13 +77,15 @@ class CtrlC:
     """While the block runs, Ctrl-C (SIGINT) cancels the attached run instead of raising KeyboardInterrupt; a
     second Ctrl-C is ignored (the kill takes a moment; leaving before it ends would leave processes behind).
     ``pressed`` says afterwards whether Ctrl-C was pressed. Outside the main thread (where Python cannot take
-    signals) it does nothing."""
+    signals), or when SIGINT is ignored, it does nothing."""
 
     def __init__(self) -> None:
         self.pressed = False
         self._run: RunStream | None = None
         self._lock = threading.Lock()
-        self._active = threading.current_thread() is threading.main_thread()
+        # as Python itself: a SIGINT ignored when we started (`nohup`, a background job) stays ignored
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        self._active = in_main_thread and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
         self._previous: Any = None
         self._wake_r, self._wake_w = os.pipe()
         self._watcher = threading.Thread(target=self._watch, name="capsule-ctrl-c", daemon=True)

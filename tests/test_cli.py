@@ -178,11 +178,18 @@ def runs_dir() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def live_cli(*args: str, tmpdir: Path | None = None, stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+def live_cli(
+    *args: str, tmpdir: Path | None = None, stdin: int = subprocess.DEVNULL, sigint_ignored: bool = False
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODECAPSULE_")}
     if tmpdir is not None:
         env["TMPDIR"] = str(tmpdir)
-    return subprocess.Popen([*EXE, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+    def ignore_sigint() -> None:  # as a shell starts a background job, or nohup
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return subprocess.Popen([*EXE, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=ignore_sigint if sigint_ignored else None)  # fmt: skip
 
 
 def read_until(proc: subprocess.Popen[bytes], text: bytes) -> bytes:
@@ -203,16 +210,40 @@ def finish(proc: subprocess.Popen[bytes]) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+def open_gate(runs_dir: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Unblock the program reading the fifo ``gate`` in its work directory: "go", then EOF (a bounded retry until
+    the program has it open)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            (gate,) = runs_dir.glob("*/gate")
+            fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO while nobody reads it
+        except (ValueError, OSError):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it was let go"
+            time.sleep(0.02)  # a bounded poll for the program's open()
+            continue
+        os.write(fd, b"go")
+        os.close(fd)
+        return
+
+
 def test_run_shows_the_output_while_the_program_runs(runs_dir: Path) -> None:
     # the program cannot exit before the test opens the fifo, and the test opens it only once it saw "ready"
     source = "import os\nos.mkfifo('gate')\nprint('ready', flush=True)\nopen('gate').read()\nprint('done')\n"
     proc = live_cli("run", "--timeout", "3600", "-l", "python", "-c", source, tmpdir=runs_dir)
     assert read_until(proc, b"ready\n") == b"ready\n"
-    (gate,) = runs_dir.glob("*/gate")
-    with open(gate, "w") as fifo:  # unblocks the program's read; closing it gives the program EOF
-        fifo.write("go")
+    open_gate(runs_dir, proc)
     code, out, err = finish(proc)
     assert (code, out, err) == (0, "done\n", "")  # "ready" was read above: nothing printed twice
+
+
+def test_an_ignored_sigint_stays_ignored(runs_dir: Path) -> None:
+    source = "import os\nos.mkfifo('gate')\nprint('ready', flush=True)\nopen('gate').read()\nprint('done')\n"
+    proc = live_cli("run", "--timeout", "3600", "-l", "python", "-c", source, tmpdir=runs_dir, sigint_ignored=True)
+    read_until(proc, b"ready\n")
+    proc.send_signal(signal.SIGINT)  # ignored: the run goes on
+    open_gate(runs_dir, proc)
+    assert finish(proc) == (0, "done\n", "")
 
 
 def test_live_stderr_names_the_users_file(tmp_path: Path) -> None:
