@@ -148,7 +148,7 @@ def _open_stream(client: Client, job: Job, interactive: bool) -> tuple[RunStream
         try:
             return client.stream_job(job, interactive=True), True
         except EngineError:
-            pass  # an engine without live input (the local one, for now): the program reads an empty stdin
+            pass  # an engine without live input (SQL): the program reads an empty stdin
     return client.stream_job(job), False
 
 

@@ -358,7 +358,23 @@ def test_a_terminal_types_the_programs_input_on_piston(piston_server: PistonTest
     assert (code, out, err) == (0, "bye now\n", "")
 
 
-def test_a_terminal_without_live_input_on_the_engine_still_runs(tmp_path: Path) -> None:
+def test_a_terminal_types_the_programs_input_locally() -> None:
+    main, terminal = pty.openpty()
+    try:
+        source = "n = input('n? ')\nprint(int(n) * 2, flush=True)\nimport sys\nprint('rest', sys.stdin.read().split())\n"
+        proc = live_cli("run", "--engine", "local", "-l", "python", "-c", source, stdin=terminal)
+        os.close(terminal)
+        assert read_until(proc, b"n? ") == b"n? "  # shown before the program has its input
+        os.write(main, b"21\n")
+        assert read_until(proc, b"42\n") == b"42\n"
+        os.write(main, b"a b\n\x04")  # a line, then Ctrl-D: the end of the program's input
+        code, out, err = finish(proc)
+    finally:
+        os.close(main)
+    assert (code, out, err) == (0, "rest ['a', 'b']\n", "")
+
+
+def test_a_terminal_on_the_local_engine_runs_a_program_that_reads_nothing(tmp_path: Path) -> None:
     main, terminal = pty.openpty()
     try:
         code, out, err = finish(live_cli("run", "--engine", "local", "-l", "python", "-c", "print(7)", stdin=terminal))
