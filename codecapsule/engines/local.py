@@ -25,6 +25,7 @@ from .base import EngineInfo
 
 if TYPE_CHECKING:
     from ._compiled import CompiledArtifact
+    from ._javac_server import WarmJavac
     from ._live import AsyncLiveRun, LiveIO, LiveRun, Producer, StageOutput
 
 #: What the local engine applies where a job leaves a limit unset.
@@ -108,6 +109,20 @@ class LocalEngine:
         self._uids = _uids.UidPool()
         self._toolchains: dict[str, Toolchain] = {}
         self._lock = threading.Lock()
+        self._warm_javac: WarmJavac | None = None
+
+    @property
+    def warm_javac(self) -> WarmJavac | None:
+        """The warm javac (``_javac_server``): None with ``warm=False`` or where the sandbox cannot hold one.
+        ``warm_javac.pid`` is its running JVM's host pid."""
+        if not self.warm or self._warm_javac is not None:
+            return self._warm_javac
+        from ._javac_server import WarmJavac
+
+        with self._lock:
+            if self._warm_javac is None and WarmJavac.usable(self.caps):
+                self._warm_javac = WarmJavac(self._uids, self.workroot, self.workdir_size)
+        return self._warm_javac
 
     def toolchain(self, language: str) -> Toolchain:
         with self._lock:
@@ -185,7 +200,12 @@ class LocalEngine:
         plan = compile_plan(tc, job, caps.inner_workdir(workdir))
         if plan is None:
             return None
+        stage_limits = compile_stage_limits(limits, job.language)
         with _live_stage(live, "compile") as sink:
+            warm = self.warm_javac if job.language == "java" else None
+            compiled = warm.compile(tc, plan.sources, caps, workdir, stage_limits, sink) if warm is not None else None
+            if compiled is not None:  # else: compile cold (no server, or it could not be trusted with this job)
+                return compiled
             return run_stage(
                 caps,
                 plan.argv,
@@ -193,7 +213,7 @@ class LocalEngine:
                 workdir=workdir,
                 stdin=b"",
                 roots=tc.roots,
-                limits=compile_stage_limits(limits, job.language),
+                limits=stage_limits,
                 sink=sink,
             )
 
@@ -209,7 +229,8 @@ class LocalEngine:
         live: LiveIO | None = None,
     ) -> Result:
         """Run the program in ``workdir`` (already compiled) with the job's stdin and args, and judge it."""
-        plan = run_plan(tc, job, caps.inner_workdir(workdir), _heap_hint(limits.memory, caps))
+        jvm_extra, extra_roots = _jvm_options(tc) if self.warm and job.language == "java" else ((), ())
+        plan = run_plan(tc, job, caps.inner_workdir(workdir), _heap_hint(limits.memory, caps), jvm_extra)
         with _live_stage(live, "run", python=job.language == "python") as sink:
             ran = run_stage(
                 caps,
@@ -217,7 +238,7 @@ class LocalEngine:
                 env=plan.env,
                 workdir=workdir,
                 stdin=_stdin_bytes(job.stdin),
-                roots=tc.roots,
+                roots=(*tc.roots, *extra_roots),
                 limits=run_stage_limits(limits, job.language),
                 sink=sink,
             )
@@ -253,7 +274,9 @@ class LocalEngine:
         )
 
     def close(self) -> None:
-        pass
+        """Stop the warm javac's server (if one runs); the engine stays usable (a later job starts another)."""
+        if self._warm_javac is not None:
+            self._warm_javac.close()
 
     # -- compile once, run many (grading): see _compiled.py ------------------------------------------
 
@@ -324,6 +347,12 @@ def _live_stage(
 
 
 _PYTHON_STAGE_MARKERS: dict[bytes, Literal["compile", "run"]] = {COMPILED.encode(): "run", SYNTAX.encode(): "compile"}
+
+
+def _jvm_options(tc: Toolchain) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    from ._jvm_fast import run_options  # the CDS archive: built on first use, once per machine
+
+    return run_options(tc)
 
 
 def _stdin_bytes(stdin: str) -> bytes:
