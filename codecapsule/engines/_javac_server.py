@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._errors import SandboxError
 from .._results import Stage
 from . import _cache_dir, _workdir
 from ._sandbox import (
@@ -76,6 +77,10 @@ _STDERR_KEPT = 4096  # the tail of the server's own stderr kept for the reason i
 
 class _Broken(Exception):
     """The server cannot be trusted with this job (died, hung, went over a limit, spoke out of protocol)."""
+
+
+class _Unfit(Exception):
+    """This job cannot use the server, which stays up for the next one (its limits cannot be set on it)."""
 
 
 def _server_classes(tc: Toolchain) -> Path | None:
@@ -200,8 +205,8 @@ class JavacServer:
         """Send javac's arguments; the answer, or _Broken when it cannot be trusted (the caller kills us)."""
         try:
             self.cgroup.set_limits(limits.memory, _slots(limits.processes))  # this job's compile limits
-        except OSError as exc:  # e.g. a lower memory limit than the server now uses
-            raise _Broken(f"cannot set this job's limits on the javac server: {exc}") from exc
+        except OSError as exc:  # e.g. a memory limit below what the server now uses: this job compiles cold
+            raise _Unfit(f"cannot set this job's limits on the javac server: {exc}") from exc
         started = time.monotonic()
         deadline = started + effective_wall(limits, cpu_enforced=True)
         cpu_before = self.cgroup.cpu_time() or 0.0
@@ -365,6 +370,7 @@ class WarmJavac:
         limits: StageLimits,
         sink: StageSink | None,
     ) -> Stage | None:
+        self.last_failure = None
         try:
             server = self._running(tc, caps, limits)
             if server is None:
@@ -372,10 +378,13 @@ class WarmJavac:
             with _job_dir(server, workdir) as sub:
                 answer = server.compile(_arguments(sub, sources), limits, sink)
                 if answer.code not in _ACCEPTED:
-                    raise _Broken(f"javac exited {answer.code} ({answer.stderr[-300:]!r}): a cold javac gives the verdict")
+                    raise _Broken(f"javac exited {answer.code} ({answer.stderr[-300:]!r}): cold javac judges")
                 if answer.code == 0:
                     _copy_classes(os.path.join(server.directory, sub), workdir, caps.sandbox_uid)
-        except (_Broken, OSError, struct.error) as exc:
+        except _Unfit as exc:
+            self.last_failure = str(exc)
+            return None
+        except (_Broken, OSError, SandboxError, struct.error) as exc:
             self.last_failure = str(exc)
             self._stop()
             return None

@@ -1,0 +1,231 @@
+"""The warm Java paths of the local engine (issue #12): the javac server in the sandbox and the run JVM's CDS archive.
+
+Warm on and off must give the same Results; the server must never carry one job's classes into another, never run
+a job's code, fall back to a cold compile when it dies or cannot be trusted, and never outlive the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from codecapsule import Job, Limits, Result
+from codecapsule.engines import _cache_dir
+from codecapsule.engines._javac_server import WarmJavac
+from codecapsule.engines.local import LocalEngine
+
+from .test_javac_server import processor_class  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.skipif(shutil.which("javac") is None, reason="javac not installed")
+
+_MAIN = "public class Main {\n  public static void main(String[] a) {\n    %s\n  }\n}\n"
+HELLO = _MAIN % 'System.out.println("hello");'
+USES_HELPER = _MAIN % "System.out.println(Helper.greet());"
+HELPER = 'public class Helper {\n  static String greet() { return "hi from Helper"; }\n}\n'
+
+VERDICTS = {
+    "ok": "ok",
+    "compile_error": "compile_error",
+    "runtime_error": "runtime_error",
+    "multi_file": "ok",
+    "error_in_second_file": "compile_error",
+    "package": "ok",
+    "stdin": "ok",
+}
+CASES = {
+    "ok": Job.create(_MAIN % 'System.out.println("sum " + (40 + 2));', "java"),
+    "compile_error": Job.create(_MAIN % 'int x = "s";\n    undefined();', "java"),
+    "runtime_error": Job.create(_MAIN % 'throw new IllegalStateException("boom");', "java"),
+    "multi_file": Job.create(USES_HELPER, "java", files={"Helper.java": HELPER}),
+    "error_in_second_file": Job.create(USES_HELPER, "java", files={"Helper.java": "class Helper {\n  int x(\n}\n"}),
+    "package": Job.create(
+        "package app;\n" + _MAIN % "System.out.println(new app.model.Point().x);",
+        "java",
+        files={"app/model/Point.java": "package app.model;\npublic class Point { public int x = 7; }\n"},
+    ),
+    "stdin": Job.create(
+        "import java.util.*;\n" + _MAIN % "Scanner s = new Scanner(System.in); System.out.println(s.nextInt() * 2);",
+        "java",
+        stdin="21\n",
+    ),
+}
+
+
+def outcome(r: Result) -> tuple[object, ...]:
+    """Everything a student sees of a Result (not the times and memory figures, which differ run to run)."""
+    stages = tuple(
+        (s.stdout, s.stderr, s.output, s.exit_code, s.signal, s.status, s.message, s.truncated) if s else None
+        for s in (r.compile, r.run)
+    )
+    return (r.verdict, r.stdout, r.stderr, r.exit_code, r.error, *stages)
+
+
+@pytest.fixture(scope="module")
+def warm() -> Iterator[LocalEngine]:
+    e = LocalEngine(warm=True)
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def cold() -> Iterator[LocalEngine]:
+    e = LocalEngine(warm=False)
+    yield e
+    e.close()
+
+
+def _server(engine: LocalEngine) -> WarmJavac:
+    server = engine.warm_javac
+    if server is None:
+        pytest.skip("this sandbox cannot hold a warm javac (it needs bubblewrap and cgroups)")
+    return server
+
+
+def _warm_run(engine: LocalEngine, job: Job) -> Result:
+    """Run ``job`` and check that its compile went through the server (not the cold fallback)."""
+    server = _server(engine)
+    result = engine.run(job)
+    assert server.last_failure is None, server.last_failure
+    assert server.pid is not None
+    return result
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_warm_and_cold_give_the_same_result(name: str, warm: LocalEngine, cold: LocalEngine) -> None:
+    job = CASES[name]
+    here, there = _warm_run(warm, job), cold.run(job)
+    assert outcome(here) == outcome(there), (here, there)
+    assert here.verdict == VERDICTS[name], here
+
+
+def test_diagnostics_name_the_students_files_only(warm: LocalEngine) -> None:
+    result = _warm_run(warm, CASES["error_in_second_file"])
+    assert result.verdict == "compile_error"
+    assert result.compile is not None
+    assert result.compile.stderr.startswith("Helper.java:3: error: illegal start of type")
+    assert "capsule-job" not in result.compile.output
+
+
+def test_a_job_never_sees_the_classes_of_the_job_before(warm: LocalEngine) -> None:
+    first = _warm_run(warm, Job.create(USES_HELPER, "java", files={"Helper.java": HELPER}))
+    assert first.verdict == "ok" and first.stdout == "hi from Helper\n", first
+    second = _warm_run(warm, Job.create(USES_HELPER, "java"))
+    assert second.verdict == "compile_error", second
+    assert second.compile is not None and "cannot find symbol" in second.compile.stderr
+
+
+def test_the_class_files_reach_the_compiled_artifact(warm: LocalEngine) -> None:
+    with warm.compile(CASES["package"]) as artifact:
+        assert _server(warm).last_failure is None
+        names = {name for name, _, _ in artifact.files}
+        assert {"app/Main.class", "app/model/Point.class"} <= names, names
+        assert warm.run_compiled(artifact).stdout == "7\n"
+
+
+def test_an_annotation_processor_never_runs_in_the_server(warm: LocalEngine, processor_class: bytes) -> None:  # noqa: F811
+    job = Job.create(
+        HELLO,
+        "java",
+        files={"Proc.class": processor_class, "META-INF/services/javax.annotation.processing.Processor": "Proc\n"},
+    )
+    with warm.compile(job) as artifact:
+        assert _server(warm).last_failure is None  # compiled by the server
+        assert not artifact.failed and artifact.compile is not None, artifact.result
+        assert "PROCESSOR-RAN" not in artifact.compile.output
+        assert "PROCESSOR-RAN" not in {name for name, _, _ in artifact.files}
+        assert warm.run_compiled(artifact).stdout == "hello\n"
+
+
+def test_a_killed_server_is_replaced_and_the_job_still_compiles() -> None:
+    engine = LocalEngine(warm=True)
+    try:
+        server = _server(engine)
+        assert _warm_run(engine, Job.create(HELLO, "java")).verdict == "ok"
+        pid = server.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        after = engine.run(Job.create(HELLO, "java"))  # falls back to cold, or finds the server gone and restarts
+        assert after.verdict == "ok" and after.stdout == "hello\n", after
+        again = _warm_run(engine, Job.create(HELLO, "java"))
+        assert again.verdict == "ok"
+        assert server.pid not in (None, pid) and server.starts == 2
+    finally:
+        engine.close()
+
+
+def test_a_warm_compile_over_a_limit_gets_the_cold_verdict(warm: LocalEngine, cold: LocalEngine) -> None:
+    """The CPU limit is reached by the warm compile too: it is killed, and the cold compile gives the verdict."""
+    job = Job.create(HELLO, "java", limits=Limits(compile_cpu_time=0.01))
+    server = _server(warm)
+    _warm_run(warm, Job.create(HELLO, "java"))
+    here, there = warm.run(job), cold.run(job)
+    assert server.last_failure is not None and "CPU-time limit" in server.last_failure
+    assert outcome(here) == outcome(there) and here.verdict == "compile_error", (here, there)
+    assert here.compile is not None and here.compile.status == "TO"
+
+
+def test_a_memory_limit_the_server_cannot_meet_compiles_cold(warm: LocalEngine, cold: LocalEngine) -> None:
+    job = Job.create(HELLO, "java", limits=Limits(compile_memory=48 * 1024 * 1024))
+    _warm_run(warm, Job.create(HELLO, "java"))
+    here, there = warm.run(job), cold.run(job)
+    assert outcome(here) == outcome(there), (here, there)
+
+
+def test_no_server_is_left_after_close() -> None:
+    engine = LocalEngine(warm=True)
+    _warm_run(engine, Job.create(HELLO, "java"))
+    server = _server(engine)
+    pid = server.pid
+    assert pid is not None and Path(f"/proc/{pid}/comm").read_text().strip() == "java"
+    engine.close()
+    assert server.pid is None
+    assert not _alive(pid)  # close() kills and reaps every process of the server before it returns
+
+
+def test_warm_false_starts_no_server() -> None:
+    before = _servers()
+    engine = LocalEngine(warm=False)
+    try:
+        assert engine.warm_javac is None
+        result = engine.run(Job.create(HELLO, "java"))
+        assert result.verdict == "ok" and result.stdout == "hello\n"
+        assert engine.warm_javac is None and _servers() <= before
+        assert result.run is not None
+    finally:
+        engine.close()
+
+
+def test_the_cache_entry_is_rebuilt_when_damaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODECAPSULE_CACHE_DIR", str(tmp_path))
+    builds: list[Path] = []
+
+    def build(folder: Path) -> None:
+        builds.append(folder)
+        (folder / "data.bin").write_bytes(b"x" * 1000)
+
+    first = _cache_dir.entry("thing-1", build)
+    assert first is not None and (first / "data.bin").read_bytes() == b"x" * 1000
+    assert oct((first / "data.bin").stat().st_mode & 0o777) == "0o444"
+    assert _cache_dir.entry("thing-1", build) == first and len(builds) == 1  # checked once per process
+    os.chmod(first / "data.bin", 0o644)
+    (first / "data.bin").write_bytes(b"x" * 10)  # truncated, as a crash mid-write would leave it
+    _cache_dir._checked.clear()  # a new process
+    assert _cache_dir.entry("thing-1", build) == first and len(builds) == 2
+    assert (first / "data.bin").read_bytes() == b"x" * 1000
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"
+    except (OSError, IndexError):
+        return False
+
+
+def _servers() -> int:
+    return len([t for t in threading.enumerate() if t.name == "codecapsule-javac-server" and t.is_alive()])
