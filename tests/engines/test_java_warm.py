@@ -6,18 +6,26 @@ a job's code, fall back to a cold compile when it dies or cannot be trusted, and
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import select
 import shutil
 import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from codecapsule import Job, Limits, Result
+from codecapsule._events import Finished, Output
 from codecapsule.engines import _cache_dir
 from codecapsule.engines._javac_server import WarmJavac
+from codecapsule.engines._jvm_fast import run_options
 from codecapsule.engines.local import LocalEngine
 
 from .test_javac_server import processor_class  # noqa: F401 (a fixture)
@@ -229,3 +237,92 @@ def _alive(pid: int) -> bool:
 
 def _servers() -> int:
     return len([t for t in threading.enumerate() if t.name == "codecapsule-javac-server" and t.is_alive()])
+
+
+def test_a_live_run_streams_the_warm_compilers_output(warm: LocalEngine, cold: LocalEngine) -> None:
+    job = CASES["compile_error"]
+    _warm_run(warm, CASES["ok"])  # the server is up
+    with warm.stream(job) as run:
+        events = list(run)
+    assert _server(warm).last_failure is None
+    assert isinstance(events[-1], Finished)
+    live = events[-1].result
+    assert outcome(live) == outcome(cold.run(job))
+    assert live.compile is not None
+    text = "".join(e.text for e in events if isinstance(e, Output) and e.stage == "compile" and e.stream == "stderr")
+    assert text == live.compile.stderr and "error: incompatible types" in text
+
+
+# A student program that finds the CDS archive in its own JVM's flags and tries to change it.
+_TAMPER = _MAIN % (
+    "for (String f : java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()) {\n"
+    '      if (!f.startsWith("-XX:SharedArchiveFile=")) continue;\n'
+    "      String path = f.substring(f.indexOf('=') + 1);\n"
+    '      System.out.println("archive " + new java.io.File(path).isFile());\n'
+    "      try (var out = new java.io.FileOutputStream(path, true)) { out.write(1); System.out.println(\"WROTE\"); }\n"
+    '      catch (java.io.IOException e) { System.out.println("refused"); }\n'
+    "      try { java.nio.file.Files.delete(java.nio.file.Path.of(path)); System.out.println(\"DELETED\"); }\n"
+    '      catch (java.io.IOException e) { System.out.println("refused"); }\n'
+    "    }"
+)
+
+
+def test_the_run_jvm_gets_the_cds_archive_read_only(warm: LocalEngine) -> None:
+    flags, _ = run_options(warm.toolchain("java"))
+    if not flags:
+        pytest.skip("no CDS archive could be built on this machine")
+    archive = Path(flags[0].split("=", 1)[1])
+    before = hashlib.sha256(archive.read_bytes()).hexdigest()
+    result = warm.run(Job.create(_TAMPER, "java"))
+    assert result.verdict == "ok" and result.stdout == "archive true\nrefused\nrefused\n", result
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == before
+
+
+def test_warm_false_runs_the_jvm_without_the_archive(cold: LocalEngine) -> None:
+    result = cold.run(Job.create(_TAMPER, "java"))
+    assert result.verdict == "ok" and result.stdout == "", result
+
+
+_HOST = """
+import sys
+from codecapsule import Job
+from codecapsule.engines.local import LocalEngine
+engine = LocalEngine(warm=True)
+result = engine.run(Job.create(sys.argv[1], "java"))
+assert result.verdict == "ok", result
+print(engine.warm_javac.pid, flush=True)
+sys.stdin.read()  # until the test kills us
+"""
+
+
+def test_the_server_dies_with_a_sigkilled_host(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG (bwrap --die-with-parent) takes the server down when its engine's process is SIGKILLed."""
+    if not WarmJavac.usable(LocalEngine(warm=False).caps):
+        pytest.skip("this sandbox cannot hold a warm javac")
+    host = subprocess.Popen(
+        [sys.executable, "-c", _HOST, HELLO], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )  # fmt: skip
+    try:
+        assert host.stdout is not None
+        pid = int(host.stdout.readline())  # the server is up
+        assert _alive(pid)
+    finally:
+        host.kill()
+        host.wait()
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:  # bounded poll on the process state
+        _reap_orphans()
+        select.select([], [], [], 0.02)
+    assert not _alive(pid)
+    _reap_orphans()
+
+
+def _reap_orphans() -> None:
+    """Reap the host's children that were reparented to us (we are a child subreaper as root) and have died."""
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):
+            for child in Path(f"/proc/self/task/{task}/children").read_text().split():
+                if Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] == "Z":
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(int(child), os.WNOHANG)
