@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
@@ -122,6 +123,7 @@ class LocalEngine:
         with self._lock:
             if self._warm_javac is None and WarmJavac.usable(self.caps):
                 self._warm_javac = WarmJavac(self._uids, self.workroot, self.workdir_size)
+                weakref.finalize(self, self._warm_javac.close)  # an engine dropped without close()
         return self._warm_javac
 
     def toolchain(self, language: str) -> Toolchain:
@@ -266,6 +268,7 @@ class LocalEngine:
         facts = self.caps.facts()
         if self.caps.root and self.workdir_size:
             facts["disk"] += f", {self.workdir_size // (1024 * 1024)} MiB per run"
+        facts["warm"] = _WARM_FACTS[(self.warm, self.warm and self.warm_javac is not None)]
         return EngineInfo(
             name=self.name,
             isolation=f"{self.caps.level}: {self.caps.describe()}",
@@ -347,6 +350,15 @@ def _live_stage(
 
 
 _PYTHON_STAGE_MARKERS: dict[bytes, Literal["compile", "run"]] = {COMPILED.encode(): "run", SYNTAX.encode(): "compile"}
+
+
+# what ``info()`` says of the warm paths, by (warm on, a javac server possible in this sandbox)
+_WARM_FACTS = {
+    (True, True): "Java compiles in a javac server kept up in the sandbox (a cold javac when it cannot be trusted); "
+    "Java runs map a CDS archive where one could be built (CODECAPSULE_WARM=0: all cold)",
+    (True, False): "Java compiles cold (a javac server needs bubblewrap and cgroups); Java runs map a CDS archive",
+    (False, False): "off (CODECAPSULE_WARM=0): every job compiles and starts cold",
+}
 
 
 def _jvm_options(tc: Toolchain) -> tuple[tuple[str, ...], tuple[str, ...]]:
