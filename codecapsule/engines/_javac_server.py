@@ -24,6 +24,7 @@ this file) keeps both warm. What holds (issue #12):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import queue
@@ -36,6 +37,7 @@ import struct
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -283,6 +285,10 @@ class JavacServer:
         self.cgroup.kill_all()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+        if self._init_fd is not None:
+            # the sandbox's init exits once its namespace is gone (bounded, as a stage waits for it); reaped below,
+            # so no zombie holds the group when it is removed
+            select.select([self._init_fd], [], [], 2.0)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
         waited_done(proc.pid)
@@ -323,6 +329,7 @@ class WarmJavac:
     """The engine's warm javac: starts a server on first use, compiles through it, falls back to cold (None)."""
 
     def __init__(self, uids: UidPool | None, workroot: str | None, workdir_size: int) -> None:
+        _every.add(self)
         self._uids = uids
         self._workroot = workroot
         self._workdir_size = workdir_size
@@ -428,6 +435,29 @@ class WarmJavac:
     def close(self) -> None:
         with self._lock:
             self._stop()
+
+    def _forget(self) -> None:
+        """In a forked child: the server is the parent's; drop it without touching it."""
+        self._lock = threading.Lock()
+        self._server = self._uid_hold = None
+
+
+_every: weakref.WeakSet[WarmJavac] = weakref.WeakSet()
+
+
+def stop_all() -> None:
+    """Stop every server of this process (at exit: their groups and directories go now, not at the next sweep)."""
+    for warm in list(_every):
+        warm.close()
+
+
+def _forget_after_fork() -> None:
+    for warm in list(_every):
+        warm._forget()
+
+
+atexit.register(stop_all)
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _arguments(sub: str, sources: tuple[str, ...]) -> list[str]:

@@ -191,9 +191,13 @@ def test_no_server_is_left_after_close() -> None:
     server = _server(engine)
     pid = server.pid
     assert pid is not None and Path(f"/proc/{pid}/comm").read_text().strip() == "java"
+    running = server._server
+    assert running is not None
     engine.close()
     assert server.pid is None
     assert not _alive(pid)  # close() kills and reaps every process of the server before it returns
+    assert not [d for d in running.cgroup.dirs if d.exists()]  # its group is gone, not left for a later sweep
+    assert not os.path.exists(running.directory)
 
 
 def test_warm_false_starts_no_server() -> None:
