@@ -30,9 +30,7 @@ import os
 import queue
 import secrets
 import select
-import shutil
 import signal
-import stat
 import struct
 import subprocess
 import threading
@@ -45,7 +43,7 @@ from typing import TYPE_CHECKING
 
 from .._errors import SandboxError
 from .._results import Stage
-from . import _cache_dir, _workdir
+from . import _cache_dir, _dir_copy, _workdir
 from ._sandbox import (
     _CPU_POLL,
     SandboxCaps,
@@ -382,16 +380,16 @@ class WarmJavac:
             server = self._running(tc, caps, limits)
             if server is None:
                 return None
-            with _job_dir(server, workdir) as sub:
+            with _job_dir(server, workdir) as (sub, sub_fd):
                 answer = server.compile(_arguments(sub, sources), limits, sink)
                 if answer.code not in _ACCEPTED:
                     raise _Broken(f"javac exited {answer.code} ({answer.stderr[-300:]!r}): cold javac judges")
                 if answer.code == 0:
-                    _copy_classes(os.path.join(server.directory, sub), workdir, caps.sandbox_uid)
+                    _dir_copy.copy_out(sub_fd, workdir, caps.sandbox_uid, _is_class, self._workdir_size)
         except _Unfit as exc:
             self.last_failure = str(exc)
             return None
-        except (_Broken, OSError, SandboxError, struct.error) as exc:
+        except (_Broken, _dir_copy.CopyRefused, OSError, SandboxError, struct.error) as exc:
             self.last_failure = str(exc)
             self._stop()
             return None
@@ -460,6 +458,10 @@ atexit.register(stop_all)
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
+def _is_class(name: str) -> bool:
+    return name.endswith(".class")
+
+
 def _arguments(sub: str, sources: tuple[str, ...]) -> list[str]:
     """javac's arguments for a job copied into ``sub``: the engine's flags with ``-d .`` made ``-d sub``, the class
     path the subdirectory alone (a cold javac's default is ``.``; ``sub/.`` so a path javac finds there reads
@@ -469,54 +471,28 @@ def _arguments(sub: str, sources: tuple[str, ...]) -> list[str]:
 
 
 @contextlib.contextmanager
-def _job_dir(server: JavacServer, workdir: str) -> Iterator[str]:
-    """A fresh subdirectory of the server's directory holding a copy of the job's files; removed afterwards."""
+def _job_dir(server: JavacServer, workdir: str) -> Iterator[tuple[str, int]]:
+    """A fresh subdirectory of the server's directory holding a copy of the job's files, (name, open fd); removed
+    afterwards. The server can write there: everything goes through ``_dir_copy`` (no link is ever followed)."""
     sub = f"capsule-job-{secrets.token_hex(8)}"
-    target = os.path.join(server.directory, sub)
     owner = server.caps.sandbox_uid
-    os.mkdir(target, 0o700)
+    top = os.open(server.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # its mount point: not theirs
+    sub_fd = -1
     try:
+        os.mkdir(sub, 0o700, dir_fd=top)
+        sub_fd = _dir_copy.open_dir(sub, top)
+        if os.fstat(sub_fd).st_uid != os.geteuid():
+            raise _Broken("the job's directory in the javac server was replaced")
+        _dir_copy.copy_in(workdir, sub_fd, owner)
         if owner is not None:
-            os.chown(target, owner, owner)
-        _copy_tree(workdir, target, owner, lambda name: True)
-        yield sub
+            os.fchown(sub_fd, owner, owner)
+        yield sub, sub_fd
     finally:
-        _workdir.remove_tree(target)
-
-
-def _copy_classes(source: str, workdir: str, owner: int | None) -> None:
-    _copy_tree(source, workdir, owner, lambda name: name.endswith(".class"))
-
-
-def _copy_tree(source: str, target: str, owner: int | None, wanted: Callable[[str], bool]) -> None:
-    """Copy the regular files ``wanted`` of ``source`` into ``target`` (same relative paths), owned by ``owner``
-    (None: leave as is), mode 0644 and directories 0755, as a javac running as that uid makes them."""
-    for folder, dirs, names in os.walk(source):
-        rel = os.path.relpath(folder, source)
-        here = target if rel == "." else os.path.join(target, rel)
-        for name in names:
-            path = os.path.join(folder, name)
-            if not wanted(name) or not stat.S_ISREG(os.lstat(path).st_mode):
-                continue
-            _own_dirs(here, owner)
-            dest = os.path.join(here, name)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(dest)
-            shutil.copyfile(path, dest, follow_symlinks=False)
-            os.chmod(dest, 0o644)
-            if owner is not None:
-                os.chown(dest, owner, owner)
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
-
-
-def _own_dirs(folder: str, owner: int | None) -> None:
-    """Make ``folder`` and its missing parents, owned by ``owner``."""
-    if os.path.isdir(folder):
-        return
-    _own_dirs(os.path.dirname(folder), owner)
-    os.mkdir(folder, 0o755)
-    if owner is not None:
-        os.chown(folder, owner, owner)
+        if sub_fd >= 0:
+            os.close(sub_fd)
+        os.close(top)
+        with contextlib.suppress(FileNotFoundError):
+            _workdir.remove_tree(os.path.join(server.directory, sub))
 
 
 def _stage(answer: _Answer, sub: str, limits: StageLimits, memory: int | None) -> Stage:
