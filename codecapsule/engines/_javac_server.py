@@ -126,7 +126,10 @@ class JavacServer:
         try:
             self.workdir = _workdir.WorkDir(workroot, size=size, owner=caps.sandbox_uid)
             inner = caps.inner_workdir(self.workdir.path)
-            argv = [tc.executables["java"], *_SERVER_JVM, "-cp", str(classes), "JavacServer"]
+            # a heap below its group's limit: a long-lived JVM that collects lazily would otherwise meet the OOM killer
+            # (and restart) where a one-shot javac of the same jobs never would
+            heap = [f"-Xmx{max(64, limits.memory * 6 // 10 // (1024 * 1024))}m"] if limits.memory else []
+            argv = [tc.executables["java"], *_SERVER_JVM, *heap, "-cp", str(classes), "JavacServer"]
             self._spawn(argv, _base_env(inner), self.workdir.path, (*tc.roots, str(classes)))
         except BaseException:
             self._keeper_stop.set()
