@@ -123,6 +123,7 @@ class JavacServer:
         self.cgroup = caps.cgroups.create(limits.memory, _slots(limits.processes), cpus=1.0)
         self._keeper_stop = threading.Event()
         self.workdir: _workdir.WorkDir | None = None
+        self._req_w = self._status_r = self._exit_r = -1
         try:
             self.workdir = _workdir.WorkDir(workroot, size=size, owner=caps.sandbox_uid)
             inner = caps.inner_workdir(self.workdir.path)
@@ -133,6 +134,9 @@ class JavacServer:
             self._spawn(argv, _base_env(inner), self.workdir.path, (*tc.roots, str(classes)))
         except BaseException:
             self._keeper_stop.set()
+            for fd in (self._req_w, self._status_r, self._exit_r):  # what _spawn opened before it failed
+                if fd >= 0:
+                    os.close(fd)
             self.cgroup.remove()
             if self.workdir is not None:
                 self.workdir.remove()
@@ -259,8 +263,8 @@ class JavacServer:
             if cpu_limit is not None and (self.cgroup.cpu_time() or 0.0) >= cpu_limit:
                 raise _Broken("the warm compile reached the CPU-time limit")
             ready, _, _ = select.select(watched, [], [], min(remaining, _CPU_POLL))
-            if self._err in ready:
-                self._drain_stderr()
+            if self._err in ready and not self._drain_stderr():
+                watched.remove(self._err)  # closed: nothing more to drain (and it would stay readable)
             if self._out in ready:
                 with contextlib.suppress(BlockingIOError):
                     chunk = os.read(self._out, n - len(got))
@@ -272,10 +276,16 @@ class JavacServer:
                 raise _Broken(f"the javac server died: {self._stderr_tail[-500:]!r}")
         return bytes(got)
 
-    def _drain_stderr(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
+    def _drain_stderr(self) -> bool:
+        """Keep the tail of what the server wrote on stderr; False once it is closed."""
+        try:
             data = os.read(self._err, 65536)
-            self._stderr_tail = (self._stderr_tail + data)[-_STDERR_KEPT:]
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        self._stderr_tail = (self._stderr_tail + data)[-_STDERR_KEPT:]
+        return bool(data)
 
     # -- the end ----------------------------------------------------------------------------------------
 
