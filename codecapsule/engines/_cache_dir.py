@@ -50,13 +50,18 @@ def entry(name: str, build: Callable[[Path], None]) -> Path | None:
     """The directory ``name`` of the cache, built by ``build(folder)`` if it is missing or damaged; None when it
     cannot be built here (the engine then does without it). ``build`` fills the folder it is given; files end up
     world-readable and read-only."""
-    base = root()
+    try:
+        base = root()
+    except RuntimeError:  # no home directory to put it in: do without
+        return None
     path = base / name
     with _lock:
         if _checked.get(path):
             return path
         try:
             base.mkdir(mode=0o755, parents=True, exist_ok=True)
+            if not _ours(base):
+                raise BuildFailed(f"{base} is not ours alone: what it holds may not have been built by us")
             with _flock(base / f".{name}.lock"):  # another process may be building the same entry
                 if not _intact(path):
                     _rebuild(path, build)
@@ -69,6 +74,12 @@ def entry(name: str, build: Callable[[Path], None]) -> Path | None:
 
 class BuildFailed(Exception):
     """``build`` could not produce the entry (say why in the message)."""
+
+
+def _ours(base: Path) -> bool:
+    """Whether only we (and root) can have written in ``base``: ours, not writable by group or others."""
+    info = base.stat()
+    return info.st_uid == os.geteuid() and not info.st_mode & 0o022
 
 
 @contextlib.contextmanager

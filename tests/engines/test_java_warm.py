@@ -23,7 +23,6 @@ import pytest
 
 from codecapsule import Job, Limits, Result
 from codecapsule._events import Finished, Output
-from codecapsule.engines import _cache_dir
 from codecapsule.engines._javac_server import WarmJavac
 from codecapsule.engines._jvm_fast import run_options
 from codecapsule.engines.local import LocalEngine
@@ -214,25 +213,6 @@ def test_warm_false_starts_no_server() -> None:
         assert result.run is not None
     finally:
         engine.close()
-
-
-def test_the_cache_entry_is_rebuilt_when_damaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CODECAPSULE_CACHE_DIR", str(tmp_path))
-    builds: list[Path] = []
-
-    def build(folder: Path) -> None:
-        builds.append(folder)
-        (folder / "data.bin").write_bytes(b"x" * 1000)
-
-    first = _cache_dir.entry("thing-1", build)
-    assert first is not None and (first / "data.bin").read_bytes() == b"x" * 1000
-    assert oct((first / "data.bin").stat().st_mode & 0o777) == "0o444"
-    assert _cache_dir.entry("thing-1", build) == first and len(builds) == 1  # checked once per process
-    os.chmod(first / "data.bin", 0o644)
-    (first / "data.bin").write_bytes(b"x" * 10)  # truncated, as a crash mid-write would leave it
-    _cache_dir._checked.clear()  # a new process
-    assert _cache_dir.entry("thing-1", build) == first and len(builds) == 2
-    assert (first / "data.bin").read_bytes() == b"x" * 1000
 
 
 def _alive(pid: int) -> bool:
