@@ -44,6 +44,7 @@ VERDICTS = {
     "error_in_second_file": "compile_error",
     "package": "ok",
     "stdin": "ok",
+    "notes": "ok",
 }
 CASES = {
     "ok": Job.create(_MAIN % 'System.out.println("sum " + (40 + 2));', "java"),
@@ -55,6 +56,10 @@ CASES = {
         "package app;\n" + _MAIN % "System.out.println(new app.model.Point().x);",
         "java",
         files={"app/model/Point.java": "package app.model;\npublic class Point { public int x = 7; }\n"},
+    ),
+    "notes": Job.create(  # javac's notes name the file too
+        _MAIN % "java.util.List l = new java.util.ArrayList(); l.add(1); System.out.println(new Integer(3) + l.size());",
+        "java",
     ),
     "stdin": Job.create(
         "import java.util.*;\n" + _MAIN % "Scanner s = new Scanner(System.in); System.out.println(s.nextInt() * 2);",
@@ -313,3 +318,14 @@ def _reap_orphans() -> None:
                 if Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] == "Z":
                     with contextlib.suppress(ChildProcessError):
                         os.waitpid(int(child), os.WNOHANG)
+
+
+def test_without_bubblewrap_or_cgroups_java_compiles_cold() -> None:
+    """The server's isolation and its per-request limits rest on both: without one, every compile is cold."""
+    for engine in (LocalEngine(bwrap=False), LocalEngine(cgroups=False)):
+        try:
+            assert engine.warm_javac is None
+            result = engine.run(CASES["compile_error"])
+            assert result.verdict == "compile_error" and engine.warm_javac is None
+        finally:
+            engine.close()
