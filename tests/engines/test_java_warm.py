@@ -58,7 +58,8 @@ CASES = {
         files={"app/model/Point.java": "package app.model;\npublic class Point { public int x = 7; }\n"},
     ),
     "notes": Job.create(  # javac's notes name the file too
-        _MAIN % "java.util.List l = new java.util.ArrayList(); l.add(1);\n    System.out.println(new Integer(3) + l.size());",
+        _MAIN
+        % "java.util.List l = new java.util.ArrayList(); l.add(1);\n    System.out.println(new Integer(3) + l.size());",
         "java",
     ),
     "stdin": Job.create(
