@@ -361,7 +361,7 @@ def test_a_terminal_types_the_programs_input_on_piston(piston_server: PistonTest
 def test_a_terminal_types_the_programs_input_locally() -> None:
     main, terminal = pty.openpty()
     try:
-        source = "n = input('n? ')\nprint(int(n) * 2, flush=True)\nimport sys\nprint('rest', sys.stdin.read().split())\n"
+        source = "n = input('n? ')\nprint(int(n) * 2, flush=True)\nimport sys\nprint('rest', sys.stdin.read().split())"
         proc = live_cli("run", "--engine", "local", "-l", "python", "-c", source, stdin=terminal)
         os.close(terminal)
         assert read_until(proc, b"n? ") == b"n? "  # shown before the program has its input

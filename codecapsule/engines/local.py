@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
@@ -25,6 +26,7 @@ from .base import EngineInfo
 
 if TYPE_CHECKING:
     from ._compiled import CompiledArtifact
+    from ._javac_server import WarmJavac
     from ._live import AsyncLiveRun, LiveIO, LiveRun, Producer, StageOutput
     from ._live_stdin import LiveStdin
 
@@ -109,6 +111,21 @@ class LocalEngine:
         self._uids = _uids.UidPool()
         self._toolchains: dict[str, Toolchain] = {}
         self._lock = threading.Lock()
+        self._warm_javac: WarmJavac | None = None
+
+    @property
+    def warm_javac(self) -> WarmJavac | None:
+        """The warm javac (``_javac_server``): None with ``warm=False`` or where the sandbox cannot hold one.
+        ``warm_javac.pid`` is its running JVM's host pid."""
+        if not self.warm or self._warm_javac is not None:
+            return self._warm_javac
+        from ._javac_server import WarmJavac
+
+        with self._lock:
+            if self._warm_javac is None and WarmJavac.usable(self.caps):
+                self._warm_javac = WarmJavac(self._uids, self.workroot, self.workdir_size)
+                weakref.finalize(self, self._warm_javac.close)  # an engine dropped without close()
+        return self._warm_javac
 
     def toolchain(self, language: str) -> Toolchain:
         with self._lock:
@@ -203,7 +220,12 @@ class LocalEngine:
         plan = compile_plan(tc, job, caps.inner_workdir(workdir))
         if plan is None:
             return None
+        stage_limits = compile_stage_limits(limits, job.language)
         with _live_stage(live, "compile") as sink:
+            warm = self.warm_javac if job.language == "java" else None
+            compiled = warm.compile(tc, plan.sources, caps, workdir, stage_limits, sink) if warm is not None else None
+            if compiled is not None:  # else: compile cold (no server, or it could not be trusted with this job)
+                return compiled
             return run_stage(
                 caps,
                 plan.argv,
@@ -211,7 +233,7 @@ class LocalEngine:
                 workdir=workdir,
                 stdin=b"",
                 roots=tc.roots,
-                limits=compile_stage_limits(limits, job.language),
+                limits=stage_limits,
                 sink=sink,
             )
 
@@ -229,7 +251,8 @@ class LocalEngine:
     ) -> Result:
         """Run the program in ``workdir`` (already compiled) with the job's stdin and args, and judge it;
         ``interactive`` (a live run): its stdin is fed from ``live`` as the input arrives."""
-        plan = run_plan(tc, job, caps.inner_workdir(workdir), _heap_hint(limits.memory, caps))
+        jvm_extra, extra_roots = _jvm_options(tc) if self.warm and job.language == "java" else ((), ())
+        plan = run_plan(tc, job, caps.inner_workdir(workdir), _heap_hint(limits.memory, caps), jvm_extra)
         with (
             _live_stage(live, "run", python=job.language == "python") as sink,
             _stage_stdin(job, live if interactive else None) as stdin,
@@ -240,7 +263,7 @@ class LocalEngine:
                 env=plan.env,
                 workdir=workdir,
                 stdin=stdin,
-                roots=tc.roots,
+                roots=(*tc.roots, *extra_roots),
                 limits=run_stage_limits(limits, job.language),
                 sink=sink,
             )
@@ -268,6 +291,7 @@ class LocalEngine:
         facts = self.caps.facts()
         if self.caps.root and self.workdir_size:
             facts["disk"] += f", {self.workdir_size // (1024 * 1024)} MiB per run"
+        facts["warm"] = _WARM_FACTS[(self.warm, self.warm and self.warm_javac is not None)]
         return EngineInfo(
             name=self.name,
             isolation=f"{self.caps.level}: {self.caps.describe()}",
@@ -276,7 +300,9 @@ class LocalEngine:
         )
 
     def close(self) -> None:
-        pass
+        """Stop the warm javac's server (if one runs); the engine stays usable (a later job starts another)."""
+        if self._warm_javac is not None:
+            self._warm_javac.close()
 
     # -- compile once, run many (grading): see _compiled.py ------------------------------------------
 
@@ -364,6 +390,21 @@ def _stage_stdin(job: Job, live: LiveIO | None) -> Iterator[bytes | LiveStdin]:
         yield feed
     finally:
         feed.close()
+
+
+# what ``info()`` says of the warm paths, by (warm on, a javac server possible in this sandbox)
+_WARM_FACTS = {
+    (True, True): "Java compiles in a javac server kept up in the sandbox (a cold javac when it cannot be trusted); "
+    "Java runs map a CDS archive where one could be built (CODECAPSULE_WARM=0: all cold)",
+    (True, False): "Java compiles cold (a javac server needs bubblewrap and cgroups); Java runs map a CDS archive",
+    (False, False): "off (CODECAPSULE_WARM=0): every job compiles and starts cold",
+}
+
+
+def _jvm_options(tc: Toolchain) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    from ._jvm_fast import run_options  # the CDS archive: built on first use, once per machine
+
+    return run_options(tc)
 
 
 def _heap_hint(memory: int | None, caps: SandboxCaps) -> int | None:
