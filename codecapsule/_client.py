@@ -23,6 +23,7 @@ from ._verdicts import error_result, internal_error
 
 if TYPE_CHECKING:
     from ._events import AsyncRunStream, RunStream
+    from ._interrupt import RunGroup
     from .engines._live import Producer
     from .engines.base import EngineInfo
     from .engines.duckdb import DuckDBEngine
@@ -166,10 +167,14 @@ class _ClientCore:
                 self._local = LocalEngine(warm=s.warm, cache_dir=s.cache_dir, compile_cache_size=s.compile_cache_size)
             return self._local
 
-    def _stream_route(self, job: Job, engine: EngineChoice | None, interactive: bool) -> str:
-        """Where a live run goes: "duckdb", "piston" or "local" (the decision :meth:`run` makes)."""
+    def engine_for(self, job: Job, engine: EngineChoice | None = None) -> str:
+        """Where ``run(job)`` runs it: "duckdb", "piston" or "local"."""
         piston = self._wants_piston(job, engine)  # refuses engine="piston" for SQL
-        route = "duckdb" if job.lang.sql else "piston" if piston else "local"
+        return "duckdb" if job.lang.sql else "piston" if piston else "local"
+
+    def _stream_route(self, job: Job, engine: EngineChoice | None, interactive: bool) -> str:
+        """Where a live run goes (the decision :meth:`run` makes)."""
+        route = self.engine_for(job, engine)
         if interactive and route == "duckdb":
             raise InvalidRequest(
                 "interactive input is for programs, not SQL: pass the input as stdin=, or use another language."
@@ -247,13 +252,19 @@ class Client(_ClientCore):
         return self.run(self.job(source, language, **kwargs), engine=engine)
 
     def run(self, job: Job, *, engine: EngineChoice | None = None) -> Result:
-        """Run a prepared Job."""
+        """Run a prepared Job. Ctrl-C (KeyboardInterrupt) stops it: no process of it is left when it propagates."""
+        from ._interrupt import RunGroup
+
+        return self._run_in(RunGroup(), job, engine)
+
+    def _run_in(self, group: RunGroup, job: Job, engine: EngineChoice | None) -> Result:
         piston = self._wants_piston(job, engine)  # refuses engine="piston" for SQL
         if job.lang.sql:
             return self._duckdb_engine().run(job)
         if piston:
-            return self._piston_engine().run(job)
-        return self._local_engine().run(job)
+            return self._piston_engine().run(job)  # nothing of it runs on this machine: nothing to stop here
+        # a live run, because only a live run can be stopped while its processes run (see _interrupt)
+        return group.wait(self._local_engine().stream(job))
 
     def stream(
         self,
@@ -266,8 +277,9 @@ class Client(_ClientCore):
     ) -> RunStream:
         """Run one program live: iterate for its events (``StageStarted``, ``Output``, ..., ``Finished(result)``
         last); ``cancel()`` or leaving the ``with`` block stops it (verdict interrupted, output so far kept). Takes
-        :meth:`execute`'s arguments. On the local engine output comes as the program writes it; Piston and SQL
-        runs are replayed when they finish."""
+        :meth:`execute`'s arguments. On the local engine and on Piston output comes as the program writes it; SQL
+        runs are replayed when they finish. ``interactive=True``: ``send()`` types into the running program,
+        ``close_stdin()`` ends its input, ``InputWanted`` says it waits for some."""
         return self.stream_job(self.job(source, language, **kwargs), interactive=interactive, engine=engine)
 
     def stream_job(self, job: Job, *, interactive: bool = False, engine: EngineChoice | None = None) -> RunStream:
@@ -293,16 +305,20 @@ class Client(_ClientCore):
         gets a core); results come back in the jobs' order.
 
         A job that cannot be run at all becomes a Result with verdict ``internal_error`` (its exception kept in
-        ``result.exception``); the others are not affected. Ctrl-C cancels the jobs not yet started.
+        ``result.exception``); the others are not affected. Ctrl-C cancels the jobs not yet started and stops the
+        running ones (no process of the batch is left when KeyboardInterrupt propagates).
         """
+        from ._interrupt import RunGroup, shutdown_patiently
+
         items, bar, concurrency = self._batch(jobs, concurrency, progress)
         results: list[Result | None] = [None] * len(items)
+        group = RunGroup()
 
         def one(index: int) -> None:
             job = self._prepare(items[index])
             if isinstance(job, Job):
                 try:
-                    results[index] = self.run(job, engine=engine)
+                    results[index] = self._run_in(group, job, engine)
                 except Exception as exc:
                     results[index] = internal_error(job, "client", exc)
             else:
@@ -317,7 +333,8 @@ class Client(_ClientCore):
             for f in futures:
                 f.result()
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
+            group.stop()
+            shutdown_patiently(pool)
             raise
         finally:
             pool.shutdown(wait=True)

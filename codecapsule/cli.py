@@ -12,7 +12,8 @@
     codecapsule cluster ... / doctor           cloud side (see docs/admin.md)
 
 The exit status mirrors the program's: its exit code; 128+n when killed by signal n; 124 on a time limit;
-1 for a compile error or wrong answer; 2 for a usage or service error (one line on stderr, no traceback).
+1 for a compile error or wrong answer; 130 when Ctrl-C stopped it; 2 for a usage or service error (one line on
+stderr, no traceback). The output is shown as the program writes it.
 """
 
 from __future__ import annotations
@@ -81,14 +82,14 @@ DEMO: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# verdicts whose exit status is fixed; the others give the program's own exit code (1 when it has none)
+_VERDICT_STATUS = {"ok": 0, "time_limit": 124, "compile_error": 1, "wrong_answer": 1, "interrupted": 130}
+
+
 def _exit_status(result: Result) -> int:
-    v = result.verdict.value
-    if v == "ok":
-        return 0
-    if v == "time_limit":
-        return 124
-    if v in ("compile_error", "wrong_answer"):
-        return 1
+    status = _VERDICT_STATUS.get(result.verdict.value)
+    if status is not None:
+        return status
     code = result.exit_code
     if code:
         return code if 0 < code < 256 else 1
@@ -139,9 +140,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             files[p.name] = p.read_bytes() if p.suffix in (".bin", ".dat") else p.read_text()
         except OSError as exc:
             raise CodeCapsuleError(f"cannot read {extra!r}: {exc.strerror}.") from None
+    # a terminal: the program reads what is typed, while it runs (on engines that take live input)
+    interactive = args.stdin is None and sys.stdin.isatty()
     if args.stdin is not None:
         stdin = args.stdin
-    elif not sys.stdin.isatty():
+    elif not interactive:
         stdin = sys.stdin.read()
     else:
         stdin = ""
@@ -163,38 +166,54 @@ def _cmd_run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             memory=args.memory,
         )
-        result = client.run(job)
+        # messages name the user's files (broken.c:3:18), not the engine's (main.c:3:18)
+        names = {job.files[0].name: args.file} if args.code is None else {}
+        names.update({Path(extra).name: extra for extra in args.with_files or ()})
+        where = client.engine_for(job)
+        if where == "duckdb":  # a table, printed once the query is done
+            result, stopped = client.run(job), False
+            if not args.json:
+                _print_sql(result)
+        elif where == "piston" and not interactive:
+            # Piston's live path never closes the program's stdin: one reading its input to the end would wait
+            # for its time limit. Input given up front goes the plain way, output shown when the answer comes.
+            from ._terminal import Echo, wait_on_terminal
+
+            result, stopped = wait_on_terminal(client, job)
+            if not args.json:
+                Echo(names).replay(result)
+        else:
+            from ._terminal import Echo, run_on_terminal
+
+            echo = None if args.json else Echo(names)
+            result, stopped = run_on_terminal(client, job, echo, interactive=interactive)
+    status = 130 if stopped else _exit_status(result)  # Ctrl-C: 130, as for any command the shell interrupts
     if args.json:
         print(result.to_json(indent=2))
-        return _exit_status(result)
-    # messages name the user's files (broken.c:3:18), not the engine's (main.c:3:18)
-    names = {job.files[0].name: args.file} if args.code is None else {}
-    names.update({Path(extra).name: extra for extra in args.with_files or ()})
-    _print_plain(result, names=names, source=source)
-    return _exit_status(result)
+        return status
+    _print_outcome(result, source=source)
+    return status
 
 
-def _print_plain(result: Result, *, names: dict[str, str] | None = None, source: str | None = None) -> None:
-    """Like running the program: its stdout on stdout, its stderr on stderr; when it failed, then the comparison
-    with the expected output, hints and a status line (on stderr)."""
-    from ._hints import hints_for
-    from ._render import name_files, status_line, table_text, wrong_answer_text
+def _print_sql(result: Result) -> None:
+    from ._render import table_text
 
-    def mine(text: str) -> str:
-        return name_files(text, names or {})
-
-    if result.compile is not None and result.run is None:
-        sys.stderr.write(mine(result.compile.stderr or result.compile.stdout))
-    elif result.compile is not None and result.compile.stderr:
-        sys.stderr.write(mine(result.compile.stderr))  # warnings of a successful compile
     if result.table is not None:
         sys.stdout.write(table_text(result.table) + "\n")
     elif result.run is not None:
         sys.stdout.write(result.run.stdout)
-        sys.stderr.write(mine(result.run.stderr))
-    elif result.error:
-        sys.stderr.write(result.error + "\n")
+        sys.stderr.write(result.run.stderr)
     sys.stdout.flush()
+
+
+def _print_outcome(result: Result, *, source: str | None = None) -> None:
+    """After the program's output (shown as it ran): an error that is no output of it; when it failed, the
+    comparison with the expected output, hints and a status line (on stderr)."""
+    from ._hints import hints_for
+    from ._render import status_line, wrong_answer_text
+
+    if result.error and result.table is None and result.run is None:
+        sys.stderr.write(result.error + "\n")
     comparison = wrong_answer_text(result)
     if comparison:
         sys.stderr.write(f"--- expected vs your output ---\n{comparison}\n")

@@ -16,12 +16,10 @@ import pytest
 from codecapsule._live_display import END_OF_INPUT
 from tests.jupyterlab import ARTIFACTS, CHROMIUM, MS, Lab, chromium_page, run_cell, running_lab, write_notebook
 from tests.test_browser_cells import BUILT, NAME
-from tests.test_kernel_live import needs_input
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-    needs_input,
 ]
 
 INPUT_CELL = """\

@@ -272,9 +272,10 @@ def test_a_workroot_the_sandbox_uid_cannot_reach_is_refused(tmp_path: Path) -> N
 @pytest.fixture(scope="module", autouse=True)
 def _no_cgroups_left() -> Iterator[None]:
     yield
-    from codecapsule.engines import _standby
+    from codecapsule.engines import _javac_server, _standby
 
     _standby.release_all()  # launchers waiting for the next stage hold a group each: released, it must go too
+    _javac_server.stop_all()  # so does an engine's warm javac, until its engine is closed
     for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/memory")):
         if root.exists():
             assert not list(root.rglob(f"codecapsule-{os.getpid()}-*")), "a run's cgroup was left behind"

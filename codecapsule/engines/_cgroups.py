@@ -174,7 +174,8 @@ class RunCgroup:
                 return "oom_kill " not in text and int((self._memory_dir / "memory.failcnt").read_text()) > 0
         return False
 
-    def _pids(self) -> list[int]:
+    def pids(self) -> list[int]:
+        """The processes in the group now."""
         pids: list[int] = []
         for d in self.dirs:
             with contextlib.suppress(OSError):
@@ -188,7 +189,7 @@ class RunCgroup:
             with contextlib.suppress(OSError):
                 _write(self.dirs[0] / "cgroup.kill", 1)
         for _ in range(100):  # bounded: the pids limit keeps a fork loop from outrunning us
-            live = [pid for pid in self._pids() if _alive(pid)]
+            live = [pid for pid in self.pids() if _alive(pid)]
             if not live:
                 return True
             for pid in live:

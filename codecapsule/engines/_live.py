@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 Producer = Callable[["LiveIO"], Result]
 
 END_OF_INPUT = None  # what read_input() gives once close_stdin() was called
+# seconds an interactive live run may take where the job sets no run_timeout (a student typing), on every engine
+INTERACTIVE_RUN_TIMEOUT = 60.0
 
 
 class IncrementalText:

@@ -35,13 +35,17 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from .._errors import SandboxError
 from .._results import Stage
-from . import _cgroups, _seccomp, _standby, _uids
+from . import _cgroups, _seccomp, _standby, _stdin_wait, _uids
+
+if TYPE_CHECKING:
+    from ._live_stdin import LiveStdin
 
 _READ = 65536
 SANDBOX_WORKDIR = "/box"
@@ -547,13 +551,14 @@ def run_stage(
     *,
     env: dict[str, str],
     workdir: str,
-    stdin: bytes,
+    stdin: bytes | LiveStdin,
     limits: StageLimits,
     roots: tuple[str, ...] = (),
     sink: StageSink | None = None,
 ) -> Stage:
     """Run ``argv`` in ``workdir`` under the sandbox and limits; always returns a Stage (never leaves processes).
-    ``sink`` (live runs only) gets the output as it is read and can stop the stage (status ``IN``)."""
+    ``sink`` (live runs only) gets the output as it is read and can stop the stage (status ``IN``). ``stdin``: all
+    of the input, or (interactive live runs) a ``LiveStdin`` whose pipe the capture loop feeds as input arrives."""
     cgroup = None
     standby = None
     if caps.cgroups is not None and (limits.memory is not None or limits.processes is not None):
@@ -605,7 +610,7 @@ def _spawn(
     argv: list[str],
     env: dict[str, str],
     workdir: str,
-    stdin: bytes,
+    stdin: bytes | LiveStdin,
     limits: StageLimits,
     roots: tuple[str, ...],
     cgroup: _cgroups.RunCgroup | None,
@@ -623,9 +628,7 @@ def _spawn(
     fds += (exit_w,) if caps.perl else ()
     spawned_ok = False
     try:
-        with tempfile.TemporaryFile() as stdin_file:
-            stdin_file.write(stdin)
-            stdin_file.seek(0)
+        with _stdin_file(stdin) as stdin_file:
             try:
                 proc = _popen(cmd, stdin_file, env, workdir, fds)
             except OSError as exc:
@@ -653,7 +656,7 @@ def _spawn_standby(
     argv: list[str],
     env: dict[str, str],
     workdir: str,
-    stdin: bytes,
+    stdin: bytes | LiveStdin,
     limits: StageLimits,
     roots: tuple[str, ...],
 ) -> _Spawned:
@@ -669,7 +672,11 @@ def _spawn_standby(
     cgroup.start_accounting()  # the standby's own start-up is not the program's CPU time
     proc = standby.proc
     try:
-        standby.start(cmd, env, workdir, stdin, caps.sandbox_uid if caps.setpriv is not None else None)
+        uid = caps.sandbox_uid if caps.setpriv is not None else None
+        if isinstance(stdin, bytes):
+            standby.start(cmd, env, workdir, stdin, uid)
+        else:  # it opens our pipe's read end as its fd 0 (as the uid it starts as, before becoming ``uid``)
+            standby.start(cmd, env, workdir, b"", uid, stdin_path=f"/proc/{os.getpid()}/fd/{stdin.read_fd}")
         init_fd = _confine(proc, caps, limits, cgroup, standby.status_r, standby.block_w, None)
     except OSError:
         init_fd, killed = None, True  # its control pipe broke: it is gone
@@ -726,7 +733,7 @@ def _abandon(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _popen(
-    cmd: list[str], stdin: IO[bytes], env: dict[str, str], cwd: str, fds: tuple[int, ...]
+    cmd: list[str], stdin: IO[bytes] | int, env: dict[str, str], cwd: str, fds: tuple[int, ...]
 ) -> subprocess.Popen[bytes]:
     # a new session: no controlling terminal to inject keystrokes into (TIOCSTI), its own process group to kill
     proc = subprocess.Popen(
@@ -754,20 +761,30 @@ def _spawn_chain(
     argv: list[str],
     env: dict[str, str],
     workdir: str,
-    stdin: bytes,
+    stdin: bytes | LiveStdin,
     limits: StageLimits,
     cgroup: _cgroups.RunCgroup | None,
 ) -> _Spawned:
     """Without bubblewrap: the ``sh`` / ``setpriv`` / ``prlimit`` chain execs the program."""
-    with tempfile.TemporaryFile() as stdin_file:
-        stdin_file.write(stdin)
-        stdin_file.seek(0)
+    with _stdin_file(stdin) as stdin_file:
         try:
             return _Spawned(
                 _popen(_chain_command(caps, argv, limits, cgroup), stdin_file, env, workdir, ()), None, None
             )
         except OSError as exc:
             raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _stdin_file(stdin: bytes | LiveStdin) -> Iterator[IO[bytes] | int]:
+    """What the program gets as fd 0: a file holding all of its input, or the read end of a live run's pipe."""
+    if not isinstance(stdin, bytes):
+        yield stdin.read_fd
+        return
+    with tempfile.TemporaryFile() as stdin_file:
+        stdin_file.write(stdin)
+        stdin_file.seek(0)
+        yield stdin_file
 
 
 def _capture(
@@ -777,16 +794,26 @@ def _capture(
     deadline: float,
     cgroup: _cgroups.RunCgroup | None,
     sink: StageSink | None = None,
+    feed: LiveStdin | None = None,
+    bwrapped: bool = False,
 ) -> _Captured:
     """Read stdout and stderr as streams until the program has exited and its output is drained, the deadline
     passes, the run's CPU time goes over its limit, a stream goes over the output cap (the prefix is kept), or
     the live run's ``sink`` says stop. A grandchild that keeps the pipes open does not hold the result back once
-    the program itself is done."""
+    the program itself is done. ``feed`` (interactive runs): the program's stdin pipe, written as input arrives
+    and never blocking this loop; while the program is quiet it is asked whether the program waits for input."""
     assert proc.stdout is not None and proc.stderr is not None
     got = _Captured(bytearray(), bytearray(), bytearray(), None)
     streams = {proc.stdout.fileno(): (got.out, "OL", "stdout"), proc.stderr.fileno(): (got.err, "EL", "stderr")}
     watch_cpu = cgroup is not None and limits.cpu is not None and cgroup.cpu_time() is not None
     exited = False
+    writing = -1  # the stdin pipe's fd while the selector watches it for room
+
+    def run_pids() -> list[int]:
+        pids = cgroup.pids() if cgroup is not None else _stdin_wait.descendants(proc.pid)
+        # bwrap's monitor holds the pipe as its fd 0 too and sleeps in poll(): it is not the program
+        return [pid for pid in pids if pid != proc.pid] if bwrapped else pids
+
     with selectors.DefaultSelector() as sel:
         for fd in streams:
             os.set_blocking(fd, False)
@@ -799,9 +826,17 @@ def _capture(
             if remaining <= 0:
                 got.reason = "TO"
                 return got
-            if sink is not None and not exited and sink.stopped():
+            if sink is not None and not exited and sink.stopped():  # (drains the wake pipe: before turn())
                 got.reason = "IN"
                 return got
+            if writing >= 0:
+                sel.unregister(writing)  # before turn(): it may close the pipe
+                writing = -1
+            if feed is not None and not exited:
+                feed.turn()
+                if feed.wants_write:
+                    writing = feed.write_fd
+                    sel.register(writing, selectors.EVENT_WRITE)
             if watch_cpu and not exited:
                 assert cgroup is not None and limits.cpu is not None
                 used = cgroup.cpu_time()
@@ -809,9 +844,13 @@ def _capture(
                     got.reason = "CPU"
                     return got
                 remaining = min(remaining, _CPU_POLL)
-            events = sel.select(0 if exited else remaining)
+            look = feed.next_look(time.monotonic()) if feed is not None and not exited else None
+            events = sel.select(0 if exited else remaining if look is None else min(remaining, look))
             if exited and not events:
                 return got
+            # what it printed before it blocked (still unread: select(0)) is shown before the question
+            if feed is not None and not events and not exited and feed.wants_input(run_pids) and not sel.select(0):
+                feed.ask()
             for key, _ in events:
                 if key.fd == pidfd:
                     exited = True
@@ -819,7 +858,7 @@ def _capture(
                     if sink is not None:
                         sel.unregister(sink.wake_fd)  # the program is done: a cancel now changes nothing
                     continue
-                if sink is not None and key.fd == sink.wake_fd:
+                if (sink is not None and key.fd == sink.wake_fd) or key.fd == writing:
                     continue  # looked at on the next turn
                 try:
                     chunk = os.read(key.fd, _READ)
@@ -835,6 +874,8 @@ def _capture(
                 got.combined += chunk[:room]
                 if sink is not None and room:
                     sink.chunk(name, chunk[:room])  # type: ignore[arg-type]
+                if feed is not None:
+                    feed.output_seen()
                 if len(chunk) > room:
                     got.reason = over
                     return got
@@ -951,7 +992,7 @@ def _run(
     argv: list[str],
     env: dict[str, str],
     workdir: str,
-    stdin: bytes,
+    stdin: bytes | LiveStdin,
     limits: StageLimits,
     roots: tuple[str, ...],
     cgroup: _cgroups.RunCgroup | None,
@@ -965,10 +1006,14 @@ def _run(
     else:
         spawned = _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
     proc, init_fd = spawned.proc, spawned.init_fd
+    feed = None if isinstance(stdin, bytes) else stdin
+    if feed is not None:
+        feed.handed_over()
     pidfd = os.pidfd_open(proc.pid)
     cpu_enforced = cgroup is not None and cgroup.cpu_time() is not None
     try:
-        got = _capture(proc, pidfd, limits, started + effective_wall(limits, cpu_enforced), cgroup, sink)
+        deadline = started + effective_wall(limits, cpu_enforced)
+        got = _capture(proc, pidfd, limits, deadline, cgroup, sink, feed, caps.bwrap is not None)
         if got.reason is not None:
             _kill(caps, proc, pidfd, cgroup)
         else:

@@ -28,14 +28,16 @@ from typing import IO
 from . import _cgroups
 
 # Reads the whole command from the control fd (we close our end after writing), then becomes it. Fields are
-# NUL-separated: working directory, the host uid to become ("" for none), number of environment entries, the
-# entries, then argv. Becoming the uid is what ``setpriv --reuid=U --regid=U --clear-groups --inh-caps=-all``
-# does (one exec less per stage): no supplementary groups, real/effective/saved gid and uid U (which clears the
-# permitted, effective and ambient capabilities), then an empty inheritable set too.
+# NUL-separated: working directory, the host uid to become ("" for none), a path to open as stdin instead of the
+# prepared file ("" for none: an interactive run's pipe, as /proc/<our pid>/fd/<n>), number of environment
+# entries, the entries, then argv. Becoming the uid is what ``setpriv --reuid=U --regid=U --clear-groups
+# --inh-caps=-all`` does (one exec less per stage): no supplementary groups, real/effective/saved gid and uid U
+# (which clears the permitted, effective and ambient capabilities), then an empty inheritable set too.
 _WAIT_THEN_EXEC = (
     "my $fd = shift @ARGV; open(my $c, '<&=', $fd) or exit 125; my $m = do { local $/; <$c> }; close($c);"
     "exit 0 if !defined($m) || $m eq '';"
-    "my @f = split /\\0/, $m, -1; my $dir = shift @f; my $uid = shift @f; my $n = shift @f; %ENV = ();"
+    "my @f = split /\\0/, $m, -1; my $dir = shift @f; my $uid = shift @f; my $in = shift @f; my $n = shift @f;"
+    "%ENV = (); if ($in ne '') { open(STDIN, '<', $in) or exit 125 }"
     "for (1 .. $n) { my ($k, $v) = split /=/, shift(@f), 2; $ENV{$k} = $v }"
     "chdir($dir) or exit 125;"
     "if ($uid ne '') { my $u = $uid + 0; syscall(SETGROUPS, 0, 0) == 0 or exit 125;"
@@ -77,11 +79,14 @@ class Standby:
     exit_r: int  # the sandbox launcher's report of the program's wait status
     exit_w: int
 
-    def start(self, argv: list[str], env: dict[str, str], cwd: str, stdin: bytes, uid: int | None) -> None:
+    def start(
+        self, argv: list[str], env: dict[str, str], cwd: str, stdin: bytes, uid: int | None, stdin_path: str = ""
+    ) -> None:
         """Write the stage's input and become ``argv``, as host uid ``uid`` when given (raises OSError if the
-        standby is gone)."""
+        standby is gone). ``stdin_path``: open this as its stdin instead (an interactive run's pipe)."""
         os.pwrite(self.stdin.fileno(), stdin, 0)
-        fields = [cwd, "" if uid is None else str(uid), str(len(env)), *(f"{k}={v}" for k, v in env.items()), *argv]
+        uid_field = "" if uid is None else str(uid)
+        fields = [cwd, uid_field, stdin_path, str(len(env)), *(f"{k}={v}" for k, v in env.items()), *argv]
         message = "\0".join(fields).encode()
         try:
             view = memoryview(message)

@@ -107,6 +107,7 @@ def find(language: str) -> Toolchain:
 class StagePlan:
     argv: list[str]
     env: dict[str, str]
+    sources: tuple[str, ...] = ()  # a compile plan's source files (the warm javac compiles the same ones)
 
 
 def _base_env(workdir: str) -> dict[str, str]:
@@ -216,11 +217,14 @@ def compile_plan(tc: Toolchain, job: Job, workdir: str) -> StagePlan | None:
     if job.language == "java":
         sources = [n for n in names if n.endswith(".java")]
         jflags = [f"-J{f}" for f in _JVM_FAST]
-        return StagePlan([tc.executables["javac"], *jflags, *JAVAC_FLAGS, *sources], env)
+        return StagePlan([tc.executables["javac"], *jflags, *JAVAC_FLAGS, *sources], env, tuple(sources))
     return None
 
 
-def run_plan(tc: Toolchain, job: Job, workdir: str, memory: int | None) -> StagePlan:
+def run_plan(
+    tc: Toolchain, job: Job, workdir: str, memory: int | None, jvm_extra: tuple[str, ...] = ()
+) -> StagePlan:
+    """The run command; ``jvm_extra``: more JVM flags (the warm paths' CDS archive, ``_jvm_fast``)."""
     env = _base_env(workdir)
     mb = max(32, int(memory * 0.6) // (1024 * 1024)) if memory else None
     if job.language == "python":
@@ -231,7 +235,8 @@ def run_plan(tc: Toolchain, job: Job, workdir: str, memory: int | None) -> Stage
         return StagePlan([tc.executables["node"], *heap, job.files[0].name, *job.args], env)
     if job.language == "java":
         heap = [f"-Xmx{mb}m", f"-XX:MaxMetaspaceSize={max(32, mb // 4)}m"] if mb else []
-        return StagePlan([tc.executables["java"], *_JVM_FAST, *heap, "-cp", ".", java_main_class(job), *job.args], env)
+        java = [tc.executables["java"], *_JVM_FAST, *jvm_extra, *heap]
+        return StagePlan([*java, "-cp", ".", java_main_class(job), *job.args], env)
     if job.language in ("c", "c++"):
         return StagePlan(["./main", *job.args], env)
     raise ToolchainMissing(f"no local runner for {job.language}")  # pragma: no cover - registry guards this

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
@@ -26,7 +27,9 @@ from .base import EngineInfo
 
 if TYPE_CHECKING:
     from ._compiled import CompiledArtifact
+    from ._javac_server import WarmJavac
     from ._live import AsyncLiveRun, LiveIO, LiveRun, Producer, StageOutput
+    from ._live_stdin import LiveStdin
     from ._warm_compile import WarmCompiler
 
 #: What the local engine applies where a job leaves a limit unset.
@@ -118,6 +121,21 @@ class LocalEngine:
         self._uids = _uids.UidPool()
         self._toolchains: dict[str, Toolchain] = {}
         self._lock = threading.Lock()
+        self._warm_javac: WarmJavac | None = None
+
+    @property
+    def warm_javac(self) -> WarmJavac | None:
+        """The warm javac (``_javac_server``): None with ``warm=False`` or where the sandbox cannot hold one.
+        ``warm_javac.pid`` is its running JVM's host pid."""
+        if not self.warm or self._warm_javac is not None:
+            return self._warm_javac
+        from ._javac_server import WarmJavac
+
+        with self._lock:
+            if self._warm_javac is None and WarmJavac.usable(self.caps):
+                self._warm_javac = WarmJavac(self._uids, self.workroot, self.workdir_size, self.cache_dir)
+                weakref.finalize(self, self._warm_javac.close)  # an engine dropped without close()
+        return self._warm_javac
 
     def toolchain(self, language: str) -> Toolchain:
         with self._lock:
@@ -148,41 +166,58 @@ class LocalEngine:
     def stream(self, job: Job, *, interactive: bool = False) -> LiveRun:
         """Run ``job`` live: its events as they happen (see ``_events``); ``cancel()`` kills every process of the
         run the way a time limit does and ends the stream with verdict interrupted and the output so far.
-        ``interactive`` is not supported by the local engine yet: the program reads the job's stdin."""
+        ``interactive``: the program's stdin is a pipe — the job's ``stdin=`` text first, then what ``send()``
+        gives as it arrives; ``close_stdin()`` ends it (the program reads EOF). ``InputWanted("run")`` comes when
+        the program is blocked reading it (measured in /proc, see ``_stdin_wait``). Without a ``run_timeout`` the
+        run may take ``INTERACTIVE_RUN_TIMEOUT`` (someone is typing)."""
         from ._live import LiveRun
 
-        return LiveRun(self._producer(job, interactive), lambda exc: internal_error(job, self.name, exc))
+        return LiveRun(
+            self._producer(job, interactive), lambda exc: internal_error(job, self.name, exc), interactive=interactive
+        )
 
     def astream(self, job: Job, *, interactive: bool = False) -> AsyncLiveRun:
         """:meth:`stream` for asyncio (the same run on a thread, its events handed to the event loop)."""
         from ._live import AsyncLiveRun
 
-        return AsyncLiveRun(self._producer(job, interactive), lambda exc: internal_error(job, self.name, exc))
+        return AsyncLiveRun(
+            self._producer(job, interactive), lambda exc: internal_error(job, self.name, exc), interactive=interactive
+        )
 
     def _producer(self, job: Job, interactive: bool) -> Producer:
         if job.lang.sql:
             raise EngineError("SQL runs in the DuckDB engine, not the local engine.")
-        if interactive:
-            raise EngineError(
-                "interactive input is not available on the local engine yet: pass the input as stdin= instead."
-            )
         tc = self.toolchain(job.language)  # a missing toolchain raises here, before any thread starts
-        limits = job.limits.over(self.defaults)
+        asked = job.limits
+        if interactive and asked.run_timeout is None:
+            from ._live import INTERACTIVE_RUN_TIMEOUT
+
+            asked = replace(asked, run_timeout=INTERACTIVE_RUN_TIMEOUT)
+        limits = asked.over(self.defaults)
 
         def producer(io: LiveIO) -> Result:
             with self.run_caps() as caps:
-                return self._run(job, tc, limits, caps, live=io)
+                return self._run(job, tc, limits, caps, live=io, interactive=interactive)
 
         return producer
 
-    def _run(self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps, *, live: LiveIO | None = None) -> Result:
+    def _run(
+        self,
+        job: Job,
+        tc: Toolchain,
+        limits: Limits,
+        caps: SandboxCaps,
+        *,
+        live: LiveIO | None = None,
+        interactive: bool = False,
+    ) -> Result:
         work = _workdir.WorkDir(self.workroot, size=self.workdir_size, owner=caps.sandbox_uid)
         try:
             work.write((f.name, f.data) for f in job.files)
             compiled = self.compile_stage(job, tc, limits, caps, work.path, live=live)
             if compiled is not None and stage_failed(compiled):
                 return self.judge_stages(job, tc, limits, caps, compiled, None)
-            return self.run_program(job, tc, limits, caps, work.path, compiled, live=live)
+            return self.run_program(job, tc, limits, caps, work.path, compiled, live=live, interactive=interactive)
         finally:
             work.remove()
 
@@ -207,6 +242,10 @@ class LocalEngine:
         with _live_stage(live, "compile") as sink:
             if warm is not None:
                 return warm.compile(job, tc, caps, plan, stage_limits, workdir, run, sink)
+            javac = self.warm_javac if job.language == "java" else None
+            compiled = javac.compile(tc, plan.sources, caps, workdir, stage_limits, sink) if javac is not None else None
+            if compiled is not None:  # else: compile cold (no server, or it could not be trusted with this job)
+                return compiled
             return run(plan.argv, (), sink)
 
     def warm_compiler(self, caps: SandboxCaps) -> WarmCompiler | None:
@@ -233,17 +272,23 @@ class LocalEngine:
         compiled: Stage | None,
         *,
         live: LiveIO | None = None,
+        interactive: bool = False,
     ) -> Result:
-        """Run the program in ``workdir`` (already compiled) with the job's stdin and args, and judge it."""
-        plan = run_plan(tc, job, caps.inner_workdir(workdir), _heap_hint(limits.memory, caps))
-        with _live_stage(live, "run", python=job.language == "python") as sink:
+        """Run the program in ``workdir`` (already compiled) with the job's stdin and args, and judge it;
+        ``interactive`` (a live run): its stdin is fed from ``live`` as the input arrives."""
+        jvm_extra, extra_roots = _jvm_options(tc, self.cache_dir) if self.warm and job.language == "java" else ((), ())
+        plan = run_plan(tc, job, caps.inner_workdir(workdir), _heap_hint(limits.memory, caps), jvm_extra)
+        with (
+            _live_stage(live, "run", python=job.language == "python") as sink,
+            _stage_stdin(job, live if interactive else None) as stdin,
+        ):
             ran = run_stage(
                 caps,
                 plan.argv,
                 env=plan.env,
                 workdir=workdir,
-                stdin=_stdin_bytes(job.stdin),
-                roots=tc.roots,
+                stdin=stdin,
+                roots=(*tc.roots, *extra_roots),
                 limits=run_stage_limits(limits, job.language),
                 sink=sink,
             )
@@ -272,6 +317,7 @@ class LocalEngine:
         facts["c/c++ compile cache"] = self._warm_fact()
         if self.caps.root and self.workdir_size:
             facts["disk"] += f", {self.workdir_size // (1024 * 1024)} MiB per run"
+        facts["warm"] = _WARM_FACTS[(self.warm, self.warm and self.warm_javac is not None)]
         return EngineInfo(
             name=self.name,
             isolation=f"{self.caps.level}: {self.caps.describe()}",
@@ -295,7 +341,9 @@ class LocalEngine:
         return f"{self.cache_dir} (at most {size} MiB; precompiled <bits/stdc++.h> under pch/)"
 
     def close(self) -> None:
-        pass
+        """Stop the warm javac's server (if one runs); the engine stays usable (a later job starts another)."""
+        if self._warm_javac is not None:
+            self._warm_javac.close()
 
     # -- compile once, run many (grading): see _compiled.py ------------------------------------------
 
@@ -368,9 +416,36 @@ def _live_stage(
 _PYTHON_STAGE_MARKERS: dict[bytes, Literal["compile", "run"]] = {COMPILED.encode(): "run", SYNTAX.encode(): "compile"}
 
 
-def _stdin_bytes(stdin: str) -> bytes:
-    # The one stdin rule both engines follow (as Piston does): input ends with a newline, also when empty.
-    return program_stdin(stdin).encode()
+@contextlib.contextmanager
+def _stage_stdin(job: Job, live: LiveIO | None) -> Iterator[bytes | LiveStdin]:
+    """The run stage's input: the job's stdin, or (interactive) a pipe fed as the input arrives."""
+    if live is None:
+        # The one stdin rule both engines follow (as Piston does): input ends with a newline, also when empty.
+        yield program_stdin(job.stdin).encode()
+        return
+    from ._live_stdin import LiveStdin
+
+    # typed input is sent as it is, as on Piston's live path: the job's own text gets no newline added
+    feed = LiveStdin(live, job.stdin.encode())
+    try:
+        yield feed
+    finally:
+        feed.close()
+
+
+# what ``info()`` says of the warm paths, by (warm on, a javac server possible in this sandbox)
+_WARM_FACTS = {
+    (True, True): "Java compiles in a javac server kept up in the sandbox (a cold javac when it cannot be trusted); "
+    "Java runs map a CDS archive where one could be built (CODECAPSULE_WARM=0: all cold)",
+    (True, False): "Java compiles cold (a javac server needs bubblewrap and cgroups); Java runs map a CDS archive",
+    (False, False): "off (CODECAPSULE_WARM=0): every job compiles and starts cold",
+}
+
+
+def _jvm_options(tc: Toolchain, cache_dir: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    from ._jvm_fast import run_options  # the CDS archive: built on first use, once per machine
+
+    return run_options(tc, cache_dir)
 
 
 def _heap_hint(memory: int | None, caps: SandboxCaps) -> int | None:

@@ -29,10 +29,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from .._errors import BadRequest, PistonError
+from .._errors import BadRequest, PistonError, ProtocolError
 from .._events import InputWanted, StageName, StreamName
 from .._jobs import Job
+from .._redact import display_url
 from .._results import Result
+from ._live import INTERACTIVE_RUN_TIMEOUT
 from ._python_boot import COMPILED, SYNTAX
 from .piston_protocol import (
     clamp_to_server,
@@ -61,7 +63,6 @@ if TYPE_CHECKING:
     from .piston import _PistonCore
 
 RETRY: Final = "retry"
-INTERACTIVE_RUN_TIMEOUT = 60.0  # seconds a live interactive job may run on the server (a student typing)
 TICK = 0.05  # how often the loop looks at the user's input and Stop while the server is silent
 _PYTHON_MARKERS: dict[bytes, StageName] = {COMPILED.encode(): "run", SYNTAX.encode(): "compile"}
 _STOP_MESSAGE = "stopped by the user"
@@ -220,8 +221,14 @@ class LiveSession:
             raise error
         if not self.stopped and not self.answer.done:
             problem = error_from_close(self.close_code, self.close_reason, url=self.url)
-            if problem is not None:
-                raise self.engine._redacted(problem)
+            if problem is None:  # "job completed", yet the job's end never came: not a Result to judge
+                problem = ProtocolError(
+                    f"{display_url(self.url)} closed the live connection as 'job completed' before the "
+                    "program's exit was reported: the Result would be incomplete. Run it again; execute() gives "
+                    "the whole result at once.",
+                    url=display_url(self.url),
+                )
+            raise self.engine._redacted(problem)
         notes = self.notes
         if self.stopped or self.answer.over_cap:
             seconds = self.sent.limits.run_timeout or 3.0

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .._errors import PistonError, ProtocolError, RequestTimeout, TransportError
 from .._jobs import Job, Limits
 from .._redact import display_url
+from ._stdin_wait import QUIET_FOR_INPUT  # the one quiet-time rule, shared with the local engine's fallback
 from .piston_protocol import API_PREFIX, PISTON_DEFAULT_RUN_TIMEOUT
 
 __all__ = [
@@ -39,9 +40,6 @@ __all__ = [
 
 CONNECT_PATH = f"{API_PREFIX}/connect"
 PISTON_DEFAULT_OUTPUT_MAX_SIZE = 1024  # PISTON_OUTPUT_MAX_SIZE's default: what execute() gets per stream
-# An interactive run that printed nothing for this long, with every line sent already read... Piston cannot say a
-# program waits for input: after this quiet time the live path guesses it does (InputWanted).
-QUIET_FOR_INPUT = 0.3
 SERVER_FINISHES_NOTE = (
     "the Piston server finishes a stopped job on its own, within its run_timeout of {seconds:g} s (Piston v3.1.1 "
     "stops a job neither on a signal nor when the connection closes)"

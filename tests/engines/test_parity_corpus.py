@@ -132,3 +132,46 @@ def _without_job_dir(result: Result) -> str:
     """Python's stderr without the engine's job directory (``/box/`` in the sandbox, Piston's own job dir)."""
     m = re.search(r'File "(/[^"]*/)main\.py"', result.stderr)
     return result.stderr.replace(m.group(1), "") if m else result.stderr
+
+
+# -- the warm paths (issue #12): warm javac and CDS on vs off, on the local engine ----------------------------------
+
+JAVA_PROGRAMS = [p for p in PROGRAMS if p.language == "java"]
+
+
+@pytest.fixture(scope="module")
+def java_warm_and_cold() -> Iterator[dict[str, tuple[Result, Result, str | None]]]:
+    """Every Java program of the corpus on the local engine with its warm paths on, then off (one at a time, so the
+    warm compile is the server's, never the fallback for a busy server); with why a warm compile fell back."""
+    warm, cold = LocalEngine(warm=True), LocalEngine(warm=False)
+    try:
+        out: dict[str, tuple[Result, Result, str | None]] = {}
+        for p in JAVA_PROGRAMS:
+            job = Job.create(
+                p.source, p.language, files=p.files or None, stdin=p.stdin or "", memory=p.memory, timeout=10
+            )
+            here = warm.run(job)
+            fell_back = warm.warm_javac.last_failure if warm.warm_javac is not None else "no warm javac here"
+            out[p.name] = (here, cold.run(job), fell_back)
+        yield out
+    finally:
+        warm.close()
+        cold.close()
+
+
+def _seen(r: Result) -> tuple[object, ...]:
+    stages = tuple(
+        (s.stdout, s.stderr, s.exit_code, s.signal, s.status, s.message, s.truncated) if s else None
+        for s in (r.compile, r.run)
+    )
+    return (r.verdict, r.stdout, r.stderr, r.exit_code, *stages)
+
+
+@pytest.mark.parametrize("program", JAVA_PROGRAMS, ids=[p.name for p in JAVA_PROGRAMS])
+def test_java_warm_and_cold_give_the_same_result(
+    program: Program, java_warm_and_cold: dict[str, tuple[Result, Result, str | None]]
+) -> None:
+    here, there, fell_back = java_warm_and_cold[program.name]
+    assert fell_back is None, fell_back  # compiled by the warm server
+    assert _seen(here) == _seen(there), f"\nwarm: {here!r}\ncold: {there!r}"
+    assert here.verdict == program.verdict

@@ -302,6 +302,30 @@ def test_stream_gives_executes_result(program: Program, both_paths: dict[str, tu
         assert streamed.stderr.replace(_job_dir(streamed), "") == executed.stderr.replace(_job_dir(executed), ""), facts
 
 
+@pytest.mark.parametrize(
+    ("language", "source"),
+    [("c", '#include <stdio.h>\nint main(void){ printf("42\\n"); }\n'), ("python", "print(42)")],
+    ids=["c", "python"],
+)
+def test_last_messages_that_arrive_with_the_close_are_read(
+    server: PistonTestServer, engine: PistonEngine, language: str, source: str
+) -> None:
+    # A buffering proxy hands a fast job's frames over in one piece with the close: the client learns of the
+    # close (its stdin send fails) before it has read the run's output and exit, which are still queued.
+    server.faults.coalesce_live = True
+    job = Job.create(source, language)
+    streamed = _streamed(engine, job)
+    assert (streamed.verdict, streamed.stdout, streamed.exit_code) == ("ok", "42\n", 0), streamed
+
+
+def test_a_job_completed_before_its_exit_is_an_error_not_a_verdict(
+    server: PistonTestServer, engine: PistonEngine
+) -> None:
+    server.faults.complete_live_at_run = True
+    error = _error_of(lambda: _streamed(engine, Job.create("print(42)", "python")))
+    assert isinstance(error, ProtocolError) and "before the program's exit was reported" in str(error)
+
+
 def _job_dir(result: Result) -> str:
     import re
 

@@ -13,12 +13,16 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import codecapsule as cc
+from codecapsule._events import Event, Output
+from codecapsule.engines._live import LiveRun
 from codecapsule.engines.local import LocalEngine
 
+from .conversation import converse, waits
 from .hostile import CASES, MODES, Case, marker, running
 
 _engines: dict[str, LocalEngine] = {}
@@ -97,6 +101,78 @@ def test_no_zombie_or_leftover_after_runs(mode: str) -> None:
             if fields[0] == "Z" and int(fields[1]) == os.getpid():
                 zombies.append(stat)
     assert zombies == []
+
+
+# -- hostile programs in interactive live runs (stdin is a pipe fed as the input arrives) -----------------------
+
+_MEGABYTE = "y" * (1 << 20) + "\n"  # far more than a pipe holds
+
+
+def _live(
+    mode: str, source: str, answers: list[str | None], *, on_output: bool = False, **job: Any
+) -> tuple[list[Event], cc.Result]:
+    """Run ``source`` interactively in ``mode``; with ``on_output`` a megabyte is sent at the first output."""
+    engine = engine_for(mode)
+    sent: list[bool] = []
+
+    def flood_input(run: LiveRun, event: Output) -> None:
+        if not sent:
+            sent.append(True)
+            run.send(_MEGABYTE)
+
+    run = engine.stream(cc.Job.create(source, "python", **job), interactive=True)
+    return converse(run, answers, flood_input if on_output else None)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_live_stdin_a_flood_of_output_while_never_reading_input(mode: str) -> None:
+    _, r = _live(mode, "while True:\n    print('z' * 1000)\n", [], on_output=True, limits={"output": 65536})
+    # the megabyte pending for a program that never reads never held the capture loop up
+    assert r.verdict == "output_limit" and r.run is not None and r.run.status == "OL", r
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_live_stdin_input_a_sleeper_never_reads_stays_pending(mode: str) -> None:
+    mark = marker()
+    source = "import time\nprint('up', flush=True)\ntime.sleep(1000)\n"
+    events, r = _live(mode, source, [], on_output=True, args=[mark], timeout=1)
+    assert r.verdict == "time_limit" and r.stdout == "up\n", r
+    assert waits(events) == 0  # sleeping is not waiting for input
+    assert running(mark) == []
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_live_stdin_closed_by_the_program(mode: str) -> None:
+    source = "import os, sys, time\nos.close(0)\nprint('closed', flush=True)\ntime.sleep(0.2)\nsys.exit(3)\n"
+    _, r = _live(mode, source, [], on_output=True, timeout=10)  # the megabyte meets a pipe nobody reads
+    assert (r.verdict, r.run and r.run.exit_code, r.stdout) == ("runtime_error", 3, "closed\n"), r
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_live_stdin_moved_to_another_fd_by_the_program(mode: str) -> None:
+    source = "import os\nfd = os.dup(0)\nos.close(0)\nprint(os.read(fd, 100))\n"
+    events, r = _live(mode, source, ["moved"], timeout=10)
+    assert waits(events) == 1 and (r.verdict, r.stdout) == ("ok", "b'moved\\n'\n"), (events, r)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_live_stdin_a_child_reading_after_its_parent_exited(mode: str) -> None:
+    mark = marker()
+    source = "import os, sys\nif os.fork() == 0:\n    sys.stdin.readline()\n    os._exit(0)\nprint('parent done')\n"
+    _, r = _live(mode, source, [], args=[mark], timeout=10)
+    assert (r.verdict, r.stdout) == ("ok", "parent done\n"), r
+    assert running(mark) == []  # the reading child was killed with the run
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_live_stdin_read_in_a_busy_loop(mode: str) -> None:
+    source = (
+        "import os\nos.set_blocking(0, False)\nprint('spinning', flush=True)\nwhile True:\n"
+        "    try:\n        os.read(0, 100)\n    except BlockingIOError:\n        pass\n"
+    )
+    events, r = _live(mode, source, [], on_output=True, timeout=1)
+    assert r.verdict == "time_limit", r
+    assert waits(events) == 0  # it reads all the time but never blocks: never asked
 
 
 @pytest.fixture
