@@ -24,12 +24,12 @@ def _hello(folder: Path, java: str, javac: str, archive: Path) -> subprocess.Com
                           capture_output=True)  # fmt: skip
 
 
-def test_a_damaged_archive_is_rebuilt_before_a_jvm_maps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CODECAPSULE_CACHE_DIR", str(tmp_path / "cache"))
+def test_a_damaged_archive_is_rebuilt_before_a_jvm_maps_it(tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
     tc = find("java")
     java, javac = tc.executables["java"], tc.executables["javac"]
     build = _jvm_fast._archive.__wrapped__  # the per-process memo aside: each call is a fresh process's first look
-    archive = build(java, javac, tc.version)
+    archive = build(cache, java, javac, tc.version)
     assert archive is not None and archive.is_file() and str(archive).startswith(str(tmp_path / "cache"))
     assert f"java-{tc.version}-" in str(archive)  # named by the JVM it was built for
     good = archive.read_bytes()
@@ -39,7 +39,7 @@ def test_a_damaged_archive_is_rebuilt_before_a_jvm_maps_it(tmp_path: Path, monke
     work.mkdir()
     assert _hello(work, java, javac, archive).returncode != 0  # what the manifest check protects a run from
     _cache_dir._checked.clear()  # the next process
-    again = build(java, javac, tc.version)
+    again = build(cache, java, javac, tc.version)
     # rebuilt, whole again (not byte-identical to the first: each dump has its own header values)
     assert again == archive and len(archive.read_bytes()) > len(good) // 3
     done = _hello(work, java, javac, archive)
@@ -53,10 +53,10 @@ def test_another_jvm_gets_another_archive() -> None:
     assert _jvm_fast._identity(java, tc.version) == _jvm_fast._identity(java, tc.version)
 
 
-def test_no_archive_means_no_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_archive_means_no_flags(tmp_path: Path) -> None:
     """Where the cache cannot be written the run JVM simply goes without (the run flags stay today's)."""
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
-    monkeypatch.setenv("CODECAPSULE_CACHE_DIR", str(blocked / "cache"))
     tc = find("java")
-    assert _jvm_fast._archive.__wrapped__(tc.executables["java"], tc.executables["javac"], tc.version) is None
+    java, javac = tc.executables["java"], tc.executables["javac"]
+    assert _jvm_fast._archive.__wrapped__(str(blocked / "cache"), java, javac, tc.version) is None
