@@ -27,15 +27,20 @@ from typing import IO
 
 from . import _cgroups
 
-# Reads the whole command from the control fd (we close our end after writing), then becomes it. Fields are
-# NUL-separated: working directory, the host uid to become ("" for none), a path to open as stdin instead of the
-# prepared file ("" for none: an interactive run's pipe, as /proc/<our pid>/fd/<n>), number of environment
-# entries, the entries, then argv. Becoming the uid is what ``setpriv --reuid=U --regid=U --clear-groups
-# --inh-caps=-all`` does (one exec less per stage): no supplementary groups, real/effective/saved gid and uid U
-# (which clears the permitted, effective and ambient capabilities), then an empty inheritable set too.
+# Reads the command from the control fd, then becomes it. The message is its length in bytes on a line of its own,
+# then the message: the standby never waits for end of file, which a copy of our write end held for a moment by
+# another process we fork at the same time (the next standby, before its exec closes it) would delay. No message
+# (our end closed first): it exits. Fields are NUL-separated: working directory, the host uid to become ("" for
+# none), a path to open as stdin instead of the prepared file ("" for none: an interactive run's pipe, as
+# /proc/<our pid>/fd/<n>), number of environment entries, the entries, then argv. Becoming the uid is what
+# ``setpriv --reuid=U --regid=U --clear-groups --inh-caps=-all`` does (one exec less per stage): no supplementary
+# groups, real/effective/saved gid and uid U (which clears the permitted, effective and ambient capabilities),
+# then an empty inheritable set too.
 _WAIT_THEN_EXEC = (
-    "my $fd = shift @ARGV; open(my $c, '<&=', $fd) or exit 125; my $m = do { local $/; <$c> }; close($c);"
-    "exit 0 if !defined($m) || $m eq '';"
+    "my $fd = shift @ARGV; open(my $c, '<&=', $fd) or exit 125; my $len = <$c>;"
+    "exit 0 if !defined($len) || $len !~ /^[0-9]+\\n\\z/; my $m = '';"
+    "while (length($m) < $len) { my $got = read($c, $m, $len - length($m), length($m)); exit 0 if !$got }"
+    "close($c);"
     "my @f = split /\\0/, $m, -1; my $dir = shift @f; my $uid = shift @f; my $in = shift @f; my $n = shift @f;"
     "%ENV = (); if ($in ne '') { open(STDIN, '<', $in) or exit 125 }"
     "for (1 .. $n) { my ($k, $v) = split /=/, shift(@f), 2; $ENV{$k} = $v }"
@@ -87,7 +92,8 @@ class Standby:
         os.pwrite(self.stdin.fileno(), stdin, 0)
         uid_field = "" if uid is None else str(uid)
         fields = [cwd, uid_field, stdin_path, str(len(env)), *(f"{k}={v}" for k, v in env.items()), *argv]
-        message = "\0".join(fields).encode()
+        body = "\0".join(fields).encode()
+        message = b"%d\n" % len(body) + body
         try:
             view = memoryview(message)
             while view:
