@@ -83,6 +83,7 @@ class Standby:
     seccomp_fd: int | None
     exit_r: int  # the sandbox launcher's report of the program's wait status
     exit_w: int
+    init_fd: int | None  # the compiled PID 1 (``_init``), held for bwrap (None: the perl launcher)
 
     def start(
         self, argv: list[str], env: dict[str, str], cwd: str, stdin: bytes, uid: int | None, stdin_path: str = ""
@@ -130,6 +131,7 @@ class _Pool:
     perl: str
     cgroups: _cgroups.CgroupSupport
     seccomp: bytes | None
+    init_fd: int | None
     ready: list[Standby] = field(default_factory=list)
     preparing: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -157,7 +159,7 @@ class _Pool:
 
     def _prepare(self) -> None:
         try:
-            standby = _spawn(self.perl, self.cgroups, self.seccomp)
+            standby = _spawn(self.perl, self.cgroups, self.seccomp, self.init_fd)
         except OSError:
             standby = None  # no standby: stages start the usual way
         with self.lock:
@@ -183,7 +185,7 @@ class _Pool:
             standby.discard()
 
 
-def _spawn(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None) -> Standby:
+def _spawn(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None, init_fd: int | None) -> Standby:
     from ._sandbox import _popen  # the stage runner's own spawn: a new session, a waited-for child
 
     cgroup = support.create(None, None, cpus=1.0)
@@ -206,7 +208,8 @@ def _spawn(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None) ->
         script = _script()
         if script is None:
             raise OSError(f"no system call numbers for {os.uname().machine}")
-        proc = _popen([perl, "-e", script, str(control_r)], stdin, {}, "/", passed)
+        kept = (init_fd,) if init_fd is not None else ()  # the engine's own: not closed here
+        proc = _popen([perl, "-e", script, str(control_r)], stdin, {}, "/", passed + kept)
     except BaseException:
         if stdin is not None:
             stdin.close()
@@ -218,7 +221,7 @@ def _spawn(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None) ->
     for fd in passed:
         os.close(fd)  # the standby holds them now
     standby = Standby(
-        proc, cgroup, stdin, control_w, status_r, status_w, block_w, block_r, seccomp_fd, exit_r, exit_w
+        proc, cgroup, stdin, control_w, status_r, status_w, block_w, block_r, seccomp_fd, exit_r, exit_w, init_fd
     )
     try:
         for procs in cgroup.procs_files:
@@ -229,31 +232,35 @@ def _spawn(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None) ->
     return standby
 
 
-_pools: dict[tuple[str, _cgroups.CgroupSupport, bytes | None], _Pool] = {}
+_pools: dict[tuple[str, _cgroups.CgroupSupport, bytes | None, int | None], _Pool] = {}
 _pools_lock = threading.Lock()
 _closing = False
 
 
-def take(perl: str | None, support: _cgroups.CgroupSupport | None, seccomp: bytes | None) -> Standby | None:
+def take(
+    perl: str | None, support: _cgroups.CgroupSupport | None, seccomp: bytes | None, init_fd: int | None = None
+) -> Standby | None:
     """A standby for a stage under this sandbox configuration, or None (start the usual way); always makes sure
     one is being prepared for the next stage."""
     if perl is None or support is None or _closing:
         return None
-    return _pool(perl, support, seccomp).take()
+    return _pool(perl, support, seccomp, init_fd).take()
 
 
-def ready_pids(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None, timeout: float = 10.0) -> list[int]:
+def ready_pids(
+    perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None, init_fd: int | None = None, timeout: float = 10.0
+) -> list[int]:
     """The pids of the standbys waiting for this configuration, once none is being prepared (for tests and
     ``engine info``)."""
-    return _pool(perl, support, seccomp).wait_prepared(timeout)
+    return _pool(perl, support, seccomp, init_fd).wait_prepared(timeout)
 
 
-def _pool(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None) -> _Pool:
-    key = (perl, support, seccomp)
+def _pool(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None, init_fd: int | None) -> _Pool:
+    key = (perl, support, seccomp, init_fd)
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
-            pool = _pools[key] = _Pool(perl, support, seccomp)
+            pool = _pools[key] = _Pool(perl, support, seccomp, init_fd)
         return pool
 
 

@@ -42,7 +42,7 @@ def engine() -> LocalEngine:
 def ready(engine: LocalEngine) -> list[int]:
     caps = engine.caps
     assert caps.perl is not None and caps.cgroups is not None
-    return _standby.ready_pids(caps.perl, caps.cgroups, caps.seccomp)
+    return _standby.ready_pids(caps.perl, caps.cgroups, caps.seccomp, caps.init)
 
 
 def outcome(r: cc.Result) -> tuple[object, ...]:
@@ -100,7 +100,7 @@ def test_standbys_leave_no_process_or_cgroup_at_exit(engine: LocalEngine) -> Non
         "e = LocalEngine()\n"
         "assert e.run(cc.Job.create('print(1)', 'python')).ok\n"
         "c = e.caps\n"
-        "print(os.getpid(), *_standby.ready_pids(c.perl, c.cgroups, c.seccomp))\n"
+        "print(os.getpid(), *_standby.ready_pids(c.perl, c.cgroups, c.seccomp, c.init))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120,
@@ -229,7 +229,7 @@ def test_a_standby_starts_while_a_copy_of_its_control_pipe_is_still_open(engine:
     caps = engine.caps
     engine.run(cc.Job.create("print(1)", "python"))  # asks for the next stage's standby
     ready(engine)
-    standby = _standby.take(caps.perl, caps.cgroups, caps.seccomp)
+    standby = _standby.take(caps.perl, caps.cgroups, caps.seccomp, caps.init)
     assert standby is not None
     held = os.dup(standby.control_w)  # the copy a concurrent fork would hold
     try:
