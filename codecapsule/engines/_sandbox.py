@@ -125,13 +125,12 @@ class SandboxCaps:
                     seccomp=program if filtered else None, disable_userns=no_userns,
                 )  # fmt: skip
                 if _bwrap_works(trial):
-                    found = trial
-                    with_launcher = replace(trial, perl=perl)
-                    if perl is not None and _bwrap_works(with_launcher):
-                        found = with_launcher
-                        init = _init.program_fd()
-                        if init is not None and _bwrap_works(replace(with_launcher, init=init)):
-                            found = replace(with_launcher, init=init)
+                    # the fastest PID 1 that works here: the compiled init (kept with perl, which the standbys
+                    # need), else perl, else bwrap's own; one more trial when the first works
+                    init = _init.program_fd() if perl is not None else None
+                    launchers = [replace(trial, perl=perl, init=init)] if init is not None else []
+                    launchers += [replace(trial, perl=perl)] if perl is not None else []
+                    found = next((c for c in launchers if _bwrap_works(c)), trial)
                     break
         if found.bwrap is None and uid is not None:
             found = replace(base, setpriv=setpriv, sandbox_uid=uid)
