@@ -1028,6 +1028,8 @@ def _run(
     else:
         spawned = _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
     proc, init_fd = spawned.proc, spawned.init_fd
+    if caps.uses_standby and cgroup is not None:
+        _standby.refill(caps.perl, caps.cgroups, caps.seccomp, caps.init)  # for the next stage, while this one runs
     feed = None if isinstance(stdin, bytes) else stdin
     if feed is not None:
         feed.handed_over()

@@ -8,7 +8,8 @@ the launcher's exit channel), moved into a new cgroup, and left waiting on a con
 group's limits, writes its command, working directory and environment on the control pipe, and the standby
 execs it: same pid and pipes, already in the group, so bwrap's sandbox is cloned into it with no move at all.
 
-A standby is used once; taking one starts a thread that prepares the next (at most ``_READY_MAX`` wait). When
+A standby is used once; once its program is started, the stage starts a thread that prepares the next (at most
+``_READY_MAX`` wait). When
 none is ready the stage starts the usual way. Standbys left at exit see their control pipe close and exit; their
 groups are removed at exit, or swept by the next engine (the group's name carries our pid).
 """
@@ -29,9 +30,9 @@ from . import _cgroups
 
 # Reads the command from the control fd, then becomes it. The message is its length in bytes on a line of its own,
 # then the message: the standby never waits for end of file, which a copy of our write end held for a moment by
-# another process we fork at the same time (the next standby, before its exec closes it) would delay. No message
-# (our end closed first): it exits. Fields are NUL-separated: working directory, the host uid to become ("" for
-# none), a path to open as stdin instead of the prepared file ("" for none: an interactive run's pipe, as
+# another process we fork at the same time (the next standby, another thread's stage: until its exec) would delay.
+# No message (our end closed first): it exits. Fields are NUL-separated: working directory, the host uid to become
+# ("" for none), a path to open as stdin instead of the prepared file ("" for none: an interactive run's pipe, as
 # /proc/<our pid>/fd/<n>), number of environment entries, the entries, then argv. Becoming the uid is what
 # ``setpriv --reuid=U --regid=U --clear-groups --inh-caps=-all`` does (one exec less per stage): no supplementary
 # groups, real/effective/saved gid and uid U (which clears the permitted, effective and ambient capabilities),
@@ -150,12 +151,15 @@ class _Pool:
                 if got.proc.poll() is not None:
                     got.discard()
                     got = None
+            return got
+
+    def refill(self) -> None:
+        with self.lock:
             refill = self.preparing + len(self.ready) < _READY_MAX
             if refill:
                 self.preparing += 1
         if refill:
             threading.Thread(target=self._prepare, name="codecapsule-standby", daemon=True).start()
-        return got
 
     def _prepare(self) -> None:
         try:
@@ -240,11 +244,22 @@ _closing = False
 def take(
     perl: str | None, support: _cgroups.CgroupSupport | None, seccomp: bytes | None, init_fd: int | None = None
 ) -> Standby | None:
-    """A standby for a stage under this sandbox configuration, or None (start the usual way); always makes sure
-    one is being prepared for the next stage."""
+    """A standby for a stage under this sandbox configuration, or None (start the usual way). The stage calls
+    ``refill`` once its program is started."""
     if perl is None or support is None or _closing:
         return None
     return _pool(perl, support, seccomp, init_fd).take()
+
+
+def refill(
+    perl: str | None, support: _cgroups.CgroupSupport | None, seccomp: bytes | None, init_fd: int | None = None
+) -> None:
+    """Make sure a standby is being prepared for the next stage (at most ``_READY_MAX`` wait). A stage calls this
+    once its program is started: preparing one (new groups, a perl, the slow move into a group) then overlaps the
+    program's run, where the stage's thread only waits, instead of competing with the launch for CPU and GIL."""
+    if perl is None or support is None or _closing:
+        return
+    _pool(perl, support, seccomp, init_fd).refill()
 
 
 def ready_pids(
