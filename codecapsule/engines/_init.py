@@ -32,6 +32,7 @@ SOURCE = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,6 +46,7 @@ static void report(int fd, char kind, int value) {
 int main(int argc, char **argv) {
     if (argc < 5) return 125;
     close(atoi(argv[1]));
+    prctl(PR_SET_NAME, "capsule-init");  /* run as /proc/self/fd/<n>, it would be listed as "<n>" */
     int st = atoi(argv[2]);
     if (fcntl(st, F_SETFD, FD_CLOEXEC) != 0) return 125;  /* the program never holds the report pipe */
     pid_t pid = fork();

@@ -72,3 +72,8 @@ def test_init_and_perl_report_every_ending_alike(engines: tuple[LocalEngine, Loc
         assert got[0][3] is None and got[0][2] == 139
     if name == "segfault":
         assert got[0][3] == "SIGSEGV"
+
+
+def test_pid1_has_a_name_that_says_what_it_is(engines: tuple[LocalEngine, LocalEngine]) -> None:
+    r = engines[0].run(cc.Job.create("print(open('/proc/1/comm').read().strip())", "python"))
+    assert r.stdout == "capsule-init\n", r  # not the fd number it was run by
