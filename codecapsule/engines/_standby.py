@@ -8,7 +8,8 @@ the launcher's exit channel), moved into a new cgroup, and left waiting on a con
 group's limits, writes its command, working directory and environment on the control pipe, and the standby
 execs it: same pid and pipes, already in the group, so bwrap's sandbox is cloned into it with no move at all.
 
-A standby is used once; taking one starts a thread that prepares the next (at most ``_READY_MAX`` wait). When
+A standby is used once; once its program is started, the stage starts a thread that prepares the next (at most
+``_READY_MAX`` wait). When
 none is ready the stage starts the usual way. Standbys left at exit see their control pipe close and exit; their
 groups are removed at exit, or swept by the next engine (the group's name carries our pid).
 """
@@ -27,15 +28,20 @@ from typing import IO
 
 from . import _cgroups
 
-# Reads the whole command from the control fd (we close our end after writing), then becomes it. Fields are
-# NUL-separated: working directory, the host uid to become ("" for none), a path to open as stdin instead of the
-# prepared file ("" for none: an interactive run's pipe, as /proc/<our pid>/fd/<n>), number of environment
-# entries, the entries, then argv. Becoming the uid is what ``setpriv --reuid=U --regid=U --clear-groups
-# --inh-caps=-all`` does (one exec less per stage): no supplementary groups, real/effective/saved gid and uid U
-# (which clears the permitted, effective and ambient capabilities), then an empty inheritable set too.
+# Reads the command from the control fd, then becomes it. The message is its length in bytes on a line of its own,
+# then the message: the standby never waits for end of file, which a copy of our write end held for a moment by
+# another process we fork at the same time (the next standby, another thread's stage: until its exec) would delay.
+# No message (our end closed first): it exits. Fields are NUL-separated: working directory, the host uid to become
+# ("" for none), a path to open as stdin instead of the prepared file ("" for none: an interactive run's pipe, as
+# /proc/<our pid>/fd/<n>), number of environment entries, the entries, then argv. Becoming the uid is what
+# ``setpriv --reuid=U --regid=U --clear-groups --inh-caps=-all`` does (one exec less per stage): no supplementary
+# groups, real/effective/saved gid and uid U (which clears the permitted, effective and ambient capabilities),
+# then an empty inheritable set too.
 _WAIT_THEN_EXEC = (
-    "my $fd = shift @ARGV; open(my $c, '<&=', $fd) or exit 125; my $m = do { local $/; <$c> }; close($c);"
-    "exit 0 if !defined($m) || $m eq '';"
+    "my $fd = shift @ARGV; open(my $c, '<&=', $fd) or exit 125; my $len = <$c>;"
+    "exit 0 if !defined($len) || $len !~ /^[0-9]+\\n\\z/; my $m = '';"
+    "while (length($m) < $len) { my $got = read($c, $m, $len - length($m), length($m)); exit 0 if !$got }"
+    "close($c);"
     "my @f = split /\\0/, $m, -1; my $dir = shift @f; my $uid = shift @f; my $in = shift @f; my $n = shift @f;"
     "%ENV = (); if ($in ne '') { open(STDIN, '<', $in) or exit 125 }"
     "for (1 .. $n) { my ($k, $v) = split /=/, shift(@f), 2; $ENV{$k} = $v }"
@@ -78,6 +84,7 @@ class Standby:
     seccomp_fd: int | None
     exit_r: int  # the sandbox launcher's report of the program's wait status
     exit_w: int
+    init_fd: int | None  # the compiled PID 1 (``_init``), held for bwrap (None: the perl launcher)
 
     def start(
         self, argv: list[str], env: dict[str, str], cwd: str, stdin: bytes, uid: int | None, stdin_path: str = ""
@@ -87,7 +94,8 @@ class Standby:
         os.pwrite(self.stdin.fileno(), stdin, 0)
         uid_field = "" if uid is None else str(uid)
         fields = [cwd, uid_field, stdin_path, str(len(env)), *(f"{k}={v}" for k, v in env.items()), *argv]
-        message = "\0".join(fields).encode()
+        body = "\0".join(fields).encode()
+        message = b"%d\n" % len(body) + body
         try:
             view = memoryview(message)
             while view:
@@ -124,6 +132,7 @@ class _Pool:
     perl: str
     cgroups: _cgroups.CgroupSupport
     seccomp: bytes | None
+    init_fd: int | None
     ready: list[Standby] = field(default_factory=list)
     preparing: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -142,16 +151,19 @@ class _Pool:
                 if got.proc.poll() is not None:
                     got.discard()
                     got = None
+            return got
+
+    def refill(self) -> None:
+        with self.lock:
             refill = self.preparing + len(self.ready) < _READY_MAX
             if refill:
                 self.preparing += 1
         if refill:
             threading.Thread(target=self._prepare, name="codecapsule-standby", daemon=True).start()
-        return got
 
     def _prepare(self) -> None:
         try:
-            standby = _spawn(self.perl, self.cgroups, self.seccomp)
+            standby = _spawn(self.perl, self.cgroups, self.seccomp, self.init_fd)
         except OSError:
             standby = None  # no standby: stages start the usual way
         with self.lock:
@@ -177,7 +189,7 @@ class _Pool:
             standby.discard()
 
 
-def _spawn(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None) -> Standby:
+def _spawn(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None, init_fd: int | None) -> Standby:
     from ._sandbox import _popen  # the stage runner's own spawn: a new session, a waited-for child
 
     cgroup = support.create(None, None, cpus=1.0)
@@ -200,7 +212,8 @@ def _spawn(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None) ->
         script = _script()
         if script is None:
             raise OSError(f"no system call numbers for {os.uname().machine}")
-        proc = _popen([perl, "-e", script, str(control_r)], stdin, {}, "/", passed)
+        kept = (init_fd,) if init_fd is not None else ()  # the engine's own: not closed here
+        proc = _popen([perl, "-e", script, str(control_r)], stdin, {}, "/", passed + kept)
     except BaseException:
         if stdin is not None:
             stdin.close()
@@ -212,7 +225,7 @@ def _spawn(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None) ->
     for fd in passed:
         os.close(fd)  # the standby holds them now
     standby = Standby(
-        proc, cgroup, stdin, control_w, status_r, status_w, block_w, block_r, seccomp_fd, exit_r, exit_w
+        proc, cgroup, stdin, control_w, status_r, status_w, block_w, block_r, seccomp_fd, exit_r, exit_w, init_fd
     )
     try:
         for procs in cgroup.procs_files:
@@ -223,31 +236,46 @@ def _spawn(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None) ->
     return standby
 
 
-_pools: dict[tuple[str, _cgroups.CgroupSupport, bytes | None], _Pool] = {}
+_pools: dict[tuple[str, _cgroups.CgroupSupport, bytes | None, int | None], _Pool] = {}
 _pools_lock = threading.Lock()
 _closing = False
 
 
-def take(perl: str | None, support: _cgroups.CgroupSupport | None, seccomp: bytes | None) -> Standby | None:
-    """A standby for a stage under this sandbox configuration, or None (start the usual way); always makes sure
-    one is being prepared for the next stage."""
+def take(
+    perl: str | None, support: _cgroups.CgroupSupport | None, seccomp: bytes | None, init_fd: int | None = None
+) -> Standby | None:
+    """A standby for a stage under this sandbox configuration, or None (start the usual way). The stage calls
+    ``refill`` once its program is started."""
     if perl is None or support is None or _closing:
         return None
-    return _pool(perl, support, seccomp).take()
+    return _pool(perl, support, seccomp, init_fd).take()
 
 
-def ready_pids(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None, timeout: float = 10.0) -> list[int]:
+def refill(
+    perl: str | None, support: _cgroups.CgroupSupport | None, seccomp: bytes | None, init_fd: int | None = None
+) -> None:
+    """Make sure a standby is being prepared for the next stage (at most ``_READY_MAX`` wait). A stage calls this
+    once its program is started: preparing one (new groups, a perl, the slow move into a group) then overlaps the
+    program's run, where the stage's thread only waits, instead of competing with the launch for CPU and GIL."""
+    if perl is None or support is None or _closing:
+        return
+    _pool(perl, support, seccomp, init_fd).refill()
+
+
+def ready_pids(
+    perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None, init_fd: int | None = None, timeout: float = 10.0
+) -> list[int]:
     """The pids of the standbys waiting for this configuration, once none is being prepared (for tests and
     ``engine info``)."""
-    return _pool(perl, support, seccomp).wait_prepared(timeout)
+    return _pool(perl, support, seccomp, init_fd).wait_prepared(timeout)
 
 
-def _pool(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None) -> _Pool:
-    key = (perl, support, seccomp)
+def _pool(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None, init_fd: int | None) -> _Pool:
+    key = (perl, support, seccomp, init_fd)
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
-            pool = _pools[key] = _Pool(perl, support, seccomp)
+            pool = _pools[key] = _Pool(perl, support, seccomp, init_fd)
         return pool
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def engine() -> LocalEngine:
 def ready(engine: LocalEngine) -> list[int]:
     caps = engine.caps
     assert caps.perl is not None and caps.cgroups is not None
-    return _standby.ready_pids(caps.perl, caps.cgroups, caps.seccomp)
+    return _standby.ready_pids(caps.perl, caps.cgroups, caps.seccomp, caps.init)
 
 
 def outcome(r: cc.Result) -> tuple[object, ...]:
@@ -99,7 +100,7 @@ def test_standbys_leave_no_process_or_cgroup_at_exit(engine: LocalEngine) -> Non
         "e = LocalEngine()\n"
         "assert e.run(cc.Job.create('print(1)', 'python')).ok\n"
         "c = e.caps\n"
-        "print(os.getpid(), *_standby.ready_pids(c.perl, c.cgroups, c.seccomp))\n"
+        "print(os.getpid(), *_standby.ready_pids(c.perl, c.cgroups, c.seccomp, c.init))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120,
@@ -220,3 +221,23 @@ def _state(pid: int) -> str:
     except OSError:
         return "gone"
     return stat[stat.rindex(")") + 2 :].split()[0]
+
+
+def test_a_standby_starts_while_a_copy_of_its_control_pipe_is_still_open(engine: LocalEngine) -> None:
+    """The next standby, forked by another thread as a stage starts, holds a copy of this one's control pipe until
+    its exec: the stage must not wait for that copy to close (the message says its own length)."""
+    caps = engine.caps
+    engine.run(cc.Job.create("print(1)", "python"))  # asks for the next stage's standby
+    ready(engine)
+    standby = _standby.take(caps.perl, caps.cgroups, caps.seccomp, caps.init)
+    assert standby is not None
+    held = os.dup(standby.control_w)  # the copy a concurrent fork would hold
+    try:
+        standby.start(["/bin/echo", "started"], {}, "/", b"", None)
+        assert standby.proc.stdout is not None
+        readable, _, _ = select.select([standby.proc.stdout], [], [], 30.0)  # bounded: fails, never hangs
+        assert readable, "the standby waited for end of file on its control pipe"
+        assert standby.proc.stdout.readline() == b"started\n"
+    finally:
+        os.close(held)
+        standby.discard()
