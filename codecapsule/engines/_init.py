@@ -85,12 +85,13 @@ _SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_
 
 
 @functools.cache
-def program_fd() -> int | None:
+def program_fd(cache_dir: str) -> int | None:
     """A sealed memfd holding the built init (one per process), or None where it cannot be built here."""
     cc = shutil.which("cc", path="/usr/bin:/bin") or shutil.which("gcc", path="/usr/bin:/bin")
     if cc is None:
         return None
-    folder = _cache_dir.entry(f"init-{_cache_dir.digest(SOURCE.encode(), cc.encode())}", lambda f: _build(cc, f))
+    name = f"init-{_cache_dir.digest(SOURCE.encode(), cc.encode())}"
+    folder = _cache_dir.entry(cache_dir, name, lambda f: _build(cc, f))
     if folder is None:
         return None
     try:

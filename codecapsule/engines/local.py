@@ -100,6 +100,7 @@ class LocalEngine:
             use_bwrap=_env_flag("CODECAPSULE_BWRAP") if bwrap is None else bwrap,
             use_cgroups=use_cgroups,
             cgroup_parent=parent,
+            cache_dir=self.cache_dir,
         )
         # launchers prepared ahead inside their cgroup (_standby): off only to measure or rule them out
         self.caps = replace(self.caps, standby=_env_flag("CODECAPSULE_STANDBY") if standby is None else standby)

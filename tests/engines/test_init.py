@@ -50,7 +50,7 @@ def test_a_compiled_init_is_used_where_a_compiler_is() -> None:
 
 def test_the_init_cannot_be_changed_after_its_check(engines: tuple[LocalEngine, LocalEngine]) -> None:
     fd = engines[0].caps.init
-    assert fd is not None and fd == _init.program_fd()
+    assert fd is not None and fd == _init.program_fd(engines[0].cache_dir)
     seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
     assert seals & fcntl.F_SEAL_WRITE and seals & fcntl.F_SEAL_SEAL
     with pytest.raises(PermissionError):
