@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from codecapsule._settings import local_cache_dir
 from codecapsule.engines._sandbox import SandboxCaps, _bwrap_command, _seccomp_fd
 
 # the system's python (the sandbox sees /usr, not a virtualenv)
@@ -35,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=25)
     args = parser.parse_args()
-    caps = SandboxCaps.detect(use_cgroups=False)
+    caps = SandboxCaps.detect(use_cgroups=False, cache_dir=local_cache_dir())
     if caps.bwrap is None:
         sys.exit("bubblewrap is not usable here: nothing to measure")
     bwrap = caps.bwrap

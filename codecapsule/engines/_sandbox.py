@@ -42,7 +42,6 @@ from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from .._errors import SandboxError
 from .._results import Stage
-from .._settings import local_cache_dir
 from . import _cgroups, _init, _seccomp, _standby, _stdin_wait, _uids
 
 if TYPE_CHECKING:
@@ -111,7 +110,7 @@ class SandboxCaps:
         cache_dir: str | None = None,
     ) -> SandboxCaps:
         """What this machine allows, strongest first; ``cache_dir`` (the engine's, see
-        :func:`codecapsule._settings.local_cache_dir`) is where the compiled PID 1 is built."""
+        :func:`codecapsule._settings.local_cache_dir`) is where the compiled PID 1 is built (None: perl's)."""
         root = os.geteuid() == 0
         setpriv = _find("setpriv") if root else None
         uid = _uids.UidPool().first if setpriv else None
@@ -135,7 +134,7 @@ class SandboxCaps:
                 if _bwrap_works(trial):
                     # the fastest PID 1 that works here: the compiled init (kept with perl, which the standbys
                     # need), else perl, else bwrap's own; one more trial when the first works
-                    init = _init.program_fd(cache_dir or local_cache_dir()) if perl is not None else None
+                    init = _init.program_fd(cache_dir) if perl is not None and cache_dir is not None else None
                     launchers = [replace(trial, perl=perl, init=init)] if init is not None else []
                     launchers += [replace(trial, perl=perl)] if perl is not None else []
                     found = next((c for c in launchers if _bwrap_works(c)), trial)

@@ -100,7 +100,9 @@ class LocalEngine:
             use_bwrap=_env_flag("CODECAPSULE_BWRAP") if bwrap is None else bwrap,
             use_cgroups=use_cgroups,
             cgroup_parent=parent,
-            cache_dir=self.cache_dir,
+            # the compiled PID 1 is the machine's, like the sandbox itself (not this engine's cache_dir); warm off:
+            # nothing is built, perl's PID 1
+            cache_dir=local_cache_dir() if self.warm else None,
         )
         # launchers prepared ahead inside their cgroup (_standby): off only to measure or rule them out
         self.caps = replace(self.caps, standby=_env_flag("CODECAPSULE_STANDBY") if standby is None else standby)

@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 import codecapsule as cc
+from codecapsule._settings import local_cache_dir
 from codecapsule.engines import _init
 from codecapsule.engines.local import LocalEngine
 
@@ -50,7 +51,7 @@ def test_a_compiled_init_is_used_where_a_compiler_is() -> None:
 
 def test_the_init_cannot_be_changed_after_its_check(engines: tuple[LocalEngine, LocalEngine]) -> None:
     fd = engines[0].caps.init
-    assert fd is not None and fd == _init.program_fd(engines[0].cache_dir)
+    assert fd is not None and fd == _init.program_fd(local_cache_dir())
     seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
     assert seals & fcntl.F_SEAL_WRITE and seals & fcntl.F_SEAL_SEAL
     with pytest.raises(PermissionError):
