@@ -69,10 +69,8 @@ from .piston_shape import shape
 
 if TYPE_CHECKING:
     import httpx
-    from websockets.sync.client import ClientConnection
 
     from ._live import AsyncLiveRun, LiveIO, LiveRun
-    from .piston_live import LiveSession
 
 __all__ = ["AsyncPistonEngine", "Package", "PistonEngine", "Runtime"]
 
@@ -112,18 +110,6 @@ def _version() -> str:
     from .. import __version__
 
     return __version__
-
-
-def _drain(ws: ClientConnection, session: LiveSession) -> None:
-    """Read what the server sent before its close (a fast job's last messages arrive with it)."""
-    from websockets.exceptions import ConnectionClosed
-
-    while not session.over:
-        try:
-            raw = ws.recv(timeout=session.tick)
-        except (ConnectionClosed, TimeoutError):
-            return
-        session.on_message(raw, time.monotonic())
 
 
 class _PistonCore:
@@ -364,10 +350,13 @@ class _PistonCore:
                         if raw is not None:
                             session.on_message(raw, now)
                         for message in session.due(now):
-                            ws.send(message)
+                            try:
+                                ws.send(message)
+                            except ConnectionClosed:
+                                # a send can be the first to hear of the close: what the server sent before it is
+                                # still queued, and the next recv() returns it before it raises ConnectionClosed
+                                break
                 except ConnectionClosed as exc:
-                    # a send can be the first to hear of the close: what the server sent before it is still queued
-                    _drain(ws, session)
                     said = exc.rcvd
                     session.closed(said.code if said else None, said.reason if said else "")
             outcome = session.outcome()
