@@ -57,6 +57,7 @@ from ._sandbox import (
     _seccomp_fd,
     classify,
     effective_wall,
+    replay,
     waited_done,
 )
 from ._toolchains import _JVM_FAST, JAVAC_FLAGS, Toolchain, _base_env
@@ -409,10 +410,7 @@ class WarmJavac:
             self._stop()
             return None
         stage = _stage(answer, sub, limits, server.cgroup.peak_memory())
-        if sink is not None:  # a live run gets the compiler's output as one chunk, as javac prints it at the end
-            for stream in ("stdout", "stderr"):
-                if getattr(stage, stream):
-                    sink.chunk(stream, getattr(stage, stream).encode())  # type: ignore[arg-type]
+        replay(sink, stage)  # a live run gets the compiler's output as one chunk, as javac prints it at the end
         return stage
 
     def _running(self, tc: Toolchain, caps: SandboxCaps, limits: StageLimits) -> JavacServer | None:

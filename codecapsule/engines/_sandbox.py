@@ -67,6 +67,16 @@ class StageSink(Protocol):
     def chunk(self, stream: Literal["stdout", "stderr"], data: bytes) -> None: ...
 
 
+def replay(sink: StageSink | None, stage: Stage) -> None:
+    """A live run's output of a stage that was not streamed as it ran (a cache hit, a warm compiler's answer):
+    each stream whole, as one chunk."""
+    if sink is None:
+        return
+    for stream, text in (("stdout", stage.stdout), ("stderr", stage.stderr)):
+        if text:
+            sink.chunk(stream, text.encode())  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class StageLimits:
     """Limits of one stage. ``cpu`` covers every process of the stage where a cgroup accounts CPU time (else

@@ -27,7 +27,7 @@ from .._verdicts import stage_failed
 from . import _pch, _workdir
 from ._compile_cache import CompileCache, FileImage, cache_key
 from ._pch import PchStore
-from ._sandbox import SandboxCaps, StageLimits, StageSink, run_stage
+from ._sandbox import SandboxCaps, StageLimits, StageSink, replay, run_stage
 from ._toolchains import StagePlan, Toolchain, compiler_identity, pch_build_plan
 
 if TYPE_CHECKING:
@@ -97,14 +97,14 @@ class WarmCompiler:
         hit = self.cache.get(key)
         if hit is not None:
             _write_outputs(workdir, hit.files, caps.sandbox_uid)
-            _replay(sink, hit.stage)
+            replay(sink, hit.stage)
             return replace(hit.stage, wall_time=time.monotonic() - started, cpu_time=0.0, memory=None)
         if ready is not None:
             stage = run([plan.argv[0], "-I", ready.include_dir, *plan.argv[1:]], (ready.include_dir,), None)
             if _pch.needs_cold_rerun(stage.stdout + stage.stderr, ready.header_path):
                 stage = run(plan.argv, (), sink)
             else:
-                _replay(sink, stage)
+                replay(sink, stage)
         else:
             stage = run(plan.argv, (), sink)
         if stage.status in _CACHED_STATUSES and stage.signal is None and not stage.truncated:
@@ -188,15 +188,6 @@ def _write_outputs(workdir: str, files: Sequence[FileImage], owner: int | None) 
             if owner is not None and owner != os.geteuid():
                 os.fchown(f.fileno(), owner, owner)
             os.fchmod(f.fileno(), mode & 0o755)
-
-
-def _replay(sink: StageSink | None, stage: Stage) -> None:
-    """A live run's compile output when the compile itself was not streamed (a hit, or a PCH compile)."""
-    if sink is None:
-        return
-    for stream, text in (("stdout", stage.stdout), ("stderr", stage.stderr)):
-        if text:
-            sink.chunk(stream, text.encode())  # type: ignore[arg-type]
 
 
 def sandboxed_builder(engine: LocalEngine) -> _pch.Builder:
