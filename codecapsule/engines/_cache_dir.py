@@ -47,7 +47,7 @@ def entry(where: str | Path, name: str, build: Callable[[Path], None]) -> Path |
             return path
         try:
             base.mkdir(mode=0o755, parents=True, exist_ok=True)
-            if not _ours(base):
+            if not trusted(base, follow_symlinks=True):
                 raise BuildFailed(f"{base} is not ours alone: what it holds may not have been built by us")
             with _flock(base / f".{name}.lock"):  # another process may be building the same entry
                 if not _intact(path):
@@ -63,9 +63,13 @@ class BuildFailed(Exception):
     """``build`` could not produce the entry (say why in the message)."""
 
 
-def _ours(base: Path) -> bool:
-    """Whether only we (and root) can have written in ``base``: ours, not writable by group or others."""
-    info = base.stat()
+def trusted(path: str | Path, *, follow_symlinks: bool = False) -> bool:
+    """Ours and not writable by anyone else (a directory or file another user could change is never used): only
+    we (and root) can have written in it."""
+    try:
+        info = os.stat(path, follow_symlinks=follow_symlinks)
+    except OSError:
+        return False
     return info.st_uid == os.geteuid() and not info.st_mode & 0o022
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from .._jobs import Job
 from . import _workdir
+from ._cache_dir import trusted
 from ._compile_cache import sweep_temporaries
 from ._toolchains import Toolchain, compile_flags, compiler, compiler_identity
 
@@ -79,15 +80,6 @@ def _stat_of(*paths: str) -> tuple[tuple[int, ...], ...]:
         info = os.stat(path, follow_symlinks=False)
         out.append((info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_uid, info.st_mode))
     return tuple(out)
-
-
-def trusted(path: str) -> bool:
-    """Ours and not writable by anyone else (a directory or file another user could change is never used)."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return False
-    return info.st_uid == os.geteuid() and not info.st_mode & 0o022
 
 
 def public_dir(path: str) -> None:

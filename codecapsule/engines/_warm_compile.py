@@ -25,6 +25,7 @@ from .._jobs import Job
 from .._results import Stage
 from .._verdicts import stage_failed
 from . import _pch, _workdir
+from ._cache_dir import trusted
 from ._compile_cache import CompileCache, FileImage, cache_key
 from ._pch import PchStore
 from ._sandbox import SandboxCaps, StageLimits, StageSink, replay, run_stage
@@ -74,7 +75,7 @@ class WarmCompiler:
         if any(real == d or real.startswith(d + "/") for d in _SANDBOX_VISIBLE):
             raise PermissionError(f"{root} is inside a directory every sandbox sees")
         os.makedirs(root, mode=0o755, exist_ok=True)
-        if not _pch.trusted(root):  # another user could swap what is inside: never used (the engine compiles cold)
+        if not trusted(root):  # another user could swap what is inside: never used (the engine compiles cold)
             raise PermissionError(f"{root} is not owned by this user or is writable by others")
         self.cache = CompileCache(os.path.join(root, "compile"), max_bytes)
         # the sandbox's uid must reach the PCH store to read it: without that only the cache is used
