@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
+from bench import bench_local
 from codecapsule import Job
-from codecapsule.engines._toolchains import compile_plan, run_plan
 from codecapsule.engines._workdir import remove_tree
 from codecapsule.engines.local import LocalEngine
 
@@ -55,32 +52,11 @@ C_PROGRAM = '#include <stdio.h>\nint main(void){ printf("hello %d\\n", 42); retu
 
 def bare(engine: LocalEngine, job: Job, extra: tuple[str, ...] = ()) -> float:
     """The engine's own compile and run commands (plus ``extra`` flags), no sandbox; the wall time."""
-    tc = engine.toolchain(job.language)
-    workdir = tempfile.mkdtemp(prefix="bench-bare-")
-    try:
-        for f in job.files:
-            (Path(workdir) / f.name).write_bytes(f.data)
-        started = time.perf_counter()
-        plan = compile_plan(tc, job, workdir)
-        assert plan is not None
-        subprocess.run(
-            [plan.argv[0], *extra, *plan.argv[1:]], cwd=workdir, env=plan.env, capture_output=True, check=True
-        )
-        runp = run_plan(tc, job, workdir, None)
-        out = subprocess.run(runp.argv, cwd=workdir, env=runp.env, capture_output=True, check=True)
-        elapsed = time.perf_counter() - started
-        assert out.stdout.startswith(b"hello "), out
-        return elapsed
-    finally:
-        shutil.rmtree(workdir)
+    return bench_local.bare(engine, job, extra, expect=lambda out: out.startswith(b"hello "))
 
 
 def on_engine(engine: LocalEngine, job: Job) -> float:
-    started = time.perf_counter()
-    result = engine.run(job)
-    elapsed = time.perf_counter() - started
-    assert result.ok and result.stdout.startswith("hello "), result
-    return elapsed
+    return bench_local.sandboxed(engine, job, expect=lambda out: out.startswith("hello "))
 
 
 def row(name: str, base: float, measured: float, target: float | None) -> None:
