@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +16,6 @@ from codecapsule._events import Event, Finished, Output, StageStarted
 from codecapsule.engines._live import IncrementalText, LiveRun
 from codecapsule.engines.local import LocalEngine
 from tests.engines.hostile import marker, running
-
-
-@pytest.fixture(scope="module")
-def workroot() -> Iterator[str]:
-    root = tempfile.mkdtemp(prefix="capsule-live-", dir="/tmp")
-    os.chmod(root, 0o755)  # the sandbox's unprivileged uid must reach its work directory
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,7 @@ read what is sent while they run, are asked for input when they really block rea
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,14 +16,6 @@ from codecapsule._render import render_text
 from codecapsule.engines.local import LocalEngine
 from tests.engines.conversation import END, converse, stdout_before, waits
 from tests.engines.hostile import MODES, marker, running
-
-
-@pytest.fixture(scope="module")
-def workroot() -> Iterator[str]:
-    root = tempfile.mkdtemp(prefix="capsule-input-", dir="/tmp")
-    os.chmod(root, 0o755)  # the sandbox's unprivileged uid must reach its work directory
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
