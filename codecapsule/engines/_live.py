@@ -23,10 +23,12 @@ import os
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .._errors import CodeCapsuleError, InvalidRequest
 from .._events import Event, Finished, Output, StageName, StageStarted, StreamName
+from .._jobs import Limits
 from .._results import Result
 
 if TYPE_CHECKING:
@@ -37,6 +39,11 @@ Producer = Callable[["LiveIO"], Result]
 END_OF_INPUT = None  # what read_input() gives once close_stdin() was called
 # seconds an interactive live run may take where the job sets no run_timeout (a student typing), on every engine
 INTERACTIVE_RUN_TIMEOUT = 60.0
+
+
+def interactive_limits(limits: Limits) -> Limits:
+    """An interactive run's limits: :data:`INTERACTIVE_RUN_TIMEOUT` where the job sets no ``run_timeout``."""
+    return limits if limits.run_timeout is not None else replace(limits, run_timeout=INTERACTIVE_RUN_TIMEOUT)
 
 
 class IncrementalText:

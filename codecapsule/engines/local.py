@@ -191,12 +191,12 @@ class LocalEngine:
         if job.lang.sql:
             raise EngineError("SQL runs in the DuckDB engine, not the local engine.")
         tc = self.toolchain(job.language)  # a missing toolchain raises here, before any thread starts
-        asked = job.limits
-        if interactive and asked.run_timeout is None:
-            from ._live import INTERACTIVE_RUN_TIMEOUT
+        if interactive:
+            from ._live import interactive_limits
 
-            asked = replace(asked, run_timeout=INTERACTIVE_RUN_TIMEOUT)
-        limits = asked.over(self.defaults)
+            limits = interactive_limits(job.limits).over(self.defaults)
+        else:
+            limits = job.limits.over(self.defaults)
 
         def producer(io: LiveIO) -> Result:
             with self.run_caps() as caps:

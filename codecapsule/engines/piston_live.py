@@ -34,7 +34,7 @@ from .._events import InputWanted, StageName, StreamName
 from .._jobs import Job
 from .._redact import display_url
 from .._results import Result
-from ._live import INTERACTIVE_RUN_TIMEOUT
+from ._live import interactive_limits
 from ._python_boot import COMPILED, SYNTAX
 from .piston_protocol import (
     clamp_to_server,
@@ -80,8 +80,8 @@ class LiveSession:
         self.address = (where.hostname or "", where.port or (443 if where.scheme == "https" else 80))
         skipped = ("content-type", "accept-encoding")  # an upgrade has no body
         self.headers = {k: v for k, v in engine._headers.items() if k.lower() not in skipped}
-        if interactive and job.limits.run_timeout is None:
-            job = replace(job, limits=replace(job.limits, run_timeout=INTERACTIVE_RUN_TIMEOUT))
+        if interactive:
+            job = replace(job, limits=interactive_limits(job.limits))
         self.shaped = shape(job)
         self.sent, self.notes = clamp_to_server(job, engine._caps.get(job.language, {}))
         self.name = engine._names.get(job.language, job.language)

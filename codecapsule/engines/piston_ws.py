@@ -44,7 +44,6 @@ SERVER_FINISHES_NOTE = (
     "the Piston server finishes a stopped job on its own, within its run_timeout of {seconds:g} s (Piston v3.1.1 "
     "stops a job neither on a signal nor when the connection closes)"
 )
-DEFAULT_INTERACTIVE_RUN_TIMEOUT = PISTON_DEFAULT_RUN_TIMEOUT
 
 
 def ws_url(base_url: str) -> str:
