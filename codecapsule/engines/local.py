@@ -66,7 +66,8 @@ class LocalEngine:
     get their groups (a path as in /proc/self/cgroup); by default a normal user's delegated subtree is found.
     ``warm=False`` (``CODECAPSULE_WARM=0``, ``Settings.warm``) turns the warm paths off: every job compiles cold.
     ``cache_dir`` / ``compile_cache_size`` (``CODECAPSULE_CACHE_DIR`` / ``CODECAPSULE_COMPILE_CACHE_SIZE``) place
-    and bound the C/C++ compile cache and precompiled headers.
+    the engine's cache (the C/C++ compile cache and precompiled headers, the warm javac's classes, the run JVM's
+    CDS archive) and bound the compile cache.
     """
 
     name = "local"
@@ -88,7 +89,8 @@ class LocalEngine:
         self.defaults = defaults
         #: the warm paths (a javac that stays up, CDS, PCH, compile cache); None = ``CODECAPSULE_WARM`` (default on)
         self.warm = _env_flag("CODECAPSULE_WARM") if warm is None else warm
-        #: where the C/C++ compile cache and precompiled headers live, and the cache's bound (see _warm_compile)
+        #: the engine's cache directory (compile cache, PCH, javac server classes, CDS archive) and the compile
+        #: cache's bound (see _warm_compile, _cache_dir)
         self.cache_dir = cache_dir or local_cache_dir()
         self.compile_cache_size = compile_cache_size if compile_cache_size is not None else local_cache_size()
         self._warm_compiler: WarmCompiler | Literal[False] | None = None
@@ -135,7 +137,7 @@ class LocalEngine:
         from ._javac_server import WarmJavac
 
         with self._lock:
-            if self._warm_javac is None and WarmJavac.usable(self.caps):
+            if self._warm_javac is None and self._javac_possible():
                 self._warm_javac = WarmJavac(self._uids, self.workroot, self.workdir_size, self.cache_dir)
                 weakref.finalize(self, self._warm_javac.close)  # an engine dropped without close()
         return self._warm_javac
@@ -320,13 +322,19 @@ class LocalEngine:
         facts["c/c++ compile cache"] = self._warm_fact()
         if self.caps.root and self.workdir_size:
             facts["disk"] += f", {self.workdir_size // (1024 * 1024)} MiB per run"
-        facts["warm"] = _WARM_FACTS[(self.warm, self.warm and self.warm_javac is not None)]
+        facts["warm"] = _WARM_FACTS[(self.warm, self.warm and self._javac_possible())]
         return EngineInfo(
             name=self.name,
             isolation=f"{self.caps.level}: {self.caps.describe()}",
             languages=languages,
             notes=tuple(notes) + tuple(f"{k}: {v}" for k, v in facts.items()),
         )
+
+    def _javac_possible(self) -> bool:
+        """Whether this sandbox can hold a warm javac (asked without making one: info() starts nothing)."""
+        from ._javac_server import WarmJavac
+
+        return WarmJavac.usable(self.caps)
 
     def _warm_fact(self) -> str:
         if not self.warm:
