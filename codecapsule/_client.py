@@ -258,10 +258,10 @@ class Client(_ClientCore):
         return self._run_in(RunGroup(), job, engine)
 
     def _run_in(self, group: RunGroup, job: Job, engine: EngineChoice | None) -> Result:
-        piston = self._wants_piston(job, engine)  # refuses engine="piston" for SQL
-        if job.lang.sql:
+        route = self.engine_for(job, engine)
+        if route == "duckdb":
             return self._duckdb_engine().run(job)
-        if piston:
+        if route == "piston":
             return self._piston_engine().run(job)  # nothing of it runs on this machine: nothing to stop here
         # a live run, because only a live run can be stopped while its processes run (see _interrupt)
         return group.wait(self._local_engine().stream(job))
