@@ -147,7 +147,8 @@ def test_info_says_which_isolation_is_in_force(engine: LocalEngine) -> None:
     assert ("no filter" in notes["seccomp"]) == (caps.seccomp is None)
     assert ("none" in notes["cgroup"]) == (caps.cgroups is None)
     assert ("tmpfs" in notes["disk"]) == caps.root
-    assert ("standbys" in notes["launch"]) == caps.uses_standby
+    assert ("sandboxes are prepared ahead" in notes["launch"]) == engine.primed
+    assert ("standbys" in notes["launch"]) == (caps.uses_standby and not engine.primed)
 
 
 FACTS = ("uid", "seccomp", "cgroup", "disk", "launch", "verdicts")
@@ -257,6 +258,7 @@ def test_no_work_directory_is_left_behind(best: LocalEngine) -> None:
     engine = LocalEngine(workroot=str(tmp_path))
     run(engine, "import os; os.chmod('.', 0o500); open('/box/x', 'w') if False else None", "python")
     run(engine, "int main(){return 0;}", "c")
+    engine.close()  # the work directories prepared for the next runs wait in the work root until then
     assert list(tmp_path.iterdir()) == []
     tmp_path.rmdir()
 
@@ -272,8 +274,10 @@ def test_a_workroot_the_sandbox_uid_cannot_reach_is_refused(tmp_path: Path) -> N
 @pytest.fixture(scope="module", autouse=True)
 def _no_cgroups_left() -> Iterator[None]:
     yield
-    from codecapsule.engines import _javac_server, _standby
+    from codecapsule.engines import _javac_server, _primed, _standby
 
+    _primed.release_all()  # sandboxes prepared for the next runs hold a group each; and a run's group is removed
+    # on the primer thread once its processes are killed: release_all waits for that too
     _standby.release_all()  # launchers waiting for the next stage hold a group each: released, it must go too
     _javac_server.stop_all()  # so does an engine's warm javac, until its engine is closed
     for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/memory")):

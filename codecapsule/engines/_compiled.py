@@ -30,9 +30,13 @@ FileImage = tuple[str, bytes, int]
 class _Work:
     """One run's work directory, made as :meth:`LocalEngine.run` makes them (a tmpfs owned by the run's uid as root)."""
 
-    def __init__(self, engine: LocalEngine, caps: SandboxCaps) -> None:
-        self._dir = _workdir.WorkDir(engine.workroot, size=engine.workdir_size, owner=caps.sandbox_uid)
-        self.path = self._dir.path
+    def __init__(self, workdir: _workdir.WorkDir) -> None:
+        self._dir = workdir
+        self.path = workdir.path
+
+    @classmethod
+    def new(cls, engine: LocalEngine, caps: SandboxCaps) -> _Work:
+        return cls(_workdir.WorkDir(engine.workroot, size=engine.workdir_size, owner=caps.sandbox_uid))
 
     def write(self, files: Sequence[FileImage]) -> None:
         self._dir.write((name, data) for name, data, _ in files)
@@ -99,7 +103,7 @@ def compile_job(engine: LocalEngine, job: Job) -> CompiledArtifact:
 
 def _compile_into(artifact: CompiledArtifact, engine: LocalEngine, caps: SandboxCaps) -> None:
     job, tc, limits = artifact.job, artifact.toolchain, artifact.limits
-    work = _Work(engine, caps)
+    work = _Work.new(engine, caps)
     try:
         work.write([(f.name, f.data, 0o644) for f in job.files])
         artifact.compile = engine.compile_stage(job, tc, limits, caps, work.path)
@@ -126,14 +130,9 @@ def run_compiled(
     if artifact.closed:
         raise EngineError("this CompiledArtifact is closed: compile the job again with LocalEngine.compile(job).")
     job = replace(artifact.job, stdin=stdin, args=as_args(args), expect=expect, name=name)
-    with engine.run_caps() as caps:
-        return _run_in(artifact, job, engine, caps)
-
-
-def _run_in(artifact: CompiledArtifact, job: Job, engine: LocalEngine, caps: SandboxCaps) -> Result:
-    work = _Work(engine, caps)
-    try:
-        work.write(artifact.files)
-        return engine.run_program(job, artifact.toolchain, artifact.limits, caps, work.path, artifact.compile)
-    finally:
-        work.remove()
+    # a sandbox prepared ahead where one is ready, as for LocalEngine.run (its work directory and uid are the run's)
+    with engine.run_place(artifact.toolchain, job, compiles=False) as (caps, workdir, primed):
+        _Work(workdir).write(artifact.files)
+        return engine.run_program(
+            job, artifact.toolchain, artifact.limits, caps, workdir.path, artifact.compile, primed=primed
+        )

@@ -11,7 +11,9 @@ It closes that fd before anything else. Where no compiler, no cache or no exec o
 keeps the perl launcher (``SandboxCaps.detect`` tries this one first, and keeps it only if it reports ``S0``).
 
 Arguments: its own fd, the report fd, the limits (``resource:soft:hard`` items, comma-separated, ``-`` for none),
-then the program's argv.
+then the program's argv. Or, for a sandbox prepared ahead (``_primed``): its own fd, the report fd, ``--serve`` and a
+socket's fd, on which it waits for the stage (limits, environment, argv and optionally a stdin fd) before the same
+launch.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ SOURCE = r"""
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 static void report(int fd, char kind, int value) {
     char line[32];
@@ -43,29 +48,28 @@ static void report(int fd, char kind, int value) {
     if (write(fd, line, (size_t)n) < 0) { /* the host then finds no report: nothing else to do */ }
 }
 
-int main(int argc, char **argv) {
-    if (argc < 5) return 125;
-    close(atoi(argv[1]));
-    prctl(PR_SET_NAME, "capsule-init");  /* run as /proc/self/fd/<n>, it would be listed as "<n>" */
-    int st = atoi(argv[2]);
-    if (fcntl(st, F_SETFD, FD_CLOEXEC) != 0) return 125;  /* the program never holds the report pipe */
+/* Fork the program (limits, argv; envp NULL: ours; stdin_fd >= 0: its fd 0), report its wait status, exit. */
+static int launch(int st, char *limits, char **argv, char **envp, int stdin_fd) {
     pid_t pid = fork();
     if (pid < 0) return 125;
     if (pid == 0) {
-        if (strcmp(argv[3], "-") != 0) {
-            for (char *item = strtok(argv[3], ","); item; item = strtok(NULL, ",")) {
+        if (stdin_fd >= 0 && (dup2(stdin_fd, 0) != 0 || close(stdin_fd) != 0)) _exit(125);
+        if (strcmp(limits, "-") != 0) {
+            for (char *item = strtok(limits, ","); item; item = strtok(NULL, ",")) {
                 unsigned long long r, s, h;
                 if (sscanf(item, "%llu:%llu:%llu", &r, &s, &h) != 3) _exit(125);
                 struct rlimit64 lim = {s, h};
                 if (prlimit64(0, (int)r, &lim, NULL) != 0) _exit(125);
             }
         }
-        execvp(argv[4], argv + 4);
+        if (envp) environ = envp;  /* execvp looks the program up in the stage's PATH */
+        execvp(argv[0], argv);
         int err = errno;
         report(st, 'E', err);
-        fprintf(stderr, "capsule: cannot run %s: %s\n", argv[4], strerror(err));
+        fprintf(stderr, "capsule: cannot run %s: %s\n", argv[0], strerror(err));
         _exit(127);
     }
+    if (stdin_fd >= 0) close(stdin_fd);
     for (;;) {  /* PID 1: reap every orphan until the program itself ends */
         int status;
         pid_t w = waitpid(-1, &status, 0);
@@ -78,6 +82,58 @@ int main(int argc, char **argv) {
             return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
         }
     }
+}
+
+/* Prepared ahead (``_primed``): wait for the stage on a socket, one message of NUL-separated fields — limits,
+   number of environment entries, the entries, argv — and optionally its stdin as an SCM_RIGHTS fd. No message
+   (the host closed its end): exit quietly. */
+static char message[262144];
+
+static int serve(int st, int sock) {
+    int stdin_fd = -1;
+    union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } control;
+    struct iovec iov = {message, sizeof message - 1};
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.space;
+    msg.msg_controllen = sizeof control.space;
+    ssize_t n;
+    do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
+    if (n <= 0) return 0;
+    close(sock);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+            memcpy(&stdin_fd, CMSG_DATA(c), sizeof(int));
+    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) return 125;
+    message[n] = 0;
+    size_t count = 1;
+    for (ssize_t i = 0; i < n; i++) count += message[i] == 0;
+    char **field = calloc(count + 1, sizeof *field);
+    if (!field) return 125;
+    size_t k = 0;
+    for (char *p = message; p <= message + n && k < count; p += strlen(p) + 1) field[k++] = p;
+    if (k < 3) return 125;
+    long envs = strtol(field[1], NULL, 10);
+    if (envs < 0 || (size_t)envs + 3 > k) return 125;
+    char **envp = calloc((size_t)envs + 1, sizeof *envp);
+    if (!envp) return 125;
+    for (long i = 0; i < envs; i++) envp[i] = field[2 + i];
+    return launch(st, field[0], field + 2 + envs, envp, stdin_fd);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 5) return 125;
+    close(atoi(argv[1]));
+    prctl(PR_SET_NAME, "capsule-init");  /* run as /proc/self/fd/<n>, it would be listed as "<n>" */
+    int st = atoi(argv[2]);
+    if (fcntl(st, F_SETFD, FD_CLOEXEC) != 0) return 125;  /* the program never holds the report pipe */
+    if (strcmp(argv[3], "--serve") == 0) {
+        int sock = atoi(argv[4]);
+        if (fcntl(sock, F_SETFD, FD_CLOEXEC) != 0) return 125;
+        return serve(st, sock);
+    }
+    return launch(st, argv[3], argv + 4, NULL, -1);
 }
 """
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import math
 import os
@@ -35,17 +36,18 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from .._errors import SandboxError
 from .._results import Stage
-from . import _cgroups, _init, _seccomp, _standby, _stdin_wait, _uids
+from . import _cgroups, _init, _primed, _seccomp, _standby, _stdin_wait, _uids
 
 if TYPE_CHECKING:
     from ._live_stdin import LiveStdin
+    from ._primed import Launch, Primed
 
 _READ = 65536
 SANDBOX_WORKDIR = "/box"
@@ -436,9 +438,11 @@ def _bwrap_command(
     rlimits: list[tuple[int, int, int]] | None = None,
     exit_fd: int | None = None,
     init_fd: int | None = None,
+    serve_fd: int | None = None,
 ) -> list[str]:
     """The bwrap command line. With ``exit_fd``, the sandbox's PID 1 is a launcher that reports the program's
-    wait status there: the compiled init (``init_fd``, also passed to bwrap) or else perl."""
+    wait status there: the compiled init (``init_fd``, also passed to bwrap) or else perl. ``serve_fd`` (with the
+    compiled init; ``argv`` and ``rlimits`` unused): it waits for the stage on that socket (``_primed``)."""
     assert caps.bwrap is not None
     prefix = caps.uid_prefix()
     launch = caps.perl is not None and exit_fd is not None
@@ -458,7 +462,8 @@ def _bwrap_command(
         # between we put that pid in the run's cgroup and set its resource limits. At the end status_fd carries
         # the program's exit code only if the program was really started: a start failure is known out of band.
         "--json-status-fd", str(status_fd), "--block-fd", str(block_fd),
-        *(["--as-pid-1", "--", *_pid1(caps, init_fd), str(exit_fd), _limit_list(rlimits or []), *argv]
+        *(["--as-pid-1", "--", *_pid1(caps, init_fd), str(exit_fd),
+           *(["--serve", str(serve_fd)] if serve_fd is not None else [_limit_list(rlimits or []), *argv])]
           if launch else ["--", *argv]),
     ]  # fmt: skip
 
@@ -496,7 +501,7 @@ def _chain_command(
 
 def _release_sandbox(
     caps: SandboxCaps,
-    limits: StageLimits,
+    limits: StageLimits | None,
     cgroup: _cgroups.RunCgroup | None,
     info_r: int,
     block_w: int,
@@ -521,7 +526,8 @@ def _release_sandbox(
         raise SandboxError(f"the sandbox runs as uid {os.stat(f'/proc/{pid}').st_uid}, not {caps.sandbox_uid}")
     if cgroup is not None and monitor_pid is not None:
         _join(cgroup, pid)
-    if not (caps.uid_prefix() and caps.prlimit) and not caps.perl:  # else set by the launcher or the prlimit hop
+    if limits is not None and not (caps.uid_prefix() and caps.prlimit) and not caps.perl:
+        # (else set by the launcher or the prlimit hop; no limits: a sandbox prepared ahead, its launcher sets them)
         for res, soft, hard in _rlimits(caps, limits, cgroup):
             resource.prlimit(pid, res, (soft, hard))
     init_fd = os.pidfd_open(pid)
@@ -593,16 +599,29 @@ def run_stage(
     limits: StageLimits,
     roots: tuple[str, ...] = (),
     sink: StageSink | None = None,
+    primed: Primed | None = None,
 ) -> Stage:
     """Run ``argv`` in ``workdir`` under the sandbox and limits; always returns a Stage (never leaves processes).
     ``sink`` (live runs only) gets the output as it is read and can stop the stage (status ``IN``). ``stdin``: all
-    of the input, or (interactive live runs) a ``LiveStdin`` whose pipe the capture loop feeds as input arrives."""
+    of the input, or (interactive live runs) a ``LiveStdin`` whose pipe the capture loop feeds as input arrives.
+    ``primed``: the run's sandbox prepared ahead (``_primed``), used if this stage's sandbox is exactly that one
+    and no stage used it yet."""
     cgroup = None
     standby = None
+    launch = None
     if caps.cgroups is not None and (limits.memory is not None or limits.processes is not None):
         # the sandbox's own helpers (sh, bwrap and its reaper) need a few process slots of their own
         procs = limits.processes + 4 if limits.processes is not None else None
-        standby = _standby.take(caps.perl, caps.cgroups, caps.seccomp, caps.init) if caps.uses_standby else None
+        launch = primed.claim(caps, workdir, roots) if primed is not None else None
+        if launch is not None:
+            try:
+                launch.standby.cgroup.set_limits(limits.memory, procs)
+                cgroup = launch.standby.cgroup
+            except OSError:
+                launch.discard(caps.sandbox_uid)
+                launch = None
+        if launch is None and caps.uses_standby:
+            standby = _standby.take(caps.perl, caps.cgroups, caps.seccomp, caps.init)
         if standby is not None:
             try:
                 standby.cgroup.set_limits(limits.memory, procs)
@@ -618,11 +637,23 @@ def run_stage(
                 f"could not create a cgroup for the run ({exc}); set CODECAPSULE_CGROUPS=0 to run without one."
             ) from exc
     try:
-        return _run(caps, argv, env, workdir, stdin, limits, roots, cgroup, sink=sink, standby=standby)
+        return _run(
+            caps, argv, env, workdir, stdin, limits, roots, cgroup, sink=sink, standby=standby, launch=launch,
+            refill=primed.pool.refill if launch is not None and primed is not None else None,
+        )  # fmt: skip
     finally:
-        if cgroup is not None:
-            cgroup.remove()
-            _reap(None, caps.sandbox_uid)  # what the removal killed and the kernel reparented to us
+        if cgroup is not None and launch is not None:
+            # nothing of the run is left alive after kill_all; removing the empty group can wait on the kernel
+            # (``_primed.later``), so the thread preparing the next sandbox does it
+            cgroup.kill_all()
+            _primed.later(functools.partial(_remove_group, cgroup, caps.sandbox_uid))
+        elif cgroup is not None:
+            _remove_group(cgroup, caps.sandbox_uid)
+
+
+def _remove_group(cgroup: _cgroups.RunCgroup, sandbox_uid: int | None) -> None:
+    cgroup.remove()
+    _reap(None, sandbox_uid)  # what the removal killed and the kernel reparented to us
 
 
 @dataclass
@@ -728,13 +759,51 @@ def _spawn_standby(
     finally:
         os.close(standby.block_w)
     if killed:
-        # it died after it was taken (killed from outside) before bwrap started: start cold, in the group it was
-        # given. (A failure of bwrap itself is an exit, not a signal: that one is reported, not retried.)
-        _abandon(proc)
-        os.close(standby.status_r)
-        os.close(standby.exit_r)
-        return _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
+        # it died after it was taken (killed from outside) before bwrap started. (A failure of bwrap itself is an
+        # exit, not a signal: that one is reported, not retried.)
+        return _spawn_instead(standby, caps, argv, env, workdir, stdin, limits, roots)
     return _Spawned(proc, init_fd, standby.status_r, standby.exit_r)
+
+
+def _spawn_instead(
+    standby: _standby.Standby,
+    caps: SandboxCaps,
+    argv: list[str],
+    env: dict[str, str],
+    workdir: str,
+    stdin: bytes | LiveStdin,
+    limits: StageLimits,
+    roots: tuple[str, ...],
+) -> _Spawned:
+    """A launcher prepared ahead is gone: start the stage cold, in the group it was given."""
+    _abandon(standby.proc)
+    os.close(standby.status_r)
+    os.close(standby.exit_r)
+    return _spawn(caps, argv, env, workdir, stdin, limits, roots, standby.cgroup)
+
+
+def _spawn_primed(
+    launch: Launch,
+    caps: SandboxCaps,
+    argv: list[str],
+    env: dict[str, str],
+    workdir: str,
+    stdin: bytes | LiveStdin,
+    limits: StageLimits,
+    roots: tuple[str, ...],
+) -> _Spawned:
+    """Start the program in the sandbox prepared for it: one message to its PID 1 (``_primed``)."""
+    standby = launch.standby
+    cgroup = standby.cgroup
+    cgroup.start_accounting()  # the sandbox's own start-up is not the program's CPU time
+    try:
+        # bwrap sets PWD after its --chdir for what it execs; here PID 1 sets the environment, so say it the same
+        launch.start(argv, {**env, "PWD": SANDBOX_WORKDIR}, _limit_list(_rlimits(caps, limits, cgroup)), stdin)
+    except OSError:
+        # gone (killed from outside while it waited) or a message too large
+        os.close(launch.init_fd)
+        return _spawn_instead(standby, caps, argv, env, workdir, stdin, limits, roots)
+    return _Spawned(standby.proc, launch.init_fd, standby.status_r, standby.exit_r)
 
 
 def _killed(pid: int) -> bool:
@@ -749,7 +818,7 @@ def _killed(pid: int) -> bool:
 def _confine(
     proc: subprocess.Popen[bytes],
     caps: SandboxCaps,
-    limits: StageLimits,
+    limits: StageLimits | None,
     cgroup: _cgroups.RunCgroup | None,
     status_r: int,
     block_w: int,
@@ -1038,14 +1107,20 @@ def _run(
     *,
     sink: StageSink | None = None,
     standby: _standby.Standby | None = None,
+    launch: Launch | None = None,
+    refill: Callable[[], None] | None = None,
 ) -> Stage:
     started = time.monotonic()
-    if standby is not None:
+    if launch is not None:
+        spawned = _spawn_primed(launch, caps, argv, env, workdir, stdin, limits, roots)
+    elif standby is not None:
         spawned = _spawn_standby(standby, caps, argv, env, workdir, stdin, limits, roots)
     else:
         spawned = _spawn(caps, argv, env, workdir, stdin, limits, roots, cgroup)
     proc, init_fd = spawned.proc, spawned.init_fd
-    if caps.uses_standby and cgroup is not None:
+    if refill is not None:
+        refill()  # the next run's sandboxes, while this one runs
+    elif caps.uses_standby and cgroup is not None:
         _standby.refill(caps.perl, caps.cgroups, caps.seccomp, caps.init)  # for the next stage, while this one runs
     feed = None if isinstance(stdin, bytes) else stdin
     if feed is not None:

@@ -87,10 +87,18 @@ class Standby:
     init_fd: int | None  # the compiled PID 1 (``_init``), held for bwrap (None: the perl launcher)
 
     def start(
-        self, argv: list[str], env: dict[str, str], cwd: str, stdin: bytes, uid: int | None, stdin_path: str = ""
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        stdin: bytes,
+        uid: int | None,
+        stdin_path: str = "",
+        keep_stdin: bool = False,
     ) -> None:
         """Write the stage's input and become ``argv``, as host uid ``uid`` when given (raises OSError if the
-        standby is gone). ``stdin_path``: open this as its stdin instead (an interactive run's pipe)."""
+        standby is gone). ``stdin_path``: open this as its stdin instead (an interactive run's pipe).
+        ``keep_stdin``: keep our handle on its stdin file (a sandbox prepared ahead gets its input later)."""
         os.pwrite(self.stdin.fileno(), stdin, 0)
         uid_field = "" if uid is None else str(uid)
         fields = [cwd, uid_field, stdin_path, str(len(env)), *(f"{k}={v}" for k, v in env.items()), *argv]
@@ -103,7 +111,8 @@ class Standby:
         finally:
             os.close(self.control_w)
             self.control_w = -1
-            self.stdin.close()
+            if not keep_stdin:
+                self.stdin.close()
 
     def discard(self) -> None:
         """Unused (at exit, or after a failed start): let it exit and remove its group."""
@@ -189,7 +198,10 @@ class _Pool:
             standby.discard()
 
 
-def _spawn(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None, init_fd: int | None) -> Standby:
+def _spawn(
+    perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None, init_fd: int | None, extra: tuple[int, ...] = ()
+) -> Standby:
+    """A new standby; ``extra``: more of our fds it holds for what it becomes (closed here once it has them)."""
     from ._sandbox import _popen  # the stage runner's own spawn: a new session, a waited-for child
 
     cgroup = support.create(None, None, cpus=1.0)
@@ -208,7 +220,7 @@ def _spawn(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None, in
             os.write(seccomp_w, seccomp)  # ~700 bytes: far below the pipe's capacity
             os.close(seccomp_w)
         stdin = tempfile.TemporaryFile()  # noqa: SIM115  # outlives this call: closed by start() or discard()
-        passed = (control_r, status_w, block_r, exit_w) + ((seccomp_fd,) if seccomp_fd is not None else ())
+        passed = (control_r, status_w, block_r, exit_w, *extra) + ((seccomp_fd,) if seccomp_fd is not None else ())
         script = _script()
         if script is None:
             raise OSError(f"no system call numbers for {os.uname().machine}")

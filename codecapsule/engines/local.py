@@ -20,6 +20,7 @@ from .._results import Result, Stage
 from .._settings import local_cache_dir, local_cache_size
 from .._verdicts import internal_error, judge, stage_failed
 from . import _cgroups, _uids, _workdir
+from ._primed import READY_MAX as _PRIMED_READY
 from ._python_boot import COMPILED, SYNTAX, split_compile_outcome
 from ._sandbox import SandboxCaps, StageLimits, StageSink, run_stage
 from ._toolchains import COMPILE_PROFILE, RESERVES_ADDRESS_SPACE, Toolchain, compile_plan, find, program_stdin, run_plan
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from ._javac_server import WarmJavac
     from ._live import AsyncLiveRun, LiveIO, LiveRun, Producer, StageOutput
     from ._live_stdin import LiveStdin
+    from ._primed import Primed, PrimedPool
     from ._warm_compile import WarmCompiler
 
 #: What the local engine applies where a job leaves a limit unset.
@@ -61,7 +63,9 @@ class LocalEngine:
     ``bwrap=False`` / ``cgroups=False`` (or ``CODECAPSULE_BWRAP=0`` / ``CODECAPSULE_CGROUPS=0``) turn isolation
     layers off — for trusted code or machines where they misbehave; :meth:`info` always reports what is in force.
     ``standby=False`` (or ``CODECAPSULE_STANDBY=0``) starts every stage cold instead of through a launcher
-    prepared ahead inside its cgroup (see ``_standby``; same isolation and results, slower start).
+    prepared ahead inside its cgroup (see ``_standby``; same isolation and results, slower start), and prepares
+    no sandboxes ahead; ``primed=False`` keeps the launchers but prepares no sandboxes ahead (``_primed``: the
+    next run's bubblewrap already up, its work directory and uid with it).
     ``cgroup_parent`` (or ``CODECAPSULE_CGROUP_PARENT``) names the cgroup, delegated to this user, under which runs
     get their groups (a path as in /proc/self/cgroup); by default a normal user's delegated subtree is found.
     ``warm=False`` (``CODECAPSULE_WARM=0``, ``Settings.warm``) turns the warm paths off: every job compiles cold.
@@ -82,6 +86,7 @@ class LocalEngine:
         cgroup_parent: str | None = None,
         workdir_size: int = WORKDIR_SIZE,
         standby: bool | None = None,
+        primed: bool = True,
         warm: bool | None = None,
         cache_dir: str | None = None,
         compile_cache_size: int | None = None,
@@ -108,6 +113,8 @@ class LocalEngine:
         )
         # launchers prepared ahead inside their cgroup (_standby): off only to measure or rule them out
         self.caps = replace(self.caps, standby=_env_flag("CODECAPSULE_STANDBY") if standby is None else standby)
+        #: whether runs take sandboxes prepared ahead (``_primed``; needs the standbys and the compiled PID 1)
+        self.primed = primed and self.caps.uses_standby and self.caps.init is not None
         if use_cgroups and parent is not None and self.caps.cgroups is None:
             raise ConfigurationError(
                 f"cannot create run cgroups under {parent!r} (CODECAPSULE_CGROUP_PARENT / cgroup_parent): it must be "
@@ -127,6 +134,12 @@ class LocalEngine:
         self._toolchains: dict[str, Toolchain] = {}
         self._lock = threading.Lock()
         self._warm_javac: WarmJavac | None = None
+        # sandboxes prepared ahead (_primed), by their run stage's roots and the number of stages a run may use
+        self._primed: dict[tuple[tuple[str, ...], int], PrimedPool] = {}
+        if self.primed:  # an engine dropped without close(): its waiting sandboxes (groups, tmpfs, uids) go too
+            from ._primed import close_pools
+
+            weakref.finalize(self, close_pools, self._primed)
 
     @property
     def warm_javac(self) -> WarmJavac | None:
@@ -160,13 +173,57 @@ class LocalEngine:
         with self._uids.take() as uid:
             yield replace(self.caps, sandbox_uid=uid)
 
+    @contextlib.contextmanager
+    def run_place(
+        self, tc: Toolchain, job: Job, *, compiles: bool = True
+    ) -> Iterator[tuple[SandboxCaps, _workdir.WorkDir, Primed | None]]:
+        """A run's sandbox settings, work directory and, where one is ready, the sandbox prepared ahead for its run
+        stage (``_primed``: the work directory and uid are then that sandbox's); all released when the block ends.
+        ``compiles=False``: the run has no compile stage (a program compiled before, ``_compiled``)."""
+        # a compiled language's compile stage may start in one too (the same roots: no precompiled header, not the
+        # warm javac), so its runs get two
+        stages = 2 if compiles and job.lang.compiled and not (job.language == "java" and self.warm) else 1
+        pool = self._primed_pool(self.run_roots(tc, job.language), stages)
+        primed = pool.take() if pool is not None else None
+        if primed is not None:
+            try:
+                yield primed.caps, primed.work, primed
+            finally:
+                primed.finished()
+            return
+        with self.run_caps() as caps:
+            work = _workdir.WorkDir(self.workroot, size=self.workdir_size, owner=caps.sandbox_uid)
+            try:
+                yield caps, work, None
+            finally:
+                work.remove()
+
+    def _primed_pool(self, roots: tuple[str, ...], stages: int) -> PrimedPool | None:
+        """The pool of sandboxes prepared ahead for stages with these roots, or None where none can be: they
+        need what standbys need (bubblewrap, cgroups, perl) and the compiled PID 1."""
+        if not self.primed:
+            return None
+        with self._lock:
+            pool = self._primed.get((roots, stages))
+            if pool is None:
+                from ._primed import PrimedPool
+
+                pool = PrimedPool(self.caps, roots, stages, self._uids, self.workroot, self.workdir_size)
+                self._primed[roots, stages] = pool
+            return pool
+
+    def run_roots(self, tc: Toolchain, language: str) -> tuple[str, ...]:
+        """The read-only roots the run stage binds besides the system's: the toolchain's, and the CDS archive's."""
+        extra = _jvm_options(tc, self.cache_dir)[1] if self.warm and language == "java" else ()
+        return (*tc.roots, *extra)
+
     def run(self, job: Job) -> Result:
         if job.lang.sql:
             raise EngineError("SQL runs in the DuckDB engine, not the local engine.")
         tc = self.toolchain(job.language)
         limits = job.limits.over(self.defaults)
-        with self.run_caps() as caps:
-            return self._run(job, tc, limits, caps)
+        with self.run_place(tc, job) as place:
+            return self._run(job, tc, limits, *place)
 
     def stream(self, job: Job, *, interactive: bool = False) -> LiveRun:
         """Run ``job`` live: its events as they happen (see ``_events``); ``cancel()`` kills every process of the
@@ -201,8 +258,8 @@ class LocalEngine:
             limits = job.limits.over(self.defaults)
 
         def producer(io: LiveIO) -> Result:
-            with self.run_caps() as caps:
-                return self._run(job, tc, limits, caps, live=io, interactive=interactive)
+            with self.run_place(tc, job) as place:
+                return self._run(job, tc, limits, *place, live=io, interactive=interactive)
 
         return producer
 
@@ -212,26 +269,35 @@ class LocalEngine:
         tc: Toolchain,
         limits: Limits,
         caps: SandboxCaps,
+        work: _workdir.WorkDir,
+        primed: Primed | None,
         *,
         live: LiveIO | None = None,
         interactive: bool = False,
     ) -> Result:
-        work = _workdir.WorkDir(self.workroot, size=self.workdir_size, owner=caps.sandbox_uid)
-        try:
-            work.write((f.name, f.data) for f in job.files)
-            compiled = self.compile_stage(job, tc, limits, caps, work.path, live=live)
-            if compiled is not None and stage_failed(compiled):
-                return self.judge_stages(job, tc, limits, caps, compiled, None)
-            return self.run_program(job, tc, limits, caps, work.path, compiled, live=live, interactive=interactive)
-        finally:
-            work.remove()
+        work.write((f.name, f.data) for f in job.files)
+        compiled = self.compile_stage(job, tc, limits, caps, work.path, live=live, primed=primed)
+        if compiled is not None and stage_failed(compiled):
+            return self.judge_stages(job, tc, limits, caps, compiled, None)
+        return self.run_program(
+            job, tc, limits, caps, work.path, compiled, live=live, interactive=interactive, primed=primed
+        )
 
     # The two stages and the verdict, shared by run() and compile-once runs (_compiled.py).
 
     def compile_stage(
-        self, job: Job, tc: Toolchain, limits: Limits, caps: SandboxCaps, workdir: str, *, live: LiveIO | None = None
+        self,
+        job: Job,
+        tc: Toolchain,
+        limits: Limits,
+        caps: SandboxCaps,
+        workdir: str,
+        *,
+        live: LiveIO | None = None,
+        primed: Primed | None = None,
     ) -> Stage | None:
-        """Compile the files in ``workdir`` (None for interpreted languages)."""
+        """Compile the files in ``workdir`` (None for interpreted languages); ``primed``: the run's sandbox
+        prepared ahead, used if the compile's sandbox is exactly it (``run_stage``)."""
         plan = compile_plan(tc, job, caps.inner_workdir(workdir))
         if plan is None:
             return None
@@ -240,7 +306,7 @@ class LocalEngine:
         def run(argv: list[str], roots: tuple[str, ...], sink: StageSink | None) -> Stage:
             return run_stage(
                 caps, argv, env=plan.env, workdir=workdir, stdin=b"", roots=tc.roots + roots, limits=stage_limits,
-                sink=sink,
+                sink=sink, primed=primed,
             )  # fmt: skip
 
         warm = self.warm_compiler(caps) if job.language in COMPILE_PROFILE else None
@@ -278,9 +344,11 @@ class LocalEngine:
         *,
         live: LiveIO | None = None,
         interactive: bool = False,
+        primed: Primed | None = None,
     ) -> Result:
         """Run the program in ``workdir`` (already compiled) with the job's stdin and args, and judge it;
-        ``interactive`` (a live run): its stdin is fed from ``live`` as the input arrives."""
+        ``interactive`` (a live run): its stdin is fed from ``live`` as the input arrives. ``primed``: as for
+        ``compile_stage``."""
         jvm_extra, extra_roots = _jvm_options(tc, self.cache_dir) if self.warm and job.language == "java" else ((), ())
         plan = run_plan(tc, job, caps.inner_workdir(workdir), _heap_hint(limits.memory, caps), jvm_extra)
         with (
@@ -296,6 +364,7 @@ class LocalEngine:
                 roots=(*tc.roots, *extra_roots),
                 limits=run_stage_limits(limits, job.language),
                 sink=sink,
+                primed=primed,
             )
         compiled, run = split_compile_outcome(job.language, compiled, ran)  # a SyntaxError did not compile
         return self.judge_stages(job, tc, limits, caps, compiled, run)
@@ -323,6 +392,12 @@ class LocalEngine:
         if self.caps.root and self.workdir_size:
             facts["disk"] += f", {self.workdir_size // (1024 * 1024)} MiB per run"
         facts["warm"] = _WARM_FACTS[(self.warm, self.warm and self._javac_possible())]
+        if self.primed:
+            facts["launch"] = (
+                "each run's sandboxes are prepared ahead (bubblewrap up, waiting for the stage), with its work "
+                f"directory and uid; at most {_PRIMED_READY} runs' worth wait per language (CODECAPSULE_STANDBY=0: "
+                "cold)"
+            )
         return EngineInfo(
             name=self.name,
             isolation=f"{self.caps.level}: {self.caps.describe()}",
@@ -352,9 +427,15 @@ class LocalEngine:
         return f"{self.cache_dir} (at most {size} MiB; precompiled <bits/stdc++.h> under pch/)"
 
     def close(self) -> None:
-        """Stop the warm javac's server (if one runs); the engine stays usable (a later job starts another)."""
+        """Stop the warm javac's server (if one runs) and the sandboxes prepared ahead; the engine stays usable (a
+        later job starts another server and prepares new sandboxes)."""
         if self._warm_javac is not None:
             self._warm_javac.close()
+        with self._lock:
+            pools = list(self._primed.values())
+            self._primed.clear()  # in place: the finalizer holds this dict
+        for pool in pools:
+            pool.close()
 
     # -- compile once, run many (grading): see _compiled.py ------------------------------------------
 

@@ -198,6 +198,7 @@ def test_disk_quota_keeps_the_host_free_space(open_dir: Path) -> None:
     assert r.verdict == "ok" and r.stdout.split()[1] == "28", r  # ENOSPC at the quota
     assert int(r.stdout.split()[0]) <= 8
     assert shutil.disk_usage(tmp_path).used - before < 16 * 1024 * 1024
+    engine.close()  # (the next run's work directory, prepared ahead with its sandbox, goes with the engine)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -19,6 +19,7 @@ import codecapsule as cc
 from codecapsule.engines import _standby
 from codecapsule.engines.local import LocalEngine
 
+from .forked import in_forked_child
 from .hostile import CASES, marker, running
 from .unprivileged import SLOW
 
@@ -33,7 +34,7 @@ ENV_AND_IO = (
 
 @pytest.fixture(scope="module")
 def engine() -> LocalEngine:
-    engine = LocalEngine()
+    engine = LocalEngine(primed=False)  # the standby path itself; prepared sandboxes are tests/engines/test_primed.py
     if engine.caps.level != "full" or engine.caps.perl is None:
         pytest.skip(f"standbys need bubblewrap, cgroups and perl (here: {engine.caps.level})")
     return engine
@@ -97,7 +98,7 @@ def test_standbys_leave_no_process_or_cgroup_at_exit(engine: LocalEngine) -> Non
         "import os, codecapsule as cc\n"
         "from codecapsule.engines import _standby\n"
         "from codecapsule.engines.local import LocalEngine\n"
-        "e = LocalEngine()\n"
+        "e = LocalEngine(primed=False)\n"
         "assert e.run(cc.Job.create('print(1)', 'python')).ok\n"
         "c = e.caps\n"
         "print(os.getpid(), *_standby.ready_pids(c.perl, c.cgroups, c.seccomp, c.init))\n"
@@ -194,22 +195,13 @@ def test_a_forked_child_starts_its_own_standbys(engine: LocalEngine) -> None:
     engine.run(cc.Job.create("print(1)", "python"))
     parents = ready(engine)
     assert parents
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: one run, its verdict on the pipe, then out without the parent's atexit hooks
-        code = 1
-        try:
-            r = engine.run(cc.Job.create("print(40 + 2)", "python"))
-            os.write(write_end, f"{r.verdict} {r.stdout.strip()}".encode())
-            code = 0
-        finally:
-            _standby.release_all()  # what atexit would do: os._exit skips it (its standbys would be orphans)
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end) as got:
-        answer = got.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0 and answer == "ok 42", answer
+
+    def child() -> str:
+        r = engine.run(cc.Job.create("print(40 + 2)", "python"))
+        return f"{r.verdict} {r.stdout.strip()}"
+
+    answer = in_forked_child(child)
+    assert answer == "ok 42", answer
     assert [_state(pid) for pid in parents] == ["S"] * len(parents)  # still waiting: the child left them alone
     r = engine.run(cc.Job.create("print(43)", "python"))  # the parent's standbys still serve the parent
     assert r.verdict == "ok" and r.stdout == "43\n", r
