@@ -22,7 +22,7 @@ import time
 import uuid
 
 import codecapsule as cc
-from codecapsule.engines import _primed
+from codecapsule.engines import _forker
 from codecapsule.engines.local import LocalEngine
 
 PROGRAMS = {"python": ("print(1)", "#"), "c": ('#include <stdio.h>\nint main(void){ puts("1"); }', "//")}
@@ -45,12 +45,12 @@ def cpu_per_run(primed: bool, language: str, runs: int) -> float:
     token = uuid.uuid4().hex[:12]  # new programs: no compile-cache hit
     engine = LocalEngine(primed=primed)
     engine.run(cc.Job.create(f"{source}\n{comment} warm {token}", language))
-    _primed.wait_idle()
+    _forker.wait_idle()
     started = _cpu()
     for n in range(runs):
         assert engine.run(cc.Job.create(f"{source}\n{comment} {token} {n}", language)).ok
     engine.close()
-    _primed.wait_idle()
+    _forker.wait_idle()
     return (_cpu() - started) / runs
 
 

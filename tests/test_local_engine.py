@@ -277,7 +277,7 @@ def _no_cgroups_left() -> Iterator[None]:
     from codecapsule.engines import _javac_server, _primed, _standby
 
     _primed.release_all()  # sandboxes prepared for the next runs hold a group each; and a run's group is removed
-    # on the primer thread once its processes are killed: release_all waits for that too
+    # on the forker thread once its processes are killed: release_all waits for that too
     _standby.release_all()  # launchers waiting for the next stage hold a group each: released, it must go too
     _javac_server.stop_all()  # so does an engine's warm javac, until its engine is closed
     for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/memory")):

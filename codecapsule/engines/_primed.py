@@ -20,8 +20,8 @@ run stage's roots), and the first stage of the run whose sandbox would be exactl
 Nothing of the program's can reach a waiting sandbox: no program runs in it before the stage message, the socket
 has no name, and the work directory is fresh and empty until the run writes the job's files.
 
-Everything is prepared on one long-lived thread (``later``): bwrap's ``--die-with-parent`` is PR_SET_PDEATHSIG,
-which fires when the *thread* that forked it exits, so a sandbox forked by a short-lived thread would die at once.
+Everything is prepared on the forker thread (``_forker``: bwrap's ``--die-with-parent`` follows the thread that
+forked it), which also removes a finished run's cgroup and stops a sandbox a run did not use.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import queue
 import select
 import socket
 import threading
@@ -38,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from . import _standby, _workdir
+from . import _forker, _standby, _workdir
 
 if TYPE_CHECKING:
     from ._live_stdin import LiveStdin
@@ -144,12 +143,12 @@ class Primed:
         return None
 
     def finished(self) -> None:
-        """The run is over: ``close`` now, or on the primer thread where a sandbox no stage used must be stopped
-        (a cache hit's unused compile sandbox: its group's removal would wait on the kernel, see ``later``)."""
+        """The run is over: ``close`` now, or on the forker thread where a sandbox no stage used must be stopped
+        (a cache hit's unused compile sandbox: its group's removal would wait on the kernel, see ``_forker``)."""
         if all(launch.claimed for launch in self.launches):
             self.close()
         else:
-            later(self.close)
+            _forker.later(self.close)
 
     def close(self) -> None:
         """Stop the sandboxes no stage used, remove the work directory, free the uid (in that order: the uid is
@@ -194,7 +193,7 @@ class PrimedPool:
             while self.ready and got is None:
                 got = self.ready.pop(0)
                 if not got.alive():
-                    later(got.close)
+                    _forker.later(got.close)
                     got = None
         if got is None:
             self.refill()
@@ -208,7 +207,7 @@ class PrimedPool:
             if go:
                 self.preparing += 1
         if go:
-            later(self._prepare)
+            _forker.later(self._prepare)
 
     def _prepare(self) -> None:
         try:
@@ -232,21 +231,21 @@ class PrimedPool:
             return len(self.ready)
 
     def close(self, timeout: float = 10.0, *, wait: bool = True) -> None:
-        """Prepare no more and stop the sandboxes waiting; ``wait=False``: on the primer thread, after what it was
+        """Prepare no more and stop the sandboxes waiting; ``wait=False``: on the forker thread, after what it was
         given before (an engine's finalizer must not block)."""
         with self.lock:
             self.closed = True
         if wait:
             self.release(timeout)
         else:
-            later(self._stop_ready)  # a preparation queued before it is done by then, and finds the pool closed
+            _forker.later(self._stop_ready)  # a preparation queued before is done by then, and found the pool closed
 
     def release(self, timeout: float = 10.0) -> None:
         """Stop the sandboxes waiting now (the next run prepares anew unless closed)."""
         with self.lock:
             self.changed.wait_for(lambda: self.preparing == 0, timeout)
         self._stop_ready()
-        wait_idle(timeout)  # what was handed to the primer thread (removals, unused sandboxes) is done too
+        _forker.wait_idle(timeout)  # what was handed to the forker thread (removals, unused sandboxes) is done too
 
     def _stop_ready(self) -> None:
         with self.lock:
@@ -312,54 +311,12 @@ def _launch(caps: SandboxCaps, workdir: str, roots: tuple[str, ...]) -> Launch:
     return Launch(standby, init_fd, ours)
 
 
-# One long-lived thread forks every primed sandbox (see the module docstring: PR_SET_PDEATHSIG follows the thread).
-# It also does the clean-up a run need not wait for: removing a cgroup waits for the kernel (an RCU grace period,
-# ~10 ms, when another thread is moving a process into a group at that moment: this thread, preparing the next
-# sandbox), and it has nothing left to protect once its processes are killed.
-_queue: queue.SimpleQueue[Callable[[], None]] | None = None
-_queue_lock = threading.Lock()
-_THREAD_NAME = "codecapsule-primer"
-_pending = 0  # jobs handed to the primer thread and not yet done
-_idle = threading.Condition(_queue_lock)
 _pools: weakref.WeakSet[PrimedPool] = weakref.WeakSet()
 _closing = False
 
 
-def later(job: Callable[[], None]) -> None:
-    """Run ``job`` on the primer thread, after what was handed to it before."""
-    global _queue, _pending
-    with _queue_lock:
-        if _queue is None:
-            _queue = queue.SimpleQueue()
-            threading.Thread(target=_serve, args=(_queue,), name=_THREAD_NAME, daemon=True).start()
-        _pending += 1
-        _queue.put(job)
-
-
-def wait_idle(timeout: float = 10.0) -> bool:
-    """Wait until the primer thread has done everything handed to it; whether it has."""
-    if threading.current_thread().name == _THREAD_NAME:
-        return False  # called from a job on that thread: it would wait for itself
-    with _idle:
-        return _idle.wait_for(lambda: _pending == 0, timeout)
-
-
-def _serve(work: queue.SimpleQueue[Callable[[], None]]) -> None:
-    global _pending
-    while True:
-        job = work.get()
-        with contextlib.suppress(Exception):
-            job()
-        with _idle:
-            _pending -= 1
-            _idle.notify_all()
-
-
 def _forget_after_fork() -> None:
-    """In a forked child: the sandboxes are the parent's; the primer thread does not exist here."""
-    global _queue, _queue_lock, _idle, _pending
-    _queue, _queue_lock, _pending = None, threading.Lock(), 0
-    _idle = threading.Condition(_queue_lock)
+    """In a forked child: the sandboxes are the parent's."""
     for pool in list(_pools):
         pool.ready.clear()
         pool.preparing = 0
@@ -372,7 +329,7 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def close_pools(pools: dict[Any, PrimedPool]) -> None:
-    """An engine's finalizer (dropped without ``close()``): its pools stop, on the primer thread."""
+    """An engine's finalizer (dropped without ``close()``): its pools stop, on the forker thread."""
     for pool in list(pools.values()):
         pool.close(wait=False)
     pools.clear()

@@ -43,7 +43,7 @@ from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from .._errors import SandboxError
 from .._results import Stage
-from . import _cgroups, _init, _primed, _seccomp, _standby, _stdin_wait, _uids
+from . import _cgroups, _forker, _init, _seccomp, _standby, _stdin_wait, _uids
 
 if TYPE_CHECKING:
     from ._live_stdin import LiveStdin
@@ -644,9 +644,9 @@ def run_stage(
     finally:
         if cgroup is not None and launch is not None:
             # nothing of the run is left alive after kill_all; removing the empty group can wait on the kernel
-            # (``_primed.later``), so the thread preparing the next sandbox does it
+            # (``_forker``), so the thread preparing the next sandbox does it
             cgroup.kill_all()
-            _primed.later(functools.partial(_remove_group, cgroup, caps.sandbox_uid))
+            _forker.later(functools.partial(_remove_group, cgroup, caps.sandbox_uid))
         elif cgroup is not None:
             _remove_group(cgroup, caps.sandbox_uid)
 

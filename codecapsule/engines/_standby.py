@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from . import _cgroups
+from . import _cgroups, _forker
 
 # Reads the command from the control fd, then becomes it. The message is its length in bytes on a line of its own,
 # then the message: the standby never waits for end of file, which a copy of our write end held for a moment by
@@ -168,7 +168,10 @@ class _Pool:
             if refill:
                 self.preparing += 1
         if refill:
-            threading.Thread(target=self._prepare, name="codecapsule-standby", daemon=True).start()
+            # forked by the long-lived forker thread: bwrap's --die-with-parent follows the thread that forked the
+            # standby, and a short-lived thread still running when a stage took its standby would kill that stage
+            # as it ended
+            _forker.later(self._prepare)
 
     def _prepare(self) -> None:
         try:

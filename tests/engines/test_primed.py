@@ -22,7 +22,7 @@ import pytest
 
 import codecapsule as cc
 from codecapsule._events import Finished
-from codecapsule.engines import _primed
+from codecapsule.engines import _forker
 from codecapsule.engines._primed import Launch, Primed, PrimedPool
 from codecapsule.engines._uids import UID_RANGE, UidPool
 from codecapsule.engines.local import LocalEngine
@@ -261,7 +261,7 @@ def test_closing_the_engine_leaves_no_process_mount_or_group(root: Path) -> None
 
 def test_an_engine_dropped_without_close_stops_its_sandboxes(root: Path) -> None:
     engine, launches = _prepared_engine(root)
-    del engine  # its finalizer hands the pools to the primer thread
+    del engine  # its finalizer hands the pools to the forker thread
     gc.collect()
-    assert _primed.wait_idle()
+    assert _forker.wait_idle()
     assert _left(root, launches) == []

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import codecapsule as cc
-from codecapsule.engines import _standby
+from codecapsule.engines import _forker, _standby
 from codecapsule.engines.local import LocalEngine
 
 from .forked import in_forked_child
@@ -91,6 +91,18 @@ def test_a_standby_killed_while_waiting_is_not_used(engine: LocalEngine) -> None
     for _ in range(len(waiting) + 1):
         r = engine.run(cc.Job.create("print(40 + 2)", "python"))
         assert r.verdict == "ok" and r.stdout == "42\n", r
+
+
+def test_standbys_are_forked_by_the_long_lived_forker_thread(engine: LocalEngine) -> None:
+    """bwrap's --die-with-parent (PR_SET_PDEATHSIG) follows the *thread* that forked the standby: one forked by a
+    short-lived thread still running when a stage took it would be SIGKILLed, with the run, as that thread ended."""
+    engine.run(cc.Job.create("print(1)", "python"))  # asks for the next stage's standby
+    waiting = ready(engine)
+    assert waiting
+    forker = _forker.native_id()
+    assert forker is not None
+    children = Path(f"/proc/self/task/{forker}/children").read_text().split()
+    assert all(str(pid) in children for pid in waiting), (waiting, children)
 
 
 def test_standbys_leave_no_process_or_cgroup_at_exit(engine: LocalEngine) -> None:
