@@ -14,16 +14,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .._results import Stage
+from . import _forker
 
 _MAGIC = b"codecapsule-compile-cache 1\n"
 _SUFFIX = ".entry"
+_RESCAN_AFTER = 60.0  # seconds: other engines (other kernels) store into the same cache
 # (relative name, content, permission bits)
 FileImage = tuple[str, bytes, int]
 
@@ -75,7 +79,11 @@ class CompileCache:
     def __init__(self, root: str, max_bytes: int) -> None:
         self.root = root
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()  # one eviction scan at a time in this process
+        self._scan_lock = threading.Lock()  # one eviction scan at a time in this process
+        self._lock = threading.Lock()  # guards the eviction bookkeeping below
+        self._evict_queued = False
+        self._estimate = 0  # bytes: the total at the last scan plus what this process stored since
+        self._scanned = -math.inf  # when the last scan ended (monotonic): the first put scans
         private_dir(root)
         sweep_temporaries(root)
 
@@ -115,11 +123,25 @@ class CompileCache:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        self.evict()
+        self._evict_if_due(len(blob))
+
+    def _evict_if_due(self, added: int) -> None:
+        """Scan (on the forker thread) only when this process's estimate of the total passes the bound, or the last
+        scan is old enough that other processes' entries may have: the scan stats every entry (~4 ms for 750),
+        and run on each put it cost every new compile that much. One queued scan serves every put before it."""
+        with self._lock:
+            self._estimate += added
+            due = self._estimate > self.max_bytes or time.monotonic() - self._scanned > _RESCAN_AFTER
+            if not due or self._evict_queued:
+                return
+            self._evict_queued = True
+        _forker.later(self.evict)
 
     def evict(self) -> None:
         """Remove least recently used entries until the total size is within the bound."""
-        with self._lock:
+        with self._scan_lock:
+            with self._lock:
+                self._evict_queued = False  # a put from now on asks for another scan
             entries = []
             for item in os.scandir(self.root):
                 if item.name.endswith(_SUFFIX):
@@ -133,6 +155,8 @@ class CompileCache:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
                 total -= size
+            with self._lock:
+                self._estimate, self._scanned = total, time.monotonic()
 
     def size(self) -> int:
         """Bytes the entries take now."""

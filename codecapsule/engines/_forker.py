@@ -7,7 +7,8 @@ Standbys (``_standby``) and prepared sandboxes (``_primed``) are all forked here
 
 The clean-up: removing a run's emptied cgroup can wait ~10 ms for the kernel (an RCU grace period, when another
 thread is moving a process into a group at that moment: this thread, preparing the next launcher), and an empty
-group protects nothing; a prepared sandbox a run did not use is stopped here too.
+group protects nothing; a prepared sandbox a run did not use is stopped here too, and the compile cache's eviction
+scan (``_compile_cache``: it stats every entry) runs here after a put.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import pytest
 
 from codecapsule import Job, Result
 from codecapsule._results import Stage
+from codecapsule.engines import _forker
 from codecapsule.engines._compile_cache import CompileCache
 from codecapsule.engines._warm_compile import usable
 from codecapsule.engines._workdir import remove_tree
@@ -177,6 +178,7 @@ def test_the_engine_keeps_the_cache_within_its_bound(root: str) -> None:
     engine = LocalEngine(cache_dir=root, compile_cache_size=40_000)  # about two small executables
     for n in range(4):
         assert engine.run(Job.create(C_OK.replace("hi there", f"hi {n}"), "c")).stdout == f"hi {n}\n"
+    assert _forker.wait_idle()  # eviction runs on the forker thread, after the put
     assert 0 < CompileCache(os.path.join(root, "compile"), 40_000).size() <= 40_000
     assert 1 <= len(entries(root)) < 4
 
@@ -190,6 +192,7 @@ def test_least_recently_used_entries_go_first(root: str) -> None:
     hit = cache.get("a")  # now the most recently used
     assert hit is not None and hit.stage.stdout == "a" and hit.files == (("main", blob, 0o755),)
     cache.put("d", Stage(stdout="d"), [("main", blob, 0o755)])
+    assert _forker.wait_idle()
     assert [k for k in "abcd" if cache.get(k) is not None] == ["a", "c", "d"]
 
 
