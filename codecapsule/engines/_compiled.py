@@ -28,15 +28,12 @@ FileImage = tuple[str, bytes, int]
 
 
 class _Work:
-    """One run's work directory, made as :meth:`LocalEngine.run` makes them (a tmpfs owned by the run's uid as root)."""
+    """A run's work directory (``LocalEngine.work_dir`` or a prepared sandbox's), in file images: written with
+    their permission bits, and read back after a compile."""
 
     def __init__(self, workdir: _workdir.WorkDir) -> None:
         self._dir = workdir
         self.path = workdir.path
-
-    @classmethod
-    def new(cls, engine: LocalEngine, caps: SandboxCaps) -> _Work:
-        return cls(_workdir.WorkDir(engine.workroot, size=engine.workdir_size, owner=caps.sandbox_uid))
 
     def write(self, files: Sequence[FileImage]) -> None:
         self._dir.write((name, data) for name, data, _ in files)
@@ -103,7 +100,7 @@ def compile_job(engine: LocalEngine, job: Job) -> CompiledArtifact:
 
 def _compile_into(artifact: CompiledArtifact, engine: LocalEngine, caps: SandboxCaps) -> None:
     job, tc, limits = artifact.job, artifact.toolchain, artifact.limits
-    work = _Work.new(engine, caps)
+    work = _Work(engine.work_dir(caps))
     try:
         work.write([(f.name, f.data, 0o644) for f in job.files])
         artifact.compile = engine.compile_stage(job, tc, limits, caps, work.path)

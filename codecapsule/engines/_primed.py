@@ -82,33 +82,18 @@ class Launch:
 
     def discard(self, sandbox_uid: int | None) -> None:
         """Unused: let PID 1 read end of file and exit (bwrap with it), reap, remove the group."""
-        from ._sandbox import _reap, waited_done
+        from ._sandbox import _reap
 
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        proc = self.standby.proc
         with contextlib.suppress(OSError):
             select.select([self.init_fd], [], [], 1.0)
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, 9)
-        with contextlib.suppress(Exception):
-            proc.wait(5)
-        waited_done(proc.pid)
-        _reap(self.init_fd, sandbox_uid)
+        self.standby.stop()
+        _reap(self.init_fd, sandbox_uid)  # a PID 1 left by a killed bwrap: reaped before its group can go
         os.close(self.init_fd)
-        standby = self.standby
-        for fd in (standby.status_r, standby.exit_r):
-            with contextlib.suppress(OSError):
-                os.close(fd)
         with contextlib.suppress(OSError):
-            standby.stdin.close()
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-        with contextlib.suppress(OSError):
-            standby.cgroup.remove()
+            self.standby.cgroup.remove()
 
 
 @dataclass(eq=False)

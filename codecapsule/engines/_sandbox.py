@@ -613,22 +613,17 @@ def run_stage(
         # the sandbox's own helpers (sh, bwrap and its reaper) need a few process slots of their own
         procs = limits.processes + 4 if limits.processes is not None else None
         launch = primed.claim(caps, workdir, roots) if primed is not None else None
-        if launch is not None:
-            try:
-                launch.standby.cgroup.set_limits(limits.memory, procs)
-                cgroup = launch.standby.cgroup
-            except OSError:
-                launch.discard(caps.sandbox_uid)
-                launch = None
+        if launch is not None and not _limited(launch.standby.cgroup, limits.memory, procs):
+            launch.discard(caps.sandbox_uid)
+            launch = None
         if launch is None and caps.uses_standby:
             standby = _standby.take(caps.perl, caps.cgroups, caps.seccomp, caps.init)
-        if standby is not None:
-            try:
-                standby.cgroup.set_limits(limits.memory, procs)
-                cgroup = standby.cgroup
-            except OSError:
-                standby.discard()
-                standby = None
+        if standby is not None and not _limited(standby.cgroup, limits.memory, procs):
+            standby.discard()
+            standby = None
+        prepared = launch.standby if launch is not None else standby
+        if prepared is not None:
+            cgroup = prepared.cgroup
         try:
             if cgroup is None:
                 cgroup = caps.cgroups.create(limits.memory, procs, cpus=1.0)
@@ -649,6 +644,15 @@ def run_stage(
             _forker.later(functools.partial(_remove_group, cgroup, caps.sandbox_uid))
         elif cgroup is not None:
             _remove_group(cgroup, caps.sandbox_uid)
+
+
+def _limited(cgroup: _cgroups.RunCgroup, memory: int | None, procs: int | None) -> bool:
+    """Whether the stage's limits could be set on a group prepared ahead (else it is discarded)."""
+    try:
+        cgroup.set_limits(memory, procs)
+    except OSError:
+        return False
+    return True
 
 
 def _remove_group(cgroup: _cgroups.RunCgroup, sandbox_uid: int | None) -> None:

@@ -116,14 +116,21 @@ class Standby:
 
     def discard(self) -> None:
         """Unused (at exit, or after a failed start): let it exit and remove its group."""
+        self.stop()
+        with contextlib.suppress(OSError):
+            self.cgroup.remove()
+
+    def stop(self) -> None:
+        """Close our ends of its fds, kill what is left of it and reap it (its group stays)."""
         for fd in (self.control_w, self.status_r, self.block_w, self.exit_r):
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         with contextlib.suppress(OSError):
             self.stdin.close()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, 9)
+        if self.proc.poll() is None:  # once reaped (poll() reaps), its pid may be another process group's
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, 9)
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             self.proc.wait(5)
         from ._sandbox import waited_done  # (the stage runner imports this module)
@@ -132,8 +139,6 @@ class Standby:
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe is not None:
                 pipe.close()
-        with contextlib.suppress(OSError):
-            self.cgroup.remove()
 
 
 @dataclass

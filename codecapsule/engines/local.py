@@ -192,11 +192,15 @@ class LocalEngine:
                 primed.finished()
             return
         with self.run_caps() as caps:
-            work = _workdir.WorkDir(self.workroot, size=self.workdir_size, owner=caps.sandbox_uid)
+            work = self.work_dir(caps)
             try:
                 yield caps, work, None
             finally:
                 work.remove()
+
+    def work_dir(self, caps: SandboxCaps) -> _workdir.WorkDir:
+        """A new work directory for a run with these sandbox settings (a tmpfs owned by its uid, as root)."""
+        return _workdir.WorkDir(self.workroot, size=self.workdir_size, owner=caps.sandbox_uid)
 
     def _primed_pool(self, roots: tuple[str, ...], stages: int) -> PrimedPool | None:
         """The pool of sandboxes prepared ahead for stages with these roots, or None where none can be: they
