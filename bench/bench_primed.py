@@ -3,7 +3,8 @@ whole process's time to start, run one job per language and exit. Prints ``prime
 (standbys only) as ratios, measured in the same run.
 
 - CPU per run: this process and its waited-for children (launchers, bubblewrap, PID 1, the programs), over
-  ``--runs`` new programs per language, the engine closed at the end (the sandboxes it left waiting are counted).
+  ``--runs`` new programs per language, the engine closed at the end (the sandboxes it left waiting are counted);
+  and over ``--runs`` re-runs of one C program (compile-cache hits: no compile stage, its slot let go).
 - Process: a fresh interpreter that runs one Python and one C job and exits (closing what waits at exit),
   alternating the two settings.
 
@@ -40,7 +41,8 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def cpu_per_run(primed: bool, language: str, runs: int) -> float:
+def cpu_per_run(primed: bool, language: str, runs: int, same: bool = False) -> float:
+    """``same``: the same program every run (for C: compile-cache hits after the first)."""
     source, comment = PROGRAMS[language]
     token = uuid.uuid4().hex[:12]  # new programs: no compile-cache hit
     engine = LocalEngine(primed=primed)
@@ -48,7 +50,8 @@ def cpu_per_run(primed: bool, language: str, runs: int) -> float:
     _forker.wait_idle()
     started = _cpu()
     for n in range(runs):
-        assert engine.run(cc.Job.create(f"{source}\n{comment} {token} {n}", language)).ok
+        text = f"{source}\n{comment} warm {token}" if same else f"{source}\n{comment} {token} {n}"
+        assert engine.run(cc.Job.create(text, language)).ok
     engine.close()
     _forker.wait_idle()
     return (_cpu() - started) / runs
@@ -72,9 +75,12 @@ def main() -> None:
         print("no prepared sandboxes here (they need bubblewrap, cgroups, perl and the compiled PID 1)")
         return
     print(f"{'case':<36} {'standby':>9} {'primed':>9} {'ratio':>7}")
-    for language in PROGRAMS:
-        base, measured = cpu_per_run(False, language, args.runs), cpu_per_run(True, language, args.runs)
-        name = f"CPU per {language} run, ms"
+    for language, same, name in (
+        ("python", False, "CPU per python run, ms"),
+        ("c", False, "CPU per c run, ms"),
+        ("c", True, "CPU per cached c re-run, ms"),
+    ):
+        base, measured = cpu_per_run(False, language, args.runs, same), cpu_per_run(True, language, args.runs, same)
         print(f"{name:<36} {base * 1000:9.1f} {measured * 1000:9.1f} {measured / base:6.2f}x")
     off: list[float] = []
     on: list[float] = []

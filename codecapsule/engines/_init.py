@@ -13,7 +13,8 @@ keeps the perl launcher (``SandboxCaps.detect`` tries this one first, and keeps 
 Arguments: its own fd, the report fd, the limits (``resource:soft:hard`` items, comma-separated, ``-`` for none),
 then the program's argv. Or, for a sandbox prepared ahead (``_primed``): its own fd, the report fd, ``--serve`` and a
 socket's fd, on which it waits for the stage (limits, environment, argv and optionally a stdin fd) before the same
-launch.
+launch; for a compiled language also a second socket's fd, for the compile stage, which a child of PID 1 serves
+in the compile's own cgroup before the run stage comes (``compile_stage`` below).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ SOURCE = r"""
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,42 +87,106 @@ static int launch(int st, char *limits, char **argv, char **envp, int stdin_fd) 
     }
 }
 
-/* Prepared ahead (``_primed``): wait for the stage on a socket, one message of NUL-separated fields — limits,
-   number of environment entries, the entries, argv — and optionally its stdin as an SCM_RIGHTS fd. No message
-   (the host closed its end): exit quietly. */
+/* Prepared ahead (``_primed``): a stage arrives on a socket as one message of NUL-separated fields — limits,
+   number of environment entries, the entries, argv — and up to ``nfds`` SCM_RIGHTS fds (``fds``, -1 where none
+   came). Returns 0 with the fields set, 1 when there is no message (the host closed its end), -1 on a bad one. */
 static char message[262144];
 
-static int serve(int st, int sock) {
-    int stdin_fd = -1;
-    union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } control;
+static int receive(int sock, int *fds, size_t nfds, char **limits, char ***envp, char ***argv) {
+    for (size_t i = 0; i < nfds; i++) fds[i] = -1;
+    union { struct cmsghdr h; char space[CMSG_SPACE(4 * sizeof(int))]; } control;
     struct iovec iov = {message, sizeof message - 1};
     struct msghdr msg = {0};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.space;
-    msg.msg_controllen = sizeof control.space;
+    msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
     ssize_t n;
     do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
-    if (n <= 0) return 0;
+    if (n <= 0) return 1;
     close(sock);
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
-            memcpy(&stdin_fd, CMSG_DATA(c), sizeof(int));
-    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) return 125;
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len <= CMSG_LEN(nfds * sizeof(int)))
+            memcpy(fds, CMSG_DATA(c), c->cmsg_len - CMSG_LEN(0));
+    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) return -1;
     message[n] = 0;
     size_t count = 1;
     for (ssize_t i = 0; i < n; i++) count += message[i] == 0;
     char **field = calloc(count + 1, sizeof *field);
-    if (!field) return 125;
+    if (!field) return -1;
     size_t k = 0;
     for (char *p = message; p <= message + n && k < count; p += strlen(p) + 1) field[k++] = p;
-    if (k < 3) return 125;
+    if (k < 3) return -1;
     long envs = strtol(field[1], NULL, 10);
-    if (envs < 0 || (size_t)envs + 3 > k) return 125;
-    char **envp = calloc((size_t)envs + 1, sizeof *envp);
-    if (!envp) return 125;
-    for (long i = 0; i < envs; i++) envp[i] = field[2 + i];
-    return launch(st, field[0], field + 2 + envs, envp, stdin_fd);
+    if (envs < 0 || (size_t)envs + 3 > k) return -1;
+    char **env = calloc((size_t)envs + 1, sizeof *env);
+    if (!env) return -1;
+    for (long i = 0; i < envs; i++) env[i] = field[2 + i];
+    *limits = field[0];
+    *envp = env;
+    *argv = field + 2 + envs;
+    return 0;
+}
+
+/* The compile stage's launcher in a compiled language's sandbox (PID 1's child, which the host has moved into the
+   compile's own cgroup before any stage): the stage comes with four fds (stdin, stdout, stderr, its report pipe)
+   and is launched as PID 1 launches one, as the subreaper of all it starts. Then everything the compile left in
+   the namespace is killed (kill(-1): all but PID 1 and this process) and reaped before this process exits, so
+   the run stage starts with nothing of the compile alive. */
+static int compile_stage(int sock, int run_report) {
+    close(run_report);  /* the run stage's report pipe is PID 1's alone */
+    int fds[4];
+    char *limits, **envp, **argv;
+    int got = receive(sock, fds, 4, &limits, &envp, &argv);
+    if (got != 0) return got > 0 ? 0 : 125;
+    if (fds[0] < 0 || fds[1] < 0 || fds[2] < 0 || fds[3] < 0) return 125;
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return 125;
+    if (dup2(fds[1], 1) != 1 || dup2(fds[2], 2) != 2) return 125;  /* not the run stage's pipes any more */
+    close(fds[1]);
+    close(fds[2]);
+    int code = launch(fds[3], limits, argv, envp, fds[0]);
+    kill(-1, SIGKILL);
+    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) {}
+    return code;
+}
+
+static void on_child(int sig) { (void)sig; }
+
+/* Serve one run stage on ``sock`` (stdin optionally as an fd). With ``compile_sock`` >= 0 (a compiled language),
+   first fork the compile stage's launcher on it, tell the host ("C") and, until the run stage comes, reap that
+   launcher when it ends (the host removes its cgroup once it is gone). */
+static int serve(int st, int sock, int compile_sock) {
+    if (compile_sock >= 0) {
+        pid_t pid = fork();
+        if (pid < 0) return 125;
+        if (pid == 0) {
+            close(sock);
+            _exit(compile_stage(compile_sock, st));
+        }
+        close(compile_sock);
+        sigset_t chld, waiting;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        struct sigaction act = {0};
+        act.sa_handler = on_child;  /* not ignored: ppoll returns on it */
+        if (sigprocmask(SIG_BLOCK, &chld, &waiting) != 0 || sigaction(SIGCHLD, &act, NULL) != 0) return 125;
+        if (send(sock, "C", 1, MSG_NOSIGNAL) != 1) return 0;
+        for (;;) {
+            struct pollfd p = {sock, POLLIN, 0};
+            int r = ppoll(&p, 1, NULL, &waiting);
+            int err = errno;  /* before waitpid sets it */
+            while (waitpid(-1, NULL, WNOHANG) > 0) {}
+            if (r > 0) break;
+            if (r < 0 && err != EINTR) return 125;
+        }
+        act.sa_handler = SIG_DFL;  /* the program gets the default disposition and mask, as cold */
+        if (sigaction(SIGCHLD, &act, NULL) != 0 || sigprocmask(SIG_SETMASK, &waiting, NULL) != 0) return 125;
+    }
+    int stdin_fd;
+    char *limits, **envp, **argv;
+    int got = receive(sock, &stdin_fd, 1, &limits, &envp, &argv);
+    if (got != 0) return got > 0 ? 0 : 125;
+    return launch(st, limits, argv, envp, stdin_fd);
 }
 
 int main(int argc, char **argv) {
@@ -130,8 +197,10 @@ int main(int argc, char **argv) {
     if (fcntl(st, F_SETFD, FD_CLOEXEC) != 0) return 125;  /* the program never holds the report pipe */
     if (strcmp(argv[3], "--serve") == 0) {
         int sock = atoi(argv[4]);
+        int compile_sock = argc > 5 ? atoi(argv[5]) : -1;
         if (fcntl(sock, F_SETFD, FD_CLOEXEC) != 0) return 125;
-        return serve(st, sock);
+        if (compile_sock >= 0 && fcntl(compile_sock, F_SETFD, FD_CLOEXEC) != 0) return 125;
+        return serve(st, sock, compile_sock);
     }
     return launch(st, argv[3], argv + 4, NULL, -1);
 }

@@ -14,8 +14,18 @@ run stage's roots), and the first stage of the run whose sandbox would be exactl
   an interactive run's pipe as an SCM_RIGHTS fd) and sends one message: the resource limits, the environment and
   argv. PID 1 then forks and execs the program exactly as a cold stage's PID 1 does, and the stage is judged by
   the same code from the same facts (bwrap's JSON status, the launcher's wait status, the cgroup's counters);
-- a primed sandbox serves one stage: PID 1 exits after the program, as it does cold. An unused one exits when
-  its socket closes (the run ended, the engine closed, the host died: ``--die-with-parent`` too).
+- a primed sandbox serves one run stage: PID 1 exits after the program, as it does cold. An unused one exits
+  when its socket closes (the run ended, the engine closed, the host died: ``--die-with-parent`` too);
+- a compiled language's sandbox also serves its compile stage, in a *compile slot* (one launch less than a
+  sandbox per stage). Before any stage, PID 1 forks the slot's launcher, which waits on a second socket, and the
+  forker thread moves that child into a cgroup of its own (the slow move, off the run's path, as a standby's).
+  The compile stage sets that group's limits and sends its message there with its own stdin, stdout, stderr and
+  report pipes, so its limits, counters (CPU, memory peak, OOM kills) and verdict are its own, as in a sandbox of
+  its own. The launcher runs it as PID 1 runs a stage, as the subreaper of all it starts, then kills everything
+  the compile left in the namespace (everything but PID 1 and itself) and exits once that is reaped; only then
+  does the run stage start, in PID 1, as above, with the default signal mask and dispositions restored (PID 1
+  catches SIGCHLD while it waits, to reap the launcher). A compile-cache hit, or a compile elsewhere (a
+  precompiled header binds another root), lets the slot go: its launcher reads end of file and exits.
 
 Nothing of the program's can reach a waiting sandbox: no program runs in it before the stage message, the socket
 has no name, and the work directory is fresh and empty until the run writes the job's files.
@@ -31,31 +41,101 @@ import contextlib
 import os
 import select
 import socket
+import tempfile
 import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _forker, _standby, _workdir
 
 if TYPE_CHECKING:
+    from ._cgroups import CgroupSupport, RunCgroup
     from ._live_stdin import LiveStdin
     from ._sandbox import SandboxCaps
     from ._uids import UidPool
 
-READY_MAX = 2  # runs' sandboxes kept waiting per pool (each: a tmpfs and a uid; per stage a bwrap, PID 1, a cgroup)
+READY_MAX = 2  # runs' sandboxes kept waiting per pool (each: a tmpfs, a uid, a bwrap, PID 1, 1-2 cgroups)
 _GIVE_UP = 3  # failed preparations in a row after which a pool stops trying
 _MESSAGE_MAX = 128 * 1024  # a stage message above this starts the usual way (a socket's send buffer holds it)
+_SLOT_WAIT = 5.0  # seconds for a prepared PID 1 to fork its compile slot
+
+
+@dataclass(eq=False)
+class CompileSlot:
+    """A compiled language's compile stage, prepared inside the run's sandbox: PID 1's child, already moved into
+    the compile's own cgroup, waiting on its socket for the stage (limits, environment, argv and its stdin, stdout,
+    stderr and report pipes as SCM_RIGHTS fds). It ends once the compile and all it left are dead and reaped."""
+
+    sock: socket.socket | None
+    pid: int  # the slot's launcher (PID 1's child: not ours to wait for, PID 1 reaps it)
+    pidfd: int
+    cgroup: RunCgroup
+    claimed: bool = False
+    ended: bool = False  # no compile stage of it runs now: none did, or its launcher is gone (run stage may go)
+
+    def alive(self) -> bool:
+        return not select.select([self.pidfd], [], [], 0)[0]
+
+    def start(self, argv: list[str], env: dict[str, str], limits: str, stdin: bytes) -> tuple[int, int, int]:
+        """Send the stage; our ends of its stdout, stderr and report pipes. OSError if the launcher is gone."""
+        assert self.sock is not None
+        body = _message(argv, env, limits)
+        pipes = [os.pipe() for _ in range(3)]
+        try:
+            with tempfile.TemporaryFile() as stdin_file:
+                stdin_file.write(stdin)
+                stdin_file.seek(0)
+                socket.send_fds(self.sock, [body], [stdin_file.fileno(), *(w for _, w in pipes)])
+        except BaseException:
+            for r, _ in pipes:
+                os.close(r)
+            raise
+        finally:
+            for _, w in pipes:
+                os.close(w)
+            self.sock.close()
+            self.sock = None
+        return pipes[0][0], pipes[1][0], pipes[2][0]
+
+    def discard(self) -> None:
+        """Unused (a cache hit, a compile elsewhere): its launcher reads end of file and exits (PID 1 reaps it);
+        its group goes on the forker thread, once the launcher is gone."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.claimed = True
+        self.ended = True  # no stage of it will run: on end of file its launcher only exits
+        _forker.later(self.remove)
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            select.select([self.pidfd], [], [], 1.0)
+        os.close(self.pidfd)
+        self.pidfd = -1
+        with contextlib.suppress(OSError):
+            self.cgroup.remove()
+
+
+def _message(argv: list[str], env: dict[str, str], limits: str) -> bytes:
+    """A stage for PID 1 or a compile slot: NUL-separated limits, environment count and entries, argv."""
+    body = "\0".join([limits, str(len(env)), *(f"{k}={v}" for k, v in env.items()), *argv]).encode()
+    if len(body) > _MESSAGE_MAX:
+        raise OSError(f"the stage's command and environment take {len(body)} bytes, over {_MESSAGE_MAX}")
+    return body
 
 
 @dataclass(eq=False)
 class Launch:
-    """One prepared sandbox: its launcher (now bwrap, its pipes the stage's), PID 1's pidfd and socket."""
+    """One prepared sandbox: its launcher (now bwrap, its pipes the run stage's), PID 1's pidfd and socket, and
+    for a compiled language the compile stage's slot."""
 
     standby: _standby.Standby
     init_fd: int
     sock: socket.socket | None
+    compile: CompileSlot | None = None
     claimed: bool = False
 
     def alive(self) -> bool:
@@ -66,9 +146,7 @@ class Launch:
         """Send the stage to PID 1 (``limits`` as the launcher's argument); OSError if the sandbox is gone."""
         assert self.sock is not None
         try:
-            body = "\0".join([limits, str(len(env)), *(f"{k}={v}" for k, v in env.items()), *argv]).encode()
-            if len(body) > _MESSAGE_MAX:
-                raise OSError(f"the stage's command and environment take {len(body)} bytes, over {_MESSAGE_MAX}")
+            body = _message(argv, env, limits)
             fds: list[int] = []
             if isinstance(stdin, bytes):
                 os.pwrite(self.standby.stdin.fileno(), stdin, 0)
@@ -81,9 +159,11 @@ class Launch:
             self.standby.stdin.close()
 
     def discard(self, sandbox_uid: int | None) -> None:
-        """Unused: let PID 1 read end of file and exit (bwrap with it), reap, remove the group."""
+        """Unused: let PID 1 read end of file and exit (bwrap with it), reap, remove the groups."""
         from ._sandbox import _reap
 
+        if self.compile is not None and not self.compile.claimed:
+            self.compile.discard()
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -98,13 +178,13 @@ class Launch:
 
 @dataclass(eq=False)
 class Primed:
-    """A run's place prepared ahead: its work directory and uid, and one sandbox per stage it may run there (each
-    bound to that directory; a compiled language's compile and run stages each get their own, as cold)."""
+    """A run's place prepared ahead: its work directory and uid, and the one sandbox bound to that directory its
+    stages run in (a compiled language's compile stage in the slot inside it, with its own group and limits)."""
 
     pool: PrimedPool
     caps: SandboxCaps  # with this run's uid
     work: _workdir.WorkDir
-    launches: list[Launch]
+    launch: Launch
     release_uid: Callable[[], None]
 
     @property
@@ -112,37 +192,54 @@ class Primed:
         return self.caps.sandbox_uid
 
     def alive(self) -> bool:
-        return all(launch.alive() for launch in self.launches)
+        slot = self.launch.compile
+        return self.launch.alive() and (slot is None or slot.alive())
+
+    def _fits(self, caps: SandboxCaps, workdir: str, roots: tuple[str, ...]) -> bool:
+        return caps == self.caps and workdir == self.work.path and roots == self.pool.roots
+
+    def claim_compile(self, caps: SandboxCaps, workdir: str, roots: tuple[str, ...]) -> CompileSlot | None:
+        """The compile slot, if a compile stage with this sandbox, work directory and roots may start in it and
+        none did yet (the stage then owns the slot: its launcher, pipes and group); else None."""
+        slot = self.launch.compile
+        if slot is None or slot.claimed or self.launch.claimed or not self._fits(caps, workdir, roots):
+            return None
+        if not slot.alive():
+            slot.discard()
+            return None
+        slot.claimed = True
+        return slot
 
     def claim(self, caps: SandboxCaps, workdir: str, roots: tuple[str, ...]) -> Launch | None:
-        """The next unused sandbox, if a stage with this sandbox, work directory and roots may start in it (the
-        stage then owns the launch: process, pipes, group); else None."""
-        if caps != self.caps or workdir != self.work.path or roots != self.pool.roots:
+        """The sandbox, if a run stage with this sandbox, work directory and roots may start in it and none did
+        yet (the stage then owns the launch: process, pipes, group); else None. An unused compile slot is let
+        go first: nothing of a compile stage is alive while the run stage runs."""
+        launch = self.launch
+        if launch.claimed or not self._fits(caps, workdir, roots) or not launch.alive():
             return None
-        for launch in self.launches:
-            if not launch.claimed:
-                if not launch.alive():
-                    return None
-                launch.claimed = True
-                return launch
-        return None
+        slot = launch.compile
+        if slot is not None and not slot.claimed:
+            slot.discard()
+        elif slot is not None and not slot.ended:
+            return None  # its compile stage could not make sure its launcher was gone: the run starts elsewhere
+        launch.claimed = True
+        return launch
 
     def finished(self) -> None:
-        """The run is over: ``close`` now, or on the forker thread where a sandbox no stage used must be stopped
-        (a cache hit's unused compile sandbox: its group's removal would wait on the kernel, see ``_forker``)."""
-        if all(launch.claimed for launch in self.launches):
+        """The run is over: ``close`` now, or on the forker thread where the sandbox was not used (its group's
+        removal would wait on the kernel, see ``_forker``)."""
+        if self.launch.claimed:
             self.close()
         else:
             _forker.later(self.close)
 
     def close(self) -> None:
-        """Stop the sandboxes no stage used, remove the work directory, free the uid (in that order: the uid is
-        another run's only once nothing of this one runs as it)."""
+        """Stop the sandbox if no stage used it, remove the work directory, free the uid (in that order: the uid
+        is another run's only once nothing of this one runs as it)."""
         try:
-            for launch in self.launches:
-                if not launch.claimed:
-                    launch.claimed = True
-                    launch.discard(self.uid)
+            if not self.launch.claimed:
+                self.launch.claimed = True
+                self.launch.discard(self.uid)
         finally:
             try:
                 self.work.remove()
@@ -156,7 +253,7 @@ class PrimedPool:
 
     caps: SandboxCaps
     roots: tuple[str, ...]
-    stages: int  # sandboxes per run: 2 where a compile stage may run in one too
+    compiles: bool  # whether the sandboxes hold a compile slot (a compiled language's runs)
     uids: UidPool
     workroot: str | None
     workdir_size: int | None
@@ -242,44 +339,46 @@ class PrimedPool:
 def _prepare(pool: PrimedPool) -> Primed:
     caps = pool.caps
     uid_hold = contextlib.ExitStack()  # what the Primed keeps: the uid
-    launches: list[Launch] = []
     try:
         uid = uid_hold.enter_context(pool.uids.take()) if caps.sandbox_uid is not None else None
         if uid is not None:
             caps = replace(caps, sandbox_uid=uid)
         work = _workdir.WorkDir(pool.workroot, size=pool.workdir_size, owner=uid)
         try:
-            for _ in range(pool.stages):
-                launches.append(_launch(caps, work.path, pool.roots))
+            launch = _launch(caps, work.path, pool.roots, pool.compiles)
         except BaseException:
-            for launch in launches:
-                launch.discard(uid)
             work.remove()
             raise
     except BaseException:
         uid_hold.close()
         raise
-    return Primed(pool, caps, work, launches, uid_hold.close)
+    return Primed(pool, caps, work, launch, uid_hold.close)
 
 
-def _launch(caps: SandboxCaps, workdir: str, roots: tuple[str, ...]) -> Launch:
-    """A standby that becomes the uid and execs bwrap bound to ``workdir``, released up to its waiting PID 1."""
+def _launch(caps: SandboxCaps, workdir: str, roots: tuple[str, ...], compiles: bool) -> Launch:
+    """A standby that becomes the uid and execs bwrap bound to ``workdir``, released up to its waiting PID 1
+    (which first forks the compile slot's launcher where ``compiles``)."""
     from ._sandbox import _bwrap_command, _confine
 
     perl, cgroups = caps.perl, caps.cgroups
     assert perl is not None and cgroups is not None and caps.init is not None
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    theirs_fd = theirs.detach()
+    slot_ours, slot_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if compiles else (None, None)
+    passed = tuple(end.detach() for end in (theirs, slot_theirs) if end is not None)
     try:
-        standby = _standby._spawn(perl, cgroups, caps.seccomp, caps.init, extra=(theirs_fd,))
+        standby = _standby._spawn(perl, cgroups, caps.seccomp, caps.init, extra=passed)
     except BaseException:
-        os.close(theirs_fd)
-        ours.close()
+        for fd in passed:
+            os.close(fd)
+        for end in (ours, slot_ours):
+            if end is not None:
+                end.close()
         raise
+    slot = None
     try:
         cmd = _bwrap_command(
             replace(caps, setpriv=None), [], workdir, roots, standby.status_w, standby.block_r, standby.seccomp_fd,
-            None, standby.exit_w, standby.init_fd, serve_fd=theirs_fd,
+            None, standby.exit_w, standby.init_fd, serve_fd=passed[0], compile_fd=passed[1] if compiles else None,
         )  # fmt: skip
         standby.start(cmd, {}, workdir, b"", caps.sandbox_uid if caps.setpriv is not None else None, keep_stdin=True)
         try:
@@ -289,11 +388,59 @@ def _launch(caps: SandboxCaps, workdir: str, roots: tuple[str, ...]) -> Launch:
             standby.block_w = -1
         if init_fd is None:
             raise OSError("bubblewrap did not start the prepared sandbox")
+        if slot_ours is not None:
+            try:
+                slot = _compile_slot(caps, cgroups, ours, slot_ours, init_fd)
+            except BaseException:
+                os.close(init_fd)
+                raise
     except BaseException:
         ours.close()
+        if slot_ours is not None and slot is None:
+            slot_ours.close()
         standby.discard()
         raise
-    return Launch(standby, init_fd, ours)
+    return Launch(standby, init_fd, ours, slot)
+
+
+def _compile_slot(
+    caps: SandboxCaps, cgroups: CgroupSupport, ours: socket.socket, slot_sock: socket.socket, init_fd: int
+) -> CompileSlot:
+    """PID 1 has forked the slot's launcher and says so ("C"): move that child (PID 1's only one) into a new group
+    of its own, where the compile stage will run."""
+    from ._sandbox import _children, _join
+
+    if not select.select([ours], [], [], _SLOT_WAIT)[0] or ours.recv(1) != b"C":
+        raise OSError("the prepared sandbox's PID 1 did not start the compile slot")
+    children = _children(_pidfd_pid(init_fd))
+    if len(children) != 1:
+        raise OSError(f"the prepared sandbox's PID 1 has {len(children)} children, not the compile slot alone")
+    pidfd = os.pidfd_open(children[0])
+    try:
+        if caps.sandbox_uid is not None and os.stat(f"/proc/{children[0]}").st_uid != caps.sandbox_uid:
+            raise OSError("the compile slot does not run as the sandbox's uid")
+        cgroup = cgroups.create(None, None, cpus=1.0)
+        try:
+            _join(cgroup, children[0])  # the slow move, off every stage's path (as a standby's)
+            if select.select([pidfd], [], [], 0)[0]:
+                raise OSError("the compile slot ended before it was moved")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                cgroup.remove()
+            raise
+    except BaseException:
+        os.close(pidfd)
+        raise
+    return CompileSlot(slot_sock, children[0], pidfd, cgroup)
+
+
+def _pidfd_pid(pidfd: int) -> int:
+    """The pid a pidfd of ours refers to."""
+    for line in Path(f"/proc/self/fdinfo/{pidfd}").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key == "Pid":
+            return int(value)
+    raise OSError("no pid in the pidfd's fdinfo")
 
 
 _pools: weakref.WeakSet[PrimedPool] = weakref.WeakSet()

@@ -47,7 +47,7 @@ from . import _cgroups, _forker, _init, _seccomp, _standby, _stdin_wait, _uids
 
 if TYPE_CHECKING:
     from ._live_stdin import LiveStdin
-    from ._primed import Launch, Primed
+    from ._primed import CompileSlot, Launch, Primed
 
 _READ = 65536
 SANDBOX_WORKDIR = "/box"
@@ -439,10 +439,12 @@ def _bwrap_command(
     exit_fd: int | None = None,
     init_fd: int | None = None,
     serve_fd: int | None = None,
+    compile_fd: int | None = None,
 ) -> list[str]:
     """The bwrap command line. With ``exit_fd``, the sandbox's PID 1 is a launcher that reports the program's
     wait status there: the compiled init (``init_fd``, also passed to bwrap) or else perl. ``serve_fd`` (with the
-    compiled init; ``argv`` and ``rlimits`` unused): it waits for the stage on that socket (``_primed``)."""
+    compiled init; ``argv`` and ``rlimits`` unused): it waits for the stage on that socket (``_primed``), and with
+    ``compile_fd`` serves a compile stage on that one first."""
     assert caps.bwrap is not None
     prefix = caps.uid_prefix()
     launch = caps.perl is not None and exit_fd is not None
@@ -463,9 +465,14 @@ def _bwrap_command(
         # the program's exit code only if the program was really started: a start failure is known out of band.
         "--json-status-fd", str(status_fd), "--block-fd", str(block_fd),
         *(["--as-pid-1", "--", *_pid1(caps, init_fd), str(exit_fd),
-           *(["--serve", str(serve_fd)] if serve_fd is not None else [_limit_list(rlimits or []), *argv])]
+           *(["--serve", str(serve_fd), *_optional_args(compile_fd)] if serve_fd is not None
+             else [_limit_list(rlimits or []), *argv])]
           if launch else ["--", *argv]),
     ]  # fmt: skip
+
+
+def _optional_args(*values: int | None) -> list[str]:
+    return [str(v) for v in values if v is not None]
 
 
 def _pid1(caps: SandboxCaps, init_fd: int | None) -> list[str]:
@@ -600,23 +607,33 @@ def run_stage(
     roots: tuple[str, ...] = (),
     sink: StageSink | None = None,
     primed: Primed | None = None,
+    compile: bool = False,
 ) -> Stage:
     """Run ``argv`` in ``workdir`` under the sandbox and limits; always returns a Stage (never leaves processes).
     ``sink`` (live runs only) gets the output as it is read and can stop the stage (status ``IN``). ``stdin``: all
     of the input, or (interactive live runs) a ``LiveStdin`` whose pipe the capture loop feeds as input arrives.
     ``primed``: the run's sandbox prepared ahead (``_primed``), used if this stage's sandbox is exactly that one
-    and no stage used it yet."""
+    and no stage used it yet: the run stage in it, a ``compile`` stage in its compile slot."""
     cgroup = None
     standby = None
     launch = None
+    slot = None
     if caps.cgroups is not None and (limits.memory is not None or limits.processes is not None):
         # the sandbox's own helpers (sh, bwrap and its reaper) need a few process slots of their own
         procs = limits.processes + 4 if limits.processes is not None else None
-        launch = primed.claim(caps, workdir, roots) if primed is not None else None
+        if primed is not None and compile:
+            slot = primed.claim_compile(caps, workdir, roots)
+            if slot is not None and not _limited(slot.cgroup, limits.memory, procs):
+                slot.discard()
+                slot = None
+        elif primed is not None:
+            launch = primed.claim(caps, workdir, roots)
         if launch is not None and not _limited(launch.standby.cgroup, limits.memory, procs):
             launch.discard(caps.sandbox_uid)
             launch = None
-        if launch is None and caps.uses_standby:
+        if slot is not None:
+            cgroup = slot.cgroup
+        elif launch is None and caps.uses_standby:
             standby = _standby.take(caps.perl, caps.cgroups, caps.seccomp, caps.init)
         if standby is not None and not _limited(standby.cgroup, limits.memory, procs):
             standby.discard()
@@ -631,13 +648,20 @@ def run_stage(
             raise SandboxError(
                 f"could not create a cgroup for the run ({exc}); set CODECAPSULE_CGROUPS=0 to run without one."
             ) from exc
+    refill = primed.pool.refill if (launch is not None or slot is not None) and primed is not None else None
     try:
+        if slot is not None:
+            assert isinstance(stdin, bytes)  # (a compile's input: none)
+            return _run_slot(slot, caps, argv, env, workdir, stdin, limits, roots, sink, refill)
         return _run(
             caps, argv, env, workdir, stdin, limits, roots, cgroup, sink=sink, standby=standby, launch=launch,
-            refill=primed.pool.refill if launch is not None and primed is not None else None,
+            refill=refill,
         )  # fmt: skip
     finally:
-        if cgroup is not None and launch is not None:
+        if cgroup is not None and slot is not None:
+            cgroup.kill_all()
+            _forker.later(slot.remove)
+        elif cgroup is not None and launch is not None:
             # nothing of the run is left alive after kill_all; removing the empty group can wait on the kernel
             # (``_forker``), so the thread preparing the next sandbox does it
             cgroup.kill_all()
@@ -900,8 +924,9 @@ def _stdin_file(stdin: bytes | LiveStdin) -> Iterator[IO[bytes] | int]:
 
 
 def _capture(
-    proc: subprocess.Popen[bytes],
+    streams_fds: tuple[int, int],
     pidfd: int,
+    launcher: int,
     limits: StageLimits,
     deadline: float,
     cgroup: _cgroups.RunCgroup | None,
@@ -913,18 +938,19 @@ def _capture(
     passes, the run's CPU time goes over its limit, a stream goes over the output cap (the prefix is kept), or
     the live run's ``sink`` says stop. A grandchild that keeps the pipes open does not hold the result back once
     the program itself is done. ``feed`` (interactive runs): the program's stdin pipe, written as input arrives
-    and never blocking this loop; while the program is quiet it is asked whether the program waits for input."""
-    assert proc.stdout is not None and proc.stderr is not None
+    and never blocking this loop; while the program is quiet it is asked whether the program waits for input.
+    ``streams_fds``: our ends of its stdout and stderr; ``pidfd`` is readable once it ended; ``launcher``: the pid
+    of what we started (bwrap, or the chain that became the program)."""
     got = _Captured(bytearray(), bytearray(), bytearray(), None)
-    streams = {proc.stdout.fileno(): (got.out, "OL", "stdout"), proc.stderr.fileno(): (got.err, "EL", "stderr")}
+    streams = {streams_fds[0]: (got.out, "OL", "stdout"), streams_fds[1]: (got.err, "EL", "stderr")}
     watch_cpu = cgroup is not None and limits.cpu is not None and cgroup.cpu_time() is not None
     exited = False
     writing = -1  # the stdin pipe's fd while the selector watches it for room
 
     def run_pids() -> list[int]:
-        pids = cgroup.pids() if cgroup is not None else _stdin_wait.descendants(proc.pid)
+        pids = cgroup.pids() if cgroup is not None else _stdin_wait.descendants(launcher)
         # bwrap's monitor holds the pipe as its fd 0 too and sleeps in poll(): it is not the program
-        return [pid for pid in pids if pid != proc.pid] if bwrapped else pids
+        return [pid for pid in pids if pid != launcher] if bwrapped else pids
 
     with selectors.DefaultSelector() as sel:
         for fd in streams:
@@ -1133,7 +1159,9 @@ def _run(
     cpu_enforced = cgroup is not None and cgroup.cpu_time() is not None
     try:
         deadline = started + effective_wall(limits, cpu_enforced)
-        got = _capture(proc, pidfd, limits, deadline, cgroup, sink, feed, caps.bwrap is not None)
+        assert proc.stdout is not None and proc.stderr is not None
+        streams_fds = (proc.stdout.fileno(), proc.stderr.fileno())
+        got = _capture(streams_fds, pidfd, proc.pid, limits, deadline, cgroup, sink, feed, caps.bwrap is not None)
         if got.reason is not None:
             _kill(caps, proc, pidfd, cgroup)
         else:
@@ -1188,25 +1216,49 @@ def _run(
             raise SandboxError(f"the sandbox could not start: {got.err.decode(errors='replace').strip()}")
         if exits:
             code = int(exits[0])  # type: ignore[call-overload]
-    raw_status: int | None = None
-    if launched.startswith(b"E") and got.reason is None:
-        errno_text = os.strerror(int(launched[1:].strip() or 0))
-        raise SandboxError(f"the sandbox could not run {argv[0]!r}: {errno_text}")
-    if launched.startswith(b"S"):
-        raw_status = int(launched[1:].strip())  # the program's own wait status, from the launcher
+    raw_status = _launched_status(launched, got, argv)
     if not caps.bwrap and cgroup is not None and got.reason is None and not (cpu or cgroup.peak_memory()):
         # nothing ever ran in the group: the prologue could not join it (a program's exit 125 cannot fake this)
         raise SandboxError("could not join the run's cgroup; set CODECAPSULE_CGROUPS=0 to run without one.")
     if raw_status is not None:
-        if os.WIFSIGNALED(raw_status):
-            sig, code = _signal_name(os.WTERMSIG(raw_status)), 128 + os.WTERMSIG(raw_status)
-        else:
-            code = os.WEXITSTATUS(raw_status)
+        code, sig = _code_and_signal(raw_status)
     elif code is not None and code < 0:
         sig, code = _signal_name(-code), 128 - code
     elif caps.bwrap and code is not None and 128 < code < 160:
         sig = _signal_name(code - 128)  # without the launcher, bwrap reports a signal death as 128+n
     oom = cgroup.oom_killed() if cgroup is not None else False
+    return _stage(got, code, sig, oom, cpu, wall, memory, limits)
+
+
+def _code_and_signal(raw_status: int) -> tuple[int, str | None]:
+    """Exit code (128+n for a death by signal n) and signal name from a wait status."""
+    if os.WIFSIGNALED(raw_status):
+        return 128 + os.WTERMSIG(raw_status), _signal_name(os.WTERMSIG(raw_status))
+    return os.WEXITSTATUS(raw_status), None
+
+
+def _launched_status(launched: bytes, got: _Captured, argv: list[str]) -> int | None:
+    """The program's own wait status from the launcher's report (None: no report); SandboxError when the
+    launcher could not exec the program."""
+    if launched.startswith(b"E") and got.reason is None:
+        errno_text = os.strerror(int(launched[1:].strip() or 0))
+        raise SandboxError(f"the sandbox could not run {argv[0]!r}: {errno_text}")
+    if launched.startswith(b"S"):
+        return int(launched[1:].strip())
+    return None
+
+
+def _stage(
+    got: _Captured,
+    code: int | None,
+    sig: str | None,
+    oom: bool,
+    cpu: float | None,
+    wall: float,
+    memory: int | None,
+    limits: StageLimits,
+) -> Stage:
+    """The Stage from the facts measured: its verdict by ``classify``, its output as captured."""
     status_code, message, code, sig = classify(
         reason=got.reason, code=code, sig=sig, oom=oom, cpu=cpu, wall=wall, limits=limits
     )
@@ -1223,3 +1275,60 @@ def _run(
         memory=memory,
         truncated=got.reason in ("OL", "EL"),
     )
+
+
+def _run_slot(
+    slot: CompileSlot,
+    caps: SandboxCaps,
+    argv: list[str],
+    env: dict[str, str],
+    workdir: str,
+    stdin: bytes,
+    limits: StageLimits,
+    roots: tuple[str, ...],
+    sink: StageSink | None,
+    refill: Callable[[], None] | None,
+) -> Stage:
+    """A compile stage in the compile slot of the run's prepared sandbox (``_primed``): its own group, limits and
+    pipes; judged by the same code from the same kinds of facts (the launcher's wait status, the group's
+    counters). It returns once the slot's launcher is gone, which it is only after everything the compile started
+    was killed and reaped."""
+    started = time.monotonic()
+    cgroup = slot.cgroup
+    cgroup.start_accounting()  # the slot's wait is not the compile's CPU time
+    try:
+        # bwrap sets PWD after its --chdir for what it execs; here the launcher sets the environment: say it alike
+        out_r, err_r, report_r = slot.start(
+            argv, {**env, "PWD": SANDBOX_WORKDIR}, _limit_list(_rlimits(caps, limits, cgroup)), stdin
+        )
+    except OSError:
+        # gone (killed from outside while it waited) or a message too large: start it cold, in the slot's group
+        slot.ended = True
+        return _run(caps, argv, env, workdir, stdin, limits, roots, cgroup, sink=sink)
+    if refill is not None:
+        refill()  # the next run's sandboxes, while this one compiles
+    try:
+        deadline = started + effective_wall(limits, cgroup.cpu_time() is not None)
+        got = _capture((out_r, err_r), slot.pidfd, slot.pid, limits, deadline, cgroup, sink)
+        if got.reason is not None:
+            cgroup.kill_all()  # the slot's launcher and all the compile started: none of them is PID 1
+        # the launcher exits once all of the compile is reaped (bounded: a kill ends it at once)
+        slot.ended = bool(select.select([slot.pidfd], [], [], 2.0)[0])
+        launched = b""
+        with contextlib.suppress(OSError):
+            launched = os.read(report_r, 64)
+    finally:
+        for fd in (out_r, err_r, report_r):
+            os.close(fd)
+    wall = time.monotonic() - started
+    raw_status = _launched_status(launched, got, argv)
+    oom = cgroup.oom_killed()
+    code: int | None = None
+    sig: str | None = None
+    if raw_status is not None:
+        code, sig = _code_and_signal(raw_status)
+    elif oom:
+        code, sig = 128 + signal.SIGKILL, "SIGKILL"  # the kernel killed the launcher itself: as bwrap reports it
+    elif got.reason is None:
+        raise SandboxError(f"the sandbox's compile launcher ended without running {argv[0]!r}")
+    return _stage(got, code, sig, oom, cgroup.cpu_time(), wall, cgroup.peak_memory(), limits)

@@ -134,8 +134,8 @@ class LocalEngine:
         self._toolchains: dict[str, Toolchain] = {}
         self._lock = threading.Lock()
         self._warm_javac: WarmJavac | None = None
-        # sandboxes prepared ahead (_primed), by their run stage's roots and the number of stages a run may use
-        self._primed: dict[tuple[tuple[str, ...], int], PrimedPool] = {}
+        # sandboxes prepared ahead (_primed), by their run stage's roots and whether they hold a compile slot
+        self._primed: dict[tuple[tuple[str, ...], bool], PrimedPool] = {}
         if self.primed:  # an engine dropped without close(): its waiting sandboxes (groups, tmpfs, uids) go too
             from ._primed import close_pools
 
@@ -180,10 +180,10 @@ class LocalEngine:
         """A run's sandbox settings, work directory and, where one is ready, the sandbox prepared ahead for its run
         stage (``_primed``: the work directory and uid are then that sandbox's); all released when the block ends.
         ``compiles=False``: the run has no compile stage (a program compiled before, ``_compiled``)."""
-        # a compiled language's compile stage may start in one too (the same roots: no precompiled header, not the
-        # warm javac), so its runs get two
-        stages = 2 if compiles and job.lang.compiled and not (job.language == "java" and self.warm) else 1
-        pool = self._primed_pool(self.run_roots(tc, job.language), stages)
+        # a compiled language's compile stage may start in it too, in a slot of its own (the same roots: no
+        # precompiled header, not the warm javac)
+        slot = compiles and job.lang.compiled and not (job.language == "java" and self.warm)
+        pool = self._primed_pool(self.run_roots(tc, job.language), slot)
         primed = pool.take() if pool is not None else None
         if primed is not None:
             try:
@@ -202,18 +202,18 @@ class LocalEngine:
         """A new work directory for a run with these sandbox settings (a tmpfs owned by its uid, as root)."""
         return _workdir.WorkDir(self.workroot, size=self.workdir_size, owner=caps.sandbox_uid)
 
-    def _primed_pool(self, roots: tuple[str, ...], stages: int) -> PrimedPool | None:
+    def _primed_pool(self, roots: tuple[str, ...], compiles: bool) -> PrimedPool | None:
         """The pool of sandboxes prepared ahead for stages with these roots, or None where none can be: they
         need what standbys need (bubblewrap, cgroups, perl) and the compiled PID 1."""
         if not self.primed:
             return None
         with self._lock:
-            pool = self._primed.get((roots, stages))
+            pool = self._primed.get((roots, compiles))
             if pool is None:
                 from ._primed import PrimedPool
 
-                pool = PrimedPool(self.caps, roots, stages, self._uids, self.workroot, self.workdir_size)
-                self._primed[roots, stages] = pool
+                pool = PrimedPool(self.caps, roots, compiles, self._uids, self.workroot, self.workdir_size)
+                self._primed[roots, compiles] = pool
             return pool
 
     def run_roots(self, tc: Toolchain, language: str) -> tuple[str, ...]:
@@ -310,7 +310,7 @@ class LocalEngine:
         def run(argv: list[str], roots: tuple[str, ...], sink: StageSink | None) -> Stage:
             return run_stage(
                 caps, argv, env=plan.env, workdir=workdir, stdin=b"", roots=tc.roots + roots, limits=stage_limits,
-                sink=sink, primed=primed,
+                sink=sink, primed=primed, compile=True,
             )  # fmt: skip
 
         warm = self.warm_compiler(caps) if job.language in COMPILE_PROFILE else None
@@ -398,7 +398,8 @@ class LocalEngine:
         facts["warm"] = _WARM_FACTS[(self.warm, self.warm and self._javac_possible())]
         if self.primed:
             facts["launch"] = (
-                "each run's sandboxes are prepared ahead (bubblewrap up, waiting for the stage), with its work "
+                "each run's sandboxes are prepared ahead (bubblewrap up, waiting for the stage; a compiled "
+                "language's compile stage in a slot of its own inside the run's, with its own cgroup), with its work "
                 f"directory and uid; at most {_PRIMED_READY} runs' worth wait per language (CODECAPSULE_STANDBY=0: "
                 "cold)"
             )

@@ -16,6 +16,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ import codecapsule as cc
 from codecapsule._events import Finished
 from codecapsule.engines import _forker
 from codecapsule.engines._primed import Launch, Primed, PrimedPool
+from codecapsule.engines._sandbox import StageLimits, run_stage
 from codecapsule.engines._uids import UID_RANGE, UidPool
 from codecapsule.engines.local import LocalEngine
 
@@ -45,8 +47,8 @@ def engine() -> LocalEngine:
 
 def pool(engine: LocalEngine, job: cc.Job) -> PrimedPool:
     tc = engine.toolchain(job.language)
-    stages = 2 if job.lang.compiled and job.language != "java" else 1
-    got = engine._primed_pool(engine.run_roots(tc, job.language), stages)
+    compiles = job.lang.compiled and job.language != "java"
+    got = engine._primed_pool(engine.run_roots(tc, job.language), compiles)
     assert got is not None
     return got
 
@@ -69,7 +71,7 @@ def test_a_run_starts_in_the_sandbox_prepared_for_it(engine: LocalEngine) -> Non
     ready = waiting(engine, job)
     assert ready, "no sandbox was prepared"
     primed = ready[0]
-    bwrap = primed.launches[0].standby.proc.pid
+    bwrap = primed.launch.standby.proc.pid
     assert "codecapsule-" in Path(f"/proc/{bwrap}/cgroup").read_text()  # up, in its run's group, before the run
     assert Path(primed.work.path).is_dir() and os.listdir(primed.work.path) == []
     r = engine.run(job)
@@ -104,34 +106,55 @@ def test_prepared_and_cold_starts_give_the_same_results(engine: LocalEngine) -> 
         assert outcome(warm) == outcome(base), (job.source, warm, base)
 
 
-def test_a_compiled_run_uses_one_prepared_sandbox_per_stage(engine: LocalEngine) -> None:
+def test_a_compiled_run_compiles_and_runs_in_one_prepared_sandbox(engine: LocalEngine) -> None:
     job = cc.Job.create(C_HELLO + f"// {marker()}\n", "c")  # new text: compiled, not a compile-cache hit
     primed = waiting(engine, job)[0]
-    pids = [launch.standby.proc.pid for launch in primed.launches]
-    assert len(pids) == 2
+    slot = primed.launch.compile
+    assert slot is not None
+    bwrap = primed.launch.standby.proc.pid
+    init = int(Path(f"/proc/{bwrap}/task/{bwrap}/children").read_text())
+    assert Path(f"/proc/{slot.pid}/stat").read_text().split()[3] == str(init)  # the slot is PID 1's child
+    assert Path(f"/proc/{slot.pid}/cgroup").read_text() != Path(f"/proc/{init}/cgroup").read_text()  # own group
     r = engine.run(job)
     assert (r.verdict, r.stdout, r.run.exit_code if r.run else None) == ("runtime_error", "c\n", 4), r
-    assert all(launch.claimed for launch in primed.launches)  # compile and run each started in its own
+    assert r.compile is not None and r.compile.cpu_time and r.compile.cpu_time > 0, r.compile
+    assert slot.claimed and slot.ended and primed.launch.claimed  # the compile in the slot, the run in the sandbox
+
+
+def test_a_compile_cache_hit_lets_the_compile_slot_go_and_runs_in_the_sandbox(engine: LocalEngine) -> None:
+    job = cc.Job.create(C_HELLO + f"// {marker()}\n", "c")
+    engine.run(job)  # compiled and stored
+    primed = waiting(engine, job)[0]
+    slot = primed.launch.compile
+    assert slot is not None
+    pidfd = os.pidfd_open(slot.pid)
+    try:
+        r = engine.run(job)
+        assert (r.verdict, r.stdout) == ("runtime_error", "c\n"), r
+        assert primed.launch.claimed  # the run used the prepared sandbox
+        assert select.select([pidfd], [], [], 5.0)[0]  # the unused slot's launcher is gone
+    finally:
+        os.close(pidfd)
 
 
 def test_the_test_runs_of_a_compiled_program_start_in_prepared_sandboxes(engine: LocalEngine) -> None:
     job = cc.Job.create(C_HELLO + f"// {marker()}\n", "c")
     with engine.compile(job) as artifact:
-        runs = engine._primed_pool(engine.run_roots(engine.toolchain("c"), "c"), 1)  # run stages only
+        runs = engine._primed_pool(engine.run_roots(engine.toolchain("c"), "c"), False)  # run stages only
         assert runs is not None
         runs.refill()
         runs.wait_prepared()
         first = runs.ready[0]
         r = engine.run_compiled(artifact, stdin="ignored")
         assert (r.verdict, r.stdout, r.run.exit_code if r.run else None) == ("runtime_error", "c\n", 4), r
-        assert first.launches[0].claimed and first not in runs.ready
+        assert first.launch.claimed and first not in runs.ready
 
 
 def test_a_sandbox_killed_while_it_waits_is_not_used(engine: LocalEngine) -> None:
     job = cc.Job.create("print('fine')", "python")
     for victim in ("bwrap", "init"):
         primed = waiting(engine, job)[0]
-        launch = primed.launches[0]
+        launch = primed.launch
         bwrap = launch.standby.proc.pid
         init = int(Path(f"/proc/{bwrap}/task/{bwrap}/children").read_text().split()[0])
         os.kill(bwrap if victim == "bwrap" else init, signal.SIGKILL)
@@ -147,7 +170,7 @@ def test_a_sandbox_prepared_for_a_thread_that_ended_stays_up(engine: LocalEngine
     worker = threading.Thread(target=engine.run, args=(job,))
     worker.start()
     worker.join()
-    pidfds = [os.pidfd_open(primed.launches[0].standby.proc.pid) for primed in waiting(engine, job)]
+    pidfds = [os.pidfd_open(primed.launch.standby.proc.pid) for primed in waiting(engine, job)]
     try:
         assert select.select(pidfds, [], [], 0.5)[0] == []  # all still running half a second later
     finally:
@@ -162,7 +185,7 @@ def test_a_forked_child_leaves_its_parents_sandboxes_alone(engine: LocalEngine) 
     job = cc.Job.create("print(40 + 2)", "python")
     ready = waiting(engine, job)
     assert ready
-    pids = [primed.launches[0].standby.proc.pid for primed in ready]
+    pids = [primed.launch.standby.proc.pid for primed in ready]
 
     def child() -> str:
         r = engine.run(cc.Job.create(WHO, "python"))
@@ -239,14 +262,17 @@ def _prepared_engine(root: Path) -> tuple[LocalEngine, list[Launch]]:
     launches: list[Launch] = []
     for job in (cc.Job.create("print(1)", "python"), cc.Job.create(C_HELLO, "c")):
         engine.run(job)
-        launches += [launch for primed in waiting(engine, job) for launch in primed.launches]
+        launches += [primed.launch for primed in waiting(engine, job)]
     assert launches and list(root.iterdir())  # prepared work directories wait in the work root
     return engine, launches
 
 
 def _left(root: Path, launches: list[Launch]) -> list[object]:
+    slots = [launch.compile for launch in launches if launch.compile is not None]
+    assert slots  # the C runs' sandboxes hold compile slots
     groups = [Path(d) for launch in launches for d in launch.standby.cgroup.dirs]
-    pids = [launch.standby.proc.pid for launch in launches]
+    groups += [Path(d) for slot in slots for d in slot.cgroup.dirs]
+    pids = [launch.standby.proc.pid for launch in launches] + [slot.pid for slot in slots]
     return [*root.iterdir(), *(d for d in groups if d.exists()), *(p for p in pids if Path(f"/proc/{p}").exists())]
 
 
@@ -265,3 +291,109 @@ def test_an_engine_dropped_without_close_stops_its_sandboxes(root: Path) -> None
     gc.collect()
     assert _forker.wait_idle()
     assert _left(root, launches) == []
+
+
+# -- the compile slot: a compiled language's compile stage in the run's sandbox, with its own group and limits ----
+
+STAGE = StageLimits(
+    wall=20.0, cpu=10.0, memory=512 * 1024**2, processes=32, output=64 * 1024, file_size=None,
+    limit_address_space=False,
+)  # fmt: skip
+PY = "/usr/bin/python3"
+
+
+@pytest.fixture
+def primed_c(engine: LocalEngine) -> Iterator[Primed]:
+    """A C run's prepared sandbox, taken from its pool (the stages below are run in it by hand)."""
+    ready = waiting(engine, cc.Job.create(C_HELLO, "c"))
+    got = pool(engine, cc.Job.create(C_HELLO, "c")).take()
+    assert ready and got is not None and got.launch.compile is not None
+    yield got
+    got.finished()
+    assert _forker.wait_idle()
+
+
+def stage_in(primed: Primed, argv: list[str], *, compile: bool, limits: StageLimits = STAGE) -> cc.Stage:
+    return run_stage(
+        primed.caps, argv, env={"PATH": "/usr/bin:/bin"}, workdir=primed.work.path, stdin=b"", limits=limits,
+        roots=primed.pool.roots, primed=primed, compile=compile,
+    )  # fmt: skip
+
+
+def test_nothing_a_compile_stage_left_is_alive_when_the_run_stage_starts(primed_c: Primed) -> None:
+    # leftovers that hold the output pipes and would outlive the stage by a minute
+    compiled = stage_in(primed_c, ["/bin/sh", "-c", "sleep 60 & (setsid sleep 60 &); echo built"], compile=True)
+    assert (compiled.status, compiled.stdout) == (None, "built\n"), compiled
+    assert primed_c.launch.compile is not None and primed_c.launch.compile.ended
+    count = "import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]))"
+    ran = stage_in(primed_c, [PY, "-c", count], compile=False)
+    assert primed_c.launch.claimed  # it ran in the same sandbox
+    assert (ran.status, ran.stdout) == (None, "2\n"), ran  # PID 1 and the program: nothing of the compile
+
+
+def test_the_compile_and_run_stages_keep_their_own_limits_and_accounting(primed_c: Primed) -> None:
+    burn = (
+        "import time\nx = bytearray(200 * 1024 * 1024)\n"
+        "t = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    )
+    compiled = stage_in(primed_c, [PY, "-c", burn], compile=True)
+    assert compiled.status is None and compiled.memory and compiled.memory > 200 * 1024**2, compiled
+    assert compiled.cpu_time and compiled.cpu_time >= 0.3, compiled
+    small = replace(STAGE, memory=64 * 1024**2)
+    ran = stage_in(primed_c, [PY, "-c", "x = bytearray(100 * 1024 * 1024)"], compile=False, limits=small)
+    assert ran.status == "ML", ran  # the run's own limit, not the compile's
+    assert ran.cpu_time is not None and ran.cpu_time < compiled.cpu_time, (ran, compiled)
+    assert ran.memory is not None and ran.memory <= 64 * 1024**2 + 1024**2, ran
+
+
+def test_a_compile_over_its_memory_limit_is_judged_alone(primed_c: Primed) -> None:
+    tight = replace(STAGE, memory=64 * 1024**2)
+    compiled = stage_in(primed_c, [PY, "-c", "x = bytearray(200 * 1024 * 1024)"], compile=True, limits=tight)
+    assert compiled.status == "ML", compiled
+    ran = stage_in(primed_c, [PY, "-c", "print('run')"], compile=False)
+    assert (ran.status, ran.stdout) == (None, "run\n"), ran
+
+
+def test_the_run_program_gets_the_signal_mask_and_dispositions_a_cold_stage_gets(
+    engine: LocalEngine, primed_c: Primed
+) -> None:
+    # the slot's PID 1 blocks SIGCHLD and catches it while it waits: none of that may reach the program
+    show = [PY, "-c", "print([l for l in open('/proc/self/status') if l.startswith(('SigBlk', 'SigIgn', 'SigCgt'))])"]
+    ran = stage_in(primed_c, show, compile=False)
+    assert primed_c.launch.claimed
+    cold = LocalEngine(standby=False)
+    with cold.run_place(cold.toolchain("c"), cc.Job.create(C_HELLO, "c")) as (caps, work, _):
+        base = run_stage(caps, show, env={"PATH": "/usr/bin:/bin"}, workdir=work.path, stdin=b"", limits=STAGE,
+                         roots=primed_c.pool.roots)  # fmt: skip
+    assert (ran.status, ran.stdout) == (None, base.stdout), (ran, base)
+
+
+def test_a_compile_slot_killed_while_it_waits_is_not_used(engine: LocalEngine) -> None:
+    job = cc.Job.create(C_HELLO + f"// {marker()}\n", "c")
+    primed = waiting(engine, job)[0]
+    slot = primed.launch.compile
+    assert slot is not None
+    os.kill(slot.pid, signal.SIGKILL)
+    select.select([slot.pidfd], [], [], 5.0)
+    r = engine.run(job)
+    assert (r.verdict, r.stdout) == ("runtime_error", "c\n"), r
+
+
+def test_a_compile_stage_cannot_reach_the_launchers_pipes_or_forge_its_report(primed_c: Primed) -> None:
+    # PID 1 holds the run stage's pipes and report fd, the slot's launcher (the parent) the compile's report fd
+    probe = (
+        "import os\n"
+        "for pid in (1, os.getppid()):\n"
+        "    for fd in range(64):\n"
+        "        try:\n"
+        "            open(f'/proc/{pid}/fd/{fd}', 'w').write('S0\\n')\n"
+        "            print('reached', pid, fd)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "print('done', flush=True)\n"
+        "os.kill(os.getpid(), 11)\n"
+    )
+    compiled = stage_in(primed_c, [PY, "-c", probe], compile=True)
+    assert (compiled.stdout, compiled.status, compiled.signal) == ("done\n", "SG", "SIGSEGV"), compiled
+    ran = stage_in(primed_c, [PY, "-c", "print('run')"], compile=False)
+    assert (ran.status, ran.stdout) == (None, "run\n"), ran
