@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidRequest, NoEndpointConfigured
+from ._events import afinal_result
 from ._jobs import File, Job, Limits
 from ._progress import Progress, make_progress
 from ._redact import display_url
@@ -401,7 +402,10 @@ class AsyncClient(_ClientCore):
             return await asyncio.to_thread(self._duckdb_engine().run, job)
         if piston:
             return await self._piston_engine().arun(job)
-        return await asyncio.to_thread(self._local_engine().run, job)
+        # a live run, the only kind that can be stopped: cancelling this task (Ctrl-C under asyncio.run, a timeout
+        # around the await) kills the run's processes, and the cancellation goes on once they are gone (aclose)
+        async with self._local_engine().astream(job) as run:
+            return await afinal_result(run)
 
     def stream(
         self,

@@ -16,7 +16,7 @@ Result's stage output is the concatenation of its chunks, cut at the output limi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -108,9 +108,20 @@ class AsyncRunStream(Protocol):
     async def __aexit__(self, *exc: object) -> None: ...
 
 
+_NO_FINISHED = "a run stream ended without its Finished event"  # a bug in an engine, never the program
+
+
 def final_result(events: Iterator[Event]) -> Result:
     """Fold a stream into its Result (what ``execute()`` returns)."""
     for event in events:
         if isinstance(event, Finished):
             return event.result
-    raise RuntimeError("a run stream ended without its Finished event")  # a bug in an engine, never the program
+    raise RuntimeError(_NO_FINISHED)
+
+
+async def afinal_result(events: AsyncIterable[Event]) -> Result:
+    """:func:`final_result` for an asyncio stream."""
+    async for event in events:
+        if isinstance(event, Finished):
+            return event.result
+    raise RuntimeError(_NO_FINISHED)

@@ -1,4 +1,5 @@
-"""Ctrl-C during ``execute()`` / ``execute_many()`` (codecapsule/_interrupt.py): a real Python script, interrupted
+"""Ctrl-C during ``execute()`` / ``aexecute()`` under ``asyncio.run`` / ``execute_many()`` (codecapsule/_interrupt.py,
+``AsyncClient.run``'s live run): a real Python script, interrupted
 by a real SIGINT while its sandboxed programs run; every process of the runs is gone (no orphan, no zombie) and the
 work directories removed when its KeyboardInterrupt arrives, and the KeyboardInterrupt does arrive."""
 
@@ -34,6 +35,9 @@ program, mark = os.environ["PROGRAM"], os.environ["RUN_MARK"]
 try:
     if os.environ["HOW"] == "execute":
         codecapsule.execute(program, "python", args=[mark], timeout=3600)
+    elif os.environ["HOW"] == "aexecute":  # asyncio.run: Ctrl-C cancels the main task, then raises
+        import asyncio
+        asyncio.run(codecapsule.aexecute(program, "python", args=[mark], timeout=3600))
     else:
         codecapsule.execute_many(
             [{"source": program, "language": "python", "args": [mark], "timeout": 3600}] * 3, concurrency=2
@@ -76,7 +80,7 @@ def _alive_or_zombie(pids: list[int]) -> list[int]:
     return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
-@pytest.mark.parametrize(("how", "children"), [("execute", 1), ("execute_many", 2)])
+@pytest.mark.parametrize(("how", "children"), [("execute", 1), ("aexecute", 1), ("execute_many", 2)])
 def test_ctrl_c_kills_every_process_of_the_run_before_keyboard_interrupt_arrives(
     how: str, children: int, tmpdir_for_runs: str
 ) -> None:
@@ -128,3 +132,30 @@ def test_an_uncaught_keyboard_interrupt_ends_the_script_as_python_does(tmpdir_fo
     assert "During handling" not in err and "Exception ignored" not in err and "Exception in thread" not in err
     assert running(mark) == []
     assert list(Path(tmpdir_for_runs).iterdir()) == []
+
+
+def test_cancelling_the_task_awaiting_a_local_run_kills_the_run_first() -> None:
+    """A timeout around ``await client.execute(...)`` (or any cancel of its task): when the CancelledError reaches
+    the caller, no process of the run is left."""
+    import asyncio
+
+    import codecapsule as cc
+
+    mark = marker()
+
+    async def main() -> tuple[list[int], list[int]]:
+        async with cc.AsyncClient() as client:
+            # (a time limit that ends it by itself, if the cancel did not, before the loop's shutdown waits for it)
+            task = asyncio.create_task(client.execute(PROGRAM, "python", args=[mark], timeout=20))
+            deadline = time.monotonic() + 60
+            while not running(f"{mark}-child") and time.monotonic() < deadline and not task.done():
+                await asyncio.sleep(0.02)  # a bounded poll of the process table
+            seen = running(mark)
+            assert seen and not task.done(), "the run never started"
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return seen, running(mark)
+
+    seen, left = asyncio.run(main())
+    assert left == [] and _alive_or_zombie(seen) == []

@@ -42,14 +42,13 @@ import os
 import select
 import socket
 import tempfile
-import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _forker, _standby, _workdir
+from . import _forker, _ready, _standby, _workdir
 
 if TYPE_CHECKING:
     from ._cgroups import CgroupSupport, RunCgroup
@@ -58,7 +57,7 @@ if TYPE_CHECKING:
     from ._uids import UidPool
 
 READY_MAX = 2  # runs' sandboxes kept waiting per pool (each: a tmpfs, a uid, a bwrap, PID 1, 1-2 cgroups)
-_GIVE_UP = 3  # failed preparations in a row after which a pool stops trying
+_GIVE_UP = 3  # failed preparations in a row after which a pool stops trying (runs then start as usual)
 _MESSAGE_MAX = 128 * 1024  # a stage message above this starts the usual way (a socket's send buffer holds it)
 _SLOT_WAIT = 5.0  # seconds for a prepared PID 1 to fork its compile slot
 
@@ -247,93 +246,49 @@ class Primed:
                 self.release_uid()
 
 
-@dataclass(eq=False)  # one pool is one pool (hashable by identity: the registry is a weak set)
-class PrimedPool:
-    """The primed sandboxes of one engine for one set of read-only roots."""
+class PrimedPool(_ready.ReadyPool[Primed]):
+    """The primed sandboxes of one engine for one set of read-only roots (with compile slots where ``compiles``)."""
 
-    caps: SandboxCaps
-    roots: tuple[str, ...]
-    compiles: bool  # whether the sandboxes hold a compile slot (a compiled language's runs)
-    uids: UidPool
-    workroot: str | None
-    workdir_size: int | None
-    ready: list[Primed] = field(default_factory=list)
-    preparing: int = 0
-    failures: int = 0  # preparations failed in a row; at _GIVE_UP this machine cannot prime (runs start as usual)
-    closed: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    changed: threading.Condition = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.changed = threading.Condition(self.lock)
+    def __init__(
+        self,
+        caps: SandboxCaps,
+        roots: tuple[str, ...],
+        compiles: bool,
+        uids: UidPool,
+        workroot: str | None,
+        workdir_size: int | None,
+    ) -> None:
+        super().__init__(READY_MAX, give_up=_GIVE_UP)
+        self.caps = caps
+        self.roots = roots
+        self.compiles = compiles  # whether the sandboxes hold a compile slot (a compiled language's runs)
+        self.uids = uids
+        self.workroot = workroot
+        self.workdir_size = workdir_size
+        self.closed = _closing
         _pools.add(self)
+
+    def make(self) -> Primed:
+        return _prepare(self)
+
+    def alive(self, item: Primed) -> bool:
+        return item.alive()
+
+    def stop(self, item: Primed) -> None:
+        item.close()
 
     def take(self) -> Primed | None:
         """A primed sandbox (oldest first), or None: none ready yet (one is then prepared for the next run)."""
-        got = None
-        with self.lock:
-            while self.ready and got is None:
-                got = self.ready.pop(0)
-                if not got.alive():
-                    _forker.later(got.close)
-                    got = None
+        got = super().take()
         if got is None:
             self.refill()
         return got
 
-    def refill(self) -> None:
-        """Make sure one is being prepared when fewer than ``READY_MAX`` wait."""
-        with self.lock:
-            broken = self.failures >= _GIVE_UP
-            go = not (broken or self.closed or _closing) and self.preparing + len(self.ready) < READY_MAX
-            if go:
-                self.preparing += 1
-        if go:
-            _forker.later(self._prepare)
-
-    def _prepare(self) -> None:
-        try:
-            primed = _prepare(self)
-        except Exception:
-            primed = None
-        with self.lock:
-            self.preparing -= 1
-            self.failures = 0 if primed is not None else self.failures + 1  # one may be passing (all uids taken)
-            self.changed.notify_all()
-            if primed is not None and not (self.closed or _closing):
-                self.ready.append(primed)
-                return
-        if primed is not None:
-            primed.close()
-
-    def wait_prepared(self, timeout: float = 10.0) -> int:
-        """Wait until none is being prepared; how many are ready (for tests and benchmarks)."""
-        with self.lock:
-            self.changed.wait_for(lambda: self.preparing == 0, timeout)
-            return len(self.ready)
-
-    def close(self, timeout: float = 10.0, *, wait: bool = True) -> None:
-        """Prepare no more and stop the sandboxes waiting; ``wait=False``: on the forker thread, after what it was
-        given before (an engine's finalizer must not block)."""
-        with self.lock:
-            self.closed = True
-        if wait:
-            self.release(timeout)
-        else:
-            _forker.later(self._stop_ready)  # a preparation queued before is done by then, and found the pool closed
-
     def release(self, timeout: float = 10.0) -> None:
-        """Stop the sandboxes waiting now (the next run prepares anew unless closed)."""
-        with self.lock:
-            self.changed.wait_for(lambda: self.preparing == 0, timeout)
-        self._stop_ready()
-        _forker.wait_idle(timeout)  # what was handed to the forker thread (removals, unused sandboxes) is done too
-
-    def _stop_ready(self) -> None:
-        with self.lock:
-            ready, self.ready = self.ready, []
-        for primed in ready:
-            primed.close()
+        """Stop the sandboxes waiting now (the next run prepares anew unless closed), and wait for what was handed
+        to the forker thread (removals, unused sandboxes)."""
+        super().release(timeout)
+        _forker.wait_idle(timeout)
 
 
 def _prepare(pool: PrimedPool) -> Primed:
@@ -450,11 +405,7 @@ _closing = False
 def _forget_after_fork() -> None:
     """In a forked child: the sandboxes are the parent's."""
     for pool in list(_pools):
-        pool.ready.clear()
-        pool.preparing = 0
-        pool.closed = True
-        pool.lock = threading.Lock()
-        pool.changed = threading.Condition(pool.lock)
+        pool.forget()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

@@ -8,10 +8,10 @@ the launcher's exit channel), moved into a new cgroup, and left waiting on a con
 group's limits, writes its command, working directory and environment on the control pipe, and the standby
 execs it: same pid and pipes, already in the group, so bwrap's sandbox is cloned into it with no move at all.
 
-A standby is used once; once its program is started, the stage starts a thread that prepares the next (at most
-``_READY_MAX`` wait). When
-none is ready the stage starts the usual way. Standbys left at exit see their control pipe close and exit; their
-groups are removed at exit, or swept by the next engine (the group's name carries our pid).
+A standby is used once; once its program is started, the stage has the forker thread prepare the next (at most
+``_READY_MAX`` wait: a ``_ready.ReadyPool``). When none is ready the stage starts the usual way. Standbys left at
+exit see their control pipe close and exit; their groups are removed at exit, or swept by the next engine (the
+group's name carries our pid).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import os
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from . import _cgroups, _forker
+from . import _cgroups, _ready
 
 # Reads the command from the control fd, then becomes it. The message is its length in bytes on a line of its own,
 # then the message: the standby never waits for end of file, which a copy of our write end held for a moment by
@@ -141,69 +141,25 @@ class Standby:
                 pipe.close()
 
 
-@dataclass
-class _Pool:
-    perl: str
-    cgroups: _cgroups.CgroupSupport
-    seccomp: bytes | None
-    init_fd: int | None
-    ready: list[Standby] = field(default_factory=list)
-    preparing: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    changed: threading.Condition = field(init=False)
+class _Pool(_ready.ReadyPool[Standby]):
+    """The standbys of one sandbox configuration."""
 
-    def __post_init__(self) -> None:
-        self.changed = threading.Condition(self.lock)
+    def __init__(self, perl: str, cgroups: _cgroups.CgroupSupport, seccomp: bytes | None, init_fd: int | None) -> None:
+        super().__init__(_READY_MAX)
+        self.perl = perl
+        self.cgroups = cgroups
+        self.seccomp = seccomp
+        self.init_fd = init_fd
+        self.closed = _closing
 
-    def take(self) -> Standby | None:
-        with self.lock:
-            # the oldest first: the one surely done moving into its group; any that died waiting (killed from
-            # outside) are discarded on the way
-            got = None
-            while self.ready and got is None:
-                got = self.ready.pop(0)
-                if got.proc.poll() is not None:
-                    got.discard()
-                    got = None
-            return got
+    def make(self) -> Standby:
+        return _spawn(self.perl, self.cgroups, self.seccomp, self.init_fd)
 
-    def refill(self) -> None:
-        with self.lock:
-            refill = self.preparing + len(self.ready) < _READY_MAX
-            if refill:
-                self.preparing += 1
-        if refill:
-            # forked by the long-lived forker thread: bwrap's --die-with-parent follows the thread that forked the
-            # standby, and a short-lived thread still running when a stage took its standby would kill that stage
-            # as it ended
-            _forker.later(self._prepare)
+    def alive(self, item: Standby) -> bool:
+        return item.proc.poll() is None
 
-    def _prepare(self) -> None:
-        try:
-            standby = _spawn(self.perl, self.cgroups, self.seccomp, self.init_fd)
-        except OSError:
-            standby = None  # no standby: stages start the usual way
-        with self.lock:
-            self.preparing -= 1
-            self.changed.notify_all()
-            if standby is not None and not _closing:
-                self.ready.append(standby)
-                return
-        if standby is not None:
-            standby.discard()
-
-    def wait_prepared(self, timeout: float) -> list[int]:
-        """Wait until no standby is being prepared; the pids of those ready."""
-        with self.lock:
-            self.changed.wait_for(lambda: self.preparing == 0, timeout)
-            return [s.proc.pid for s in self.ready]
-
-    def close(self, timeout: float = 10.0) -> None:
-        with self.lock:
-            self.changed.wait_for(lambda: self.preparing == 0, timeout)
-            ready, self.ready = self.ready, []
-        for standby in ready:
-            standby.discard()
+    def stop(self, item: Standby) -> None:
+        item.discard()
 
 
 def _spawn(
@@ -287,7 +243,7 @@ def ready_pids(
 ) -> list[int]:
     """The pids of the standbys waiting for this configuration, once none is being prepared (for tests and
     ``engine info``)."""
-    return _pool(perl, support, seccomp, init_fd).wait_prepared(timeout)
+    return [standby.proc.pid for standby in _pool(perl, support, seccomp, init_fd).wait_prepared(timeout)]
 
 
 def _pool(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None, init_fd: int | None) -> _Pool:
@@ -304,7 +260,7 @@ def release_all() -> None:
     with _pools_lock:
         pools = list(_pools.values())
     for pool in pools:
-        pool.close()
+        pool.release()
 
 
 def _forget_after_fork() -> None:
@@ -326,4 +282,7 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 def _close_all() -> None:
     global _closing
     _closing = True
-    release_all()
+    with _pools_lock:
+        pools = list(_pools.values())
+    for pool in pools:
+        pool.close()
