@@ -25,7 +25,8 @@ run stage's roots), and the first stage of the run whose sandbox would be exactl
   the compile left in the namespace (everything but PID 1 and itself) and exits once that is reaped; only then
   does the run stage start, in PID 1, as above, with the default signal mask and dispositions restored (PID 1
   catches SIGCHLD while it waits, to reap the launcher). A compile-cache hit, or a compile elsewhere (a
-  precompiled header binds another root), lets the slot go: its launcher reads end of file and exits.
+  precompiled header binds another root), lets the slot go: its launcher reads end of file and exits, and the run
+  stage waits for that (a program listing ``/proc`` sees what a cold run sees).
 
 Nothing of the program's can reach a waiting sandbox: no program runs in it before the stage message, the socket
 has no name, and the work directory is fresh and empty until the run writes the job's files.
@@ -60,6 +61,7 @@ READY_MAX = 2  # runs' sandboxes kept waiting per pool (each: a tmpfs, a uid, a 
 _GIVE_UP = 3  # failed preparations in a row after which a pool stops trying (runs then start as usual)
 _MESSAGE_MAX = 128 * 1024  # a stage message above this starts the usual way (a socket's send buffer holds it)
 _SLOT_WAIT = 5.0  # seconds for a prepared PID 1 to fork its compile slot
+_LET_GO_WAIT = 1.0  # seconds an unused slot's launcher may take to exit before the run stage starts elsewhere
 
 
 @dataclass(eq=False)
@@ -72,8 +74,9 @@ class CompileSlot:
     pid: int  # the slot's launcher (PID 1's child: not ours to wait for, PID 1 reaps it)
     pidfd: int
     cgroup: RunCgroup
-    claimed: bool = False
-    ended: bool = False  # no compile stage of it runs now: none did, or its launcher is gone (run stage may go)
+    claimed: bool = False  # by a compile stage, or let go
+    ran: bool = False  # a compile stage was sent to it
+    ended: bool = False  # that stage is over and its launcher is gone (the run stage may start)
 
     def alive(self) -> bool:
         return not select.select([self.pidfd], [], [], 0)[0]
@@ -88,6 +91,7 @@ class CompileSlot:
                 stdin_file.write(stdin)
                 stdin_file.seek(0)
                 socket.send_fds(self.sock, [body], [stdin_file.fileno(), *(w for _, w in pipes)])
+            self.ran = True
         except BaseException:
             for r, _ in pipes:
                 os.close(r)
@@ -100,18 +104,23 @@ class CompileSlot:
         return pipes[0][0], pipes[1][0], pipes[2][0]
 
     def discard(self) -> None:
-        """Unused (a cache hit, a compile elsewhere): its launcher reads end of file and exits (PID 1 reaps it);
-        its group goes on the forker thread, once the launcher is gone."""
+        """Let it go unused (a cache hit, a compile elsewhere): its launcher reads end of file and exits, killing
+        nothing (PID 1 reaps it). Its group goes with the run (``Primed.close``)."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None
         self.claimed = True
-        self.ended = True  # no stage of it will run: on end of file its launcher only exits
-        _forker.later(self.remove)
+
+    def gone(self, timeout: float) -> bool:
+        """Wait (bounded) for its launcher to be gone."""
+        return bool(select.select([self.pidfd], [], [], timeout)[0])
 
     def remove(self) -> None:
+        """Once its launcher is gone (bounded wait): close our pidfd and remove its group (once; forker thread)."""
+        if self.pidfd < 0:
+            return
         with contextlib.suppress(OSError):
-            select.select([self.pidfd], [], [], 1.0)
+            self.gone(1.0)
         os.close(self.pidfd)
         self.pidfd = -1
         with contextlib.suppress(OSError):
@@ -161,7 +170,7 @@ class Launch:
         """Unused: let PID 1 read end of file and exit (bwrap with it), reap, remove the groups."""
         from ._sandbox import _reap
 
-        if self.compile is not None and not self.compile.claimed:
+        if self.compile is not None:
             self.compile.discard()
         if self.sock is not None:
             self.sock.close()
@@ -209,6 +218,13 @@ class Primed:
         slot.claimed = True
         return slot
 
+    def compile_done(self) -> None:
+        """The run's compile stage is over, or it needed none (a cache hit): an unused slot's launcher may exit
+        now, while the run stage is set up."""
+        slot = self.launch.compile
+        if slot is not None and not slot.claimed:
+            slot.discard()
+
     def claim(self, caps: SandboxCaps, workdir: str, roots: tuple[str, ...]) -> Launch | None:
         """The sandbox, if a run stage with this sandbox, work directory and roots may start in it and none did
         yet (the stage then owns the launch: process, pipes, group); else None. An unused compile slot is let
@@ -217,8 +233,10 @@ class Primed:
         if launch.claimed or not self._fits(caps, workdir, roots) or not launch.alive():
             return None
         slot = launch.compile
-        if slot is not None and not slot.claimed:
+        if slot is not None and not slot.ran:
             slot.discard()
+            if not slot.gone(_LET_GO_WAIT):  # the run's program must not see it (a process list would differ)
+                return None
         elif slot is not None and not slot.ended:
             return None  # its compile stage could not make sure its launcher was gone: the run starts elsewhere
         launch.claimed = True
@@ -236,6 +254,10 @@ class Primed:
         """Stop the sandbox if no stage used it, remove the work directory, free the uid (in that order: the uid
         is another run's only once nothing of this one runs as it)."""
         try:
+            slot = self.launch.compile
+            if slot is not None and not slot.ran:  # (a slot that ran a stage is removed by that stage)
+                slot.discard()
+                _forker.later(slot.remove)
             if not self.launch.claimed:
                 self.launch.claimed = True
                 self.launch.discard(self.uid)

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ._primed import CompileSlot, Launch, Primed
 
 _READ = 65536
+_SLOT_GONE = 2.0  # seconds a compile slot's launcher may take to end after its stage (a kill ends it at once)
 SANDBOX_WORKDIR = "/box"
 _CPU_POLL = 0.02  # seconds between reads of the run's CPU accounting while it runs
 _PR_SET_CHILD_SUBREAPER = 36
@@ -660,7 +661,8 @@ def run_stage(
     finally:
         if cgroup is not None and slot is not None:
             cgroup.kill_all()
-            _forker.later(slot.remove)
+            if slot.ran:  # (else its group goes with the run: ``Primed.close``, once the run stage no longer waits)
+                _forker.later(slot.remove)
         elif cgroup is not None and launch is not None:
             # nothing of the run is left alive after kill_all; removing the empty group can wait on the kernel
             # (``_forker``), so the thread preparing the next sandbox does it
@@ -1303,7 +1305,7 @@ def _run_slot(
         )
     except OSError:
         # gone (killed from outside while it waited) or a message too large: start it cold, in the slot's group
-        slot.ended = True
+        slot.ended = slot.gone(_SLOT_GONE)
         return _run(caps, argv, env, workdir, stdin, limits, roots, cgroup, sink=sink)
     if refill is not None:
         refill()  # the next run's sandboxes, while this one compiles
@@ -1313,8 +1315,9 @@ def _run_slot(
         if got.reason is not None:
             cgroup.kill_all()  # the slot's launcher and all the compile started: none of them is PID 1
         # the launcher exits once all of the compile is reaped (bounded: a kill ends it at once)
-        slot.ended = bool(select.select([slot.pidfd], [], [], 2.0)[0])
+        slot.ended = slot.gone(_SLOT_GONE)
         launched = b""
+        os.set_blocking(report_r, False)  # a launcher not gone yet still holds the write end
         with contextlib.suppress(OSError):
             launched = os.read(report_r, 64)
     finally:

@@ -281,6 +281,8 @@ class LocalEngine:
     ) -> Result:
         work.write((f.name, f.data) for f in job.files)
         compiled = self.compile_stage(job, tc, limits, caps, work.path, live=live, primed=primed)
+        if primed is not None:
+            primed.compile_done()
         if compiled is not None and stage_failed(compiled):
             return self.judge_stages(job, tc, limits, caps, compiled, None)
         return self.run_program(

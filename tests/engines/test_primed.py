@@ -121,20 +121,44 @@ def test_a_compiled_run_compiles_and_runs_in_one_prepared_sandbox(engine: LocalE
     assert slot.claimed and slot.ended and primed.launch.claimed  # the compile in the slot, the run in the sandbox
 
 
-def test_a_compile_cache_hit_lets_the_compile_slot_go_and_runs_in_the_sandbox(engine: LocalEngine) -> None:
-    job = cc.Job.create(C_HELLO + f"// {marker()}\n", "c")
-    engine.run(job)  # compiled and stored
+COUNT_PROCESSES = (
+    "#include <ctype.h>\n#include <dirent.h>\n#include <stdio.h>\n"
+    "int main(void){ DIR *d = opendir(\"/proc\"); struct dirent *e; int n = 0;\n"
+    "  while ((e = readdir(d))) n += isdigit((unsigned char)e->d_name[0]) != 0;\n"
+    "  printf(\"%d\\n\", n); return 0; }\n"
+)
+
+
+def test_a_compile_cache_hit_lets_the_compile_slot_go_before_the_run_starts(engine: LocalEngine) -> None:
+    job = cc.Job.create(COUNT_PROCESSES + f"// {marker()}\n", "c")
+    assert engine.run(job).stdout == "2\n"  # compiled and stored; PID 1 and the program
+    for _ in range(20):  # cache hits: the unused slot's launcher is gone before the program starts, every time
+        primed = waiting(engine, job)[0]
+        slot = primed.launch.compile
+        assert slot is not None
+        pidfd = os.pidfd_open(slot.pid)
+        try:
+            r = engine.run(job)
+            assert (r.verdict, r.stdout) == ("ok", "2\n"), r
+            assert primed.launch.claimed  # the run used the prepared sandbox
+            assert select.select([pidfd], [], [], 0)[0]  # and the slot was gone
+        finally:
+            os.close(pidfd)
+
+
+def test_a_run_stage_never_starts_beside_a_compile_slot_that_is_still_there(engine: LocalEngine) -> None:
+    job = cc.Job.create(COUNT_PROCESSES + f"// {marker()}\n", "c")
+    engine.run(job)  # compiled and stored: the next run lets its slot go
     primed = waiting(engine, job)[0]
     slot = primed.launch.compile
     assert slot is not None
-    pidfd = os.pidfd_open(slot.pid)
+    os.kill(slot.pid, signal.SIGSTOP)  # a launcher that cannot exit when let go
     try:
         r = engine.run(job)
-        assert (r.verdict, r.stdout) == ("runtime_error", "c\n"), r
-        assert primed.launch.claimed  # the run used the prepared sandbox
-        assert select.select([pidfd], [], [], 5.0)[0]  # the unused slot's launcher is gone
     finally:
-        os.close(pidfd)
+        os.kill(slot.pid, signal.SIGKILL)
+    assert (r.verdict, r.stdout) == ("ok", "2\n"), r  # the program saw no launcher of ours
+    assert not primed.launch.claimed  # it ran elsewhere
 
 
 def test_the_test_runs_of_a_compiled_program_start_in_prepared_sandboxes(engine: LocalEngine) -> None:
