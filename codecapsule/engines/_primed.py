@@ -42,11 +42,9 @@ import contextlib
 import os
 import select
 import socket
-import tempfile
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _forker, _ready, _standby, _workdir
@@ -81,16 +79,14 @@ class CompileSlot:
     def alive(self) -> bool:
         return not select.select([self.pidfd], [], [], 0)[0]
 
-    def start(self, argv: list[str], env: dict[str, str], limits: str, stdin: bytes) -> tuple[int, int, int]:
-        """Send the stage; our ends of its stdout, stderr and report pipes. OSError if the launcher is gone."""
+    def start(self, argv: list[str], env: dict[str, str], limits: str, stdin_fd: int) -> tuple[int, int, int]:
+        """Send the stage (``stdin_fd``: a file holding its input); our ends of its stdout, stderr and report
+        pipes. OSError if the launcher is gone."""
         assert self.sock is not None
         body = _message(argv, env, limits)
         pipes = [os.pipe() for _ in range(3)]
         try:
-            with tempfile.TemporaryFile() as stdin_file:
-                stdin_file.write(stdin)
-                stdin_file.seek(0)
-                socket.send_fds(self.sock, [body], [stdin_file.fileno(), *(w for _, w in pipes)])
+            socket.send_fds(self.sock, [body], [stdin_fd, *(w for _, w in pipes)])
             self.ran = True
         except BaseException:
             for r, _ in pipes:
@@ -367,7 +363,7 @@ def _launch(caps: SandboxCaps, workdir: str, roots: tuple[str, ...], compiles: b
             raise OSError("bubblewrap did not start the prepared sandbox")
         if slot_ours is not None:
             try:
-                slot = _compile_slot(caps, cgroups, ours, slot_ours, init_fd)
+                slot = _compile_slot(caps, cgroups, ours, slot_ours, standby.proc.pid)
             except BaseException:
                 os.close(init_fd)
                 raise
@@ -381,15 +377,16 @@ def _launch(caps: SandboxCaps, workdir: str, roots: tuple[str, ...], compiles: b
 
 
 def _compile_slot(
-    caps: SandboxCaps, cgroups: CgroupSupport, ours: socket.socket, slot_sock: socket.socket, init_fd: int
+    caps: SandboxCaps, cgroups: CgroupSupport, ours: socket.socket, slot_sock: socket.socket, bwrap: int
 ) -> CompileSlot:
-    """PID 1 has forked the slot's launcher and says so ("C"): move that child (PID 1's only one) into a new group
-    of its own, where the compile stage will run."""
+    """PID 1 (bwrap's child) has forked the slot's launcher and says so ("C"): move that child (PID 1's only one)
+    into a new group of its own, where the compile stage will run."""
     from ._sandbox import _children, _join
 
     if not select.select([ours], [], [], _SLOT_WAIT)[0] or ours.recv(1) != b"C":
         raise OSError("the prepared sandbox's PID 1 did not start the compile slot")
-    children = _children(_pidfd_pid(init_fd))
+    inits = _children(bwrap)
+    children = _children(inits[0]) if len(inits) == 1 else []
     if len(children) != 1:
         raise OSError(f"the prepared sandbox's PID 1 has {len(children)} children, not the compile slot alone")
     pidfd = os.pidfd_open(children[0])
@@ -409,15 +406,6 @@ def _compile_slot(
         os.close(pidfd)
         raise
     return CompileSlot(slot_sock, children[0], pidfd, cgroup)
-
-
-def _pidfd_pid(pidfd: int) -> int:
-    """The pid a pidfd of ours refers to."""
-    for line in Path(f"/proc/self/fdinfo/{pidfd}").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key == "Pid":
-            return int(value)
-    raise OSError("no pid in the pidfd's fdinfo")
 
 
 _pools: weakref.WeakSet[PrimedPool] = weakref.WeakSet()

@@ -1300,9 +1300,11 @@ def _run_slot(
     cgroup.start_accounting()  # the slot's wait is not the compile's CPU time
     try:
         # bwrap sets PWD after its --chdir for what it execs; here the launcher sets the environment: say it alike
-        out_r, err_r, report_r = slot.start(
-            argv, {**env, "PWD": SANDBOX_WORKDIR}, _limit_list(_rlimits(caps, limits, cgroup)), stdin
-        )
+        with _stdin_file(stdin) as stdin_file:
+            assert not isinstance(stdin_file, int)  # (all of a compile's input: a file)
+            out_r, err_r, report_r = slot.start(
+                argv, {**env, "PWD": SANDBOX_WORKDIR}, _limit_list(_rlimits(caps, limits, cgroup)), stdin_file.fileno()
+            )
     except OSError:
         # gone (killed from outside while it waited) or a message too large: start it cold, in the slot's group
         slot.ended = slot.gone(_SLOT_GONE)

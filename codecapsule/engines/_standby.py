@@ -255,11 +255,14 @@ def _pool(perl: str, support: _cgroups.CgroupSupport, seccomp: bytes | None, ini
         return pool
 
 
+def _all_pools() -> list[_Pool]:
+    with _pools_lock:
+        return list(_pools.values())
+
+
 def release_all() -> None:
     """Let every waiting standby exit and remove its group (the next stage prepares new ones)."""
-    with _pools_lock:
-        pools = list(_pools.values())
-    for pool in pools:
+    for pool in _all_pools():
         pool.release()
 
 
@@ -282,7 +285,5 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 def _close_all() -> None:
     global _closing
     _closing = True
-    with _pools_lock:
-        pools = list(_pools.values())
-    for pool in pools:
+    for pool in _all_pools():
         pool.close()

@@ -182,8 +182,8 @@ class LocalEngine:
         ``compiles=False``: the run has no compile stage (a program compiled before, ``_compiled``)."""
         # a compiled language's compile stage may start in it too, in a slot of its own (the same roots: no
         # precompiled header, not the warm javac)
-        slot = compiles and job.lang.compiled and not (job.language == "java" and self.warm)
-        pool = self._primed_pool(self.run_roots(tc, job.language), slot)
+        with_slot = compiles and job.lang.compiled and not (job.language == "java" and self.warm)
+        pool = self._primed_pool(self.run_roots(tc, job.language), with_slot)
         primed = pool.take() if pool is not None else None
         if primed is not None:
             try:
